@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Configures (once) and builds Kennel with ninja + ccache.
+#   BUILD_DIR   build folder (default: build)
+#   BUILD_TYPE  CMake build type (default: RelWithDebInfo)
+#   SANITIZE=1  ASan + UBSan build (use another BUILD_DIR, e.g. build-asan)
+# Extra arguments are passed to ninja (e.g. a target name).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build}
+BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo}
+SANITIZE=${SANITIZE:-0}
+export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/kennel-ccache}
+export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}
+# Precompiled headers and ccache agree only with these (ccache docs, "Precompiled headers").
+export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}
+
+if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
+  sanitize_flag=OFF
+  [[ "$SANITIZE" == 1 ]] && sanitize_flag=ON
+  cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$BUILD_TYPE" -DKENNEL_SANITIZE="$sanitize_flag"
+fi
+# Each LibTorch translation unit needs ~1.5 GB of RAM to compile; 2 jobs fit easily.
+ninja -C "$BUILD_DIR" -j "${JOBS:-$(nproc)}" "$@"

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs everything Kennel needs from Debian's registry. Idempotent: it runs
+# `apt-get update` and `apt-get install` only when a package is missing, so a
+# second run on a ready machine takes well under a second.
+set -euo pipefail
+
+DEBIAN_PACKAGES=(
+  # build
+  build-essential cmake ninja-build ccache pkg-config clang-format clang-tidy
+  # engine and libraries (see DESIGN.md, "Chosen dependencies")
+  libtorch-dev libopenblas0-pthread
+  libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
+  nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
+  libsqlite3-dev libcurl4-openssl-dev libcpp-httplib-dev libssl-dev zlib1g-dev libjpeg62-turbo-dev
+  libprotobuf-dev protobuf-compiler
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3 python3-pytest python3-numpy python3-pil python3-torch python3-torchvision
+  # data
+  dataset-fashion-mnist
+)
+
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${#missing[@]} Debian package(s): ${missing[*]}"
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all ${#DEBIAN_PACKAGES[@]} Debian packages present"
+fi

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Sets up, builds and runs every test: ctest (unit tests) and pytest
+# (integration tests driving the real `kennel` binary, and parity tests
+# against Debian's torch + torchvision). Ends with both runners' summaries.
+#   BUILD_DIR  build folder (default: build)
+#   PYTHON     interpreter with torch/torchvision/pytest (default: Debian's /usr/bin/python3)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build}
+PYTHON=${PYTHON:-/usr/bin/python3}
+
+bash scripts/setup.sh || exit 1
+BUILD_DIR="$BUILD_DIR" bash scripts/build.sh || exit 1
+export KENNEL_BUILD_DIR
+KENNEL_BUILD_DIR=$(realpath "$BUILD_DIR")
+
+ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)" --timeout 300
+ctest_status=$?
+"$PYTHON" -m pytest tests/integration tests/parity -q -p no:cacheprovider
+pytest_status=$?
+if ((ctest_status != 0 || pytest_status != 0)); then
+  echo "tests failed: ctest exit $ctest_status, pytest exit $pytest_status"
+  exit 1
+fi

@@ -1,0 +1,35 @@
+// The CLI's shared pieces: global options every subcommand sees, and the
+// registration function of each subcommand group. Subcommand files are thin:
+// parse flags, translate them into library options in one place, call the
+// library, print. Library errors travel as kennel::Error and main() turns them
+// into one message and an exit code (status.h's table).
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+namespace kennel::cli {
+
+struct GlobalOptions {
+  std::string home;               // --home, else $KENNEL_HOME, else ./kennel-runs
+  std::string log_level = "info";  // --log-level, else $KENNEL_LOG_LEVEL
+
+  std::filesystem::path home_dir() const;
+};
+
+struct CommandContext {
+  GlobalOptions global;
+  int exit_code = 0;  // a command that ran but failed (e.g. an unusable dataset) sets 1
+};
+
+void register_data_commands(CLI::App& app, CommandContext& context);
+void register_jobs_commands(CLI::App& app, CommandContext& context);
+void register_train_command(CLI::App& app, CommandContext& context);
+void register_evaluate_command(CLI::App& app, CommandContext& context);
+
+// Builds the whole command tree (also used by the tests that check the flag table).
+void build_cli(CLI::App& app, CommandContext& context);
+
+}  // namespace kennel::cli

@@ -1,0 +1,108 @@
+#include "kennel/job/evaluate_job.h"
+
+#include <ATen/Parallel.h>
+#include <torch/utils.h>
+
+#include "kennel/data/image_folder.h"
+#include "kennel/data/loader.h"
+#include "kennel/models/model_dir.h"
+#include "kennel/train/batch_sources.h"
+#include "kennel/train/trainer.h"
+#include "kennel/util/parallel.h"
+#include "kennel/util/progress.h"
+
+namespace kennel::job {
+
+namespace fs = std::filesystem;
+
+namespace {
+class EvalModel : public train::TrainableModel {
+ public:
+  explicit EvalModel(models::Classifier classifier) : classifier_(std::move(classifier)) {}
+  at::Tensor forward(const at::Tensor& inputs) override { return classifier_->forward(inputs); }
+  void set_training(bool) override { classifier_->set_training(false); }
+  std::vector<at::Tensor> trainable_parameters() override { return {}; }
+  torch::nn::Module& module() override { return *classifier_; }
+
+ private:
+  models::Classifier classifier_;
+};
+
+train::ConfusionMatrix to_matrix(const at::Tensor& confusion) {
+  const at::Tensor cpu = confusion.to(at::kCPU).contiguous();
+  const int64_t n = cpu.size(0);
+  train::ConfusionMatrix matrix(static_cast<size_t>(n), std::vector<int64_t>(static_cast<size_t>(n)));
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < n; ++j) matrix[static_cast<size_t>(i)][static_cast<size_t>(j)] = cpu[i][j].item<int64_t>();
+  }
+  return matrix;
+}
+}  // namespace
+
+Result<fs::path> resolve_model_dir(const std::string& model, const fs::path& home) {
+  std::error_code error;
+  if (fs::is_directory(model, error)) {
+    if (fs::exists(fs::path(model) / "model.json", error)) return fs::path(model);
+    if (fs::exists(fs::path(model) / "model" / "model.json", error)) return fs::path(model) / "model";
+  }
+  const fs::path job_model = home / "jobs" / model / "model";
+  if (fs::exists(job_model / "model.json", error)) return job_model;
+  return not_found("'{}' is neither a model directory (with model.json) nor a completed job in '{}'", model,
+                   home.string());
+}
+
+Result<EvaluateResult> evaluate_model(const std::string& model, const fs::path& data, const fs::path& home,
+                                      const EvaluateOptions& options) {
+  if (options.batch_size < 1) return invalid_argument("--batch-size must be >= 1, got {}", options.batch_size);
+  auto model_dir = resolve_model_dir(model, home);
+  if (!model_dir.ok()) return model_dir.status();
+  auto loaded = models::load_model_dir(*model_dir);
+  if (!loaded.ok()) return loaded.status();
+  data::ScanOptions scan;
+  scan.valid_fraction = 0;
+  auto index = data::scan_image_folder(data, scan);
+  if (!index.ok()) return index.status();
+  if (index->classes != loaded->info.classes) {
+    return failed_precondition("the classes of '{}' ({}) differ from the model's ({}): evaluate on a dataset "
+                               "with the same class folders",
+                               data.string(), index->classes.size(), loaded->info.classes.size());
+  }
+  std::string split_name = options.split;
+  if (split_name.empty()) split_name = index->find_split("test") ? "test" : "valid";
+  const data::Split* split = index->find_split(split_name);
+  if (split == nullptr || split->samples.empty()) {
+    return not_found("dataset '{}' has no '{}' split with images", data.string(), split_name);
+  }
+  const int threads = options.threads > 0 ? options.threads : default_thread_count();
+  at::set_num_threads(threads);
+  data::TransformSpec transform;
+  transform.resize = static_cast<int>(loaded->info.resize);
+  transform.crop = static_cast<int>(loaded->info.input_size);
+  transform.mean = loaded->info.mean;
+  transform.std = loaded->info.std;
+  data::LoaderOptions loader_options;
+  loader_options.batch_size = options.batch_size;
+  loader_options.threads = threads;
+  loader_options.layout = data::PixelLayout::kHwc;
+  data::ImageLoader loader(split->samples, data::ImagePipeline(transform), loader_options);
+  train::ImageBatchSource source(loader);
+  models::Classifier classifier = loaded->classifier;
+  classifier->to(at::MemoryFormat::ChannelsLast);
+  EvalModel eval_model(classifier);
+  train::TrainerOptions eval_options;
+  eval_options.num_classes = static_cast<int64_t>(index->classes.size());
+  eval_options.channels_last = true;
+  const train::EvalMetrics metrics = train::evaluate(eval_model, source, eval_options);
+
+  EvaluateResult result;
+  result.split = split_name;
+  result.report = train::make_classification_report(to_matrix(metrics.confusion), index->classes);
+  result.report.loss = metrics.loss;
+  result.report.top5_accuracy = metrics.top5_accuracy;
+  result.skipped = loader.stats().skipped;
+  result.out = options.out.empty() ? model_dir->parent_path() / "evaluation" : options.out;
+  KENNEL_RETURN_IF_ERROR(train::write_classification_report(result.out, split_name + "_", result.report));
+  return result;
+}
+
+}  // namespace kennel::job

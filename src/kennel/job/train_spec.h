@@ -1,0 +1,88 @@
+// TrainSpec: everything a training job needs, as one flat set of keys that
+// a spec file (YAML or JSON), command-line flags (`--lr 0.01`,
+// `--batch-size 64`, or `--set key=value`) and a tuner all address by name.
+//
+// One table (train_spec_keys()) describes every key: its type, default,
+// allowed values and help. The CLI builds its flags from it, the parser
+// rejects unknown keys from it, and `resolve()` validates every value in
+// one place, naming the key. The resolved spec (all defaults filled) is what
+// a job saves as spec.json. Thread-safety: values.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "kennel/util/status.h"
+
+namespace kennel::job {
+
+struct TrainSpec {
+  // identity and data
+  std::string name;          // empty: <arch>-<yyyymmdd-hhmmss>
+  std::string data;          // ImageFolder root (required)
+  double valid_ratio = 0.2;  // held out of train when valid/ is missing
+  // model
+  std::string arch = "resnet50";
+  std::string pretrained;  // weight file; "none" = random init; empty = the arch's default if any
+  std::vector<int64_t> head;  // hidden sizes: [] one Linear, [256] Linear-ReLU-Dropout-Linear
+  double dropout = 0.5;       // in the head, when it has hidden layers
+  std::string freeze = "backbone";  // backbone | none | last:N
+  // hyperparameters
+  double lr = 1e-3;
+  int64_t batch_size = 32;
+  int64_t epochs = 5;
+  std::string optimizer = "adam";  // sgd | momentum | adam | adamw
+  double momentum = 0.9;           // for momentum (and sgd when > 0 is wanted, use momentum)
+  double weight_decay = 0;
+  std::string lr_schedule = "constant";  // constant | step | cosine
+  int64_t lr_step_epochs = 0;            // step schedule period; 0 = max(1, epochs / 3)
+  double lr_gamma = 0.1;                 // step schedule factor
+  double warmup_epochs = 0;              // linear warm-up from 0, in (fractional) epochs
+  double label_smoothing = 0;
+  // input
+  int64_t input_size = 224;  // crop size fed to the model
+  int64_t resize = 0;        // shorter side before the center crop; 0 = input_size * 256 / 224
+  bool augment = false;      // random resized crop + flip for training
+  // runtime
+  uint64_t seed = 0;
+  int64_t threads = 0;            // CPU threads (0 = all); split between decode and compute
+  std::string device = "auto";    // auto | cpu | cuda | cuda:N
+  std::string precision = "fp32";  // fp32 | bf16 (CPU autocast) | fp16 (CUDA autocast)
+  bool feature_cache = true;      // frozen backbone + no augmentation: train the head on cached features
+  int64_t max_steps = 0;          // stop after this many steps (0 = no limit; for smoke tests)
+  bool export_pth = false;        // also write model/model.pth for Python users
+};
+
+enum class SpecKeyType { kString, kInt, kFloat, kBool, kIntList };
+
+struct SpecKey {
+  std::string name;  // as in the file; the flag is --name with '_' -> '-'
+  SpecKeyType type;
+  std::string help;
+  std::function<void(TrainSpec&, const nlohmann::json&)> set;  // throws kennel::Error naming the key
+  std::function<nlohmann::json(const TrainSpec&)> get;
+};
+
+// The one table of keys.
+const std::vector<SpecKey>& train_spec_keys();
+
+// Applies every key of a JSON object (unknown keys: kInvalidArgument naming
+// the key and the closest known one). Values may be strings ("0.01") as from flags.
+Status apply_spec_json(TrainSpec& spec, const nlohmann::json& object, const std::string& origin);
+
+// Reads a YAML or JSON spec file (YAML is a superset; .json files are parsed as JSON).
+Result<nlohmann::json> read_spec_file(const std::filesystem::path& path);
+
+// Fills dependent defaults and validates every value, naming the key:
+// "lr must be > 0, got -0.1". Checks the data path exists.
+Result<TrainSpec> resolve_train_spec(TrainSpec spec);
+
+nlohmann::json to_json(const TrainSpec& spec);
+
+}  // namespace kennel::job

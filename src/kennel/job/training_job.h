@@ -1,0 +1,47 @@
+// A training job: the one place that turns a TrainSpec into a run. It checks
+// the inputs before creating anything (a bad spec, dataset or weight file
+// leaves nothing behind), creates the job directory and registry row, builds
+// data, model, optimizer and trainer, attaches the callbacks the job needs
+// (metrics, checkpoints, heartbeat, stop-on-signal), and records the outcome:
+// Completed with final metrics and artifacts (model/, evaluation), Stopped
+// (SIGINT/SIGTERM, resumable), or Failed with the reason.
+//
+// Job directory: <home>/jobs/<name>/{spec.json, log.txt, metrics.jsonl,
+// events/, checkpoints/, model/, evaluation/}. Thread-safety: one job per process.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "kennel/job/train_spec.h"
+#include "kennel/store/job_registry.h"
+#include "kennel/util/status.h"
+
+namespace kennel::job {
+
+struct TrainJobOptions {
+  std::filesystem::path home;  // KENNEL_HOME
+  bool quiet = false;          // no progress bars or metric lines on stdout
+  std::string parent;          // tuning job that owns this trial
+};
+
+struct TrainJobResult {
+  std::string name;
+  store::JobStatus status = store::JobStatus::kFailed;
+  std::string reason;
+  nlohmann::json final_metrics = nlohmann::json::object();
+  std::filesystem::path job_dir;
+};
+
+// Usage errors (bad spec, missing data, bad weights, unwritable home) are
+// returned as a non-OK Result before anything is created. Once the job
+// exists, failures are recorded in the registry and returned in the result.
+Result<TrainJobResult> run_training_job(const TrainSpec& spec, const TrainJobOptions& options);
+// Continues a Stopped or Failed job from its last checkpoint with its saved spec.
+Result<TrainJobResult> resume_training_job(const std::string& name, const TrainJobOptions& options);
+
+std::filesystem::path job_directory(const std::filesystem::path& home, const std::string& name);
+
+}  // namespace kennel::job

@@ -1,0 +1,139 @@
+#include "kennel/models/model_dir.h"
+
+#include <cstdlib>
+#include <random>
+
+#include <nlohmann/json.hpp>
+#include <torch/version.h>
+
+#include "kennel/models/weight_file.h"
+#include "kennel/util/fs.h"
+#include "kennel/util/version.h"
+
+namespace kennel::models {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+json to_json(const ModelInfo& info) {
+  return {{"format_version", kModelFormatVersion},
+          {"arch", info.arch},
+          {"head", info.head_hidden},
+          {"dropout", info.dropout},
+          {"num_classes", info.classes.size()},
+          {"classes", info.classes},
+          {"input_size", info.input_size},
+          {"resize", info.resize},
+          {"preprocessing",
+           {{"color", "RGB"},
+            {"resize", "shorter side to 'resize', antialiased bilinear (PIL semantics)"},
+            {"crop", "center crop to input_size x input_size"},
+            {"scale", "pixel / 255"},
+            {"mean", info.mean},
+            {"std", info.std}}},
+          {"weights", "model.safetensors"},
+          {"source_job", info.source_job},
+          {"pretrained", info.pretrained},
+          {"kennel_version", kVersion},
+          {"libtorch_version", TORCH_VERSION}};
+}
+
+Result<ModelInfo> model_info_from_json(const json& j, const std::string& origin) {
+  try {
+    if (j.value("format_version", 0) > kModelFormatVersion) {
+      return failed_precondition("{}: format_version {} is newer than this kennel reads ({})", origin,
+                                 j.value("format_version", 0), kModelFormatVersion);
+    }
+    ModelInfo info;
+    info.arch = j.at("arch").get<std::string>();
+    info.head_hidden = j.value("head", std::vector<int64_t>{});
+    info.dropout = j.value("dropout", 0.5);
+    info.classes = j.at("classes").get<std::vector<std::string>>();
+    info.input_size = j.value("input_size", int64_t{224});
+    info.resize = j.value("resize", int64_t{256});
+    if (j.contains("preprocessing")) {
+      const auto& pre = j.at("preprocessing");
+      info.mean = pre.value("mean", info.mean);
+      info.std = pre.value("std", info.std);
+    }
+    info.source_job = j.value("source_job", "");
+    info.pretrained = j.value("pretrained", "");
+    if (info.classes.empty()) return invalid_argument("{}: 'classes' is empty", origin);
+    return info;
+  } catch (const json::exception& error) {
+    return invalid_argument("{}: {}", origin, error.what());
+  }
+}
+
+Status save_model_dir(const fs::path& dir, Classifier& classifier, const ModelInfo& info, bool export_pth) {
+  std::random_device random;
+  const fs::path staging = dir.parent_path() / fmt::format(".{}.tmp-{:x}", dir.filename().string(), random());
+  KENNEL_RETURN_IF_ERROR(kennel::create_directories(staging));
+  const StateDict state = state_dict_of(*classifier);
+  Status status = write_safetensors(staging / "model.safetensors", state,
+                                    {{"format", "pt"}, {"arch", info.arch}, {"kennel_version", kVersion}});
+  if (status.ok()) status = write_file_atomic(staging / "model.json", to_json(info).dump(2) + "\n");
+  if (status.ok() && export_pth) status = write_pth(staging / "model.pth", state);
+  std::error_code error;
+  if (status.ok()) {
+    const fs::path previous = dir.parent_path() / fmt::format(".{}.old-{:x}", dir.filename().string(), random());
+    const bool had_previous = fs::exists(dir, error);
+    if (had_previous) fs::rename(dir, previous, error);
+    if (!error) fs::rename(staging, dir, error);
+    if (error) {
+      status = internal_error("cannot move the model into '{}': {}", dir.string(), error.message());
+      if (had_previous) fs::rename(previous, dir, error);
+    } else if (had_previous) {
+      fs::remove_all(previous, error);
+    }
+  }
+  if (!status.ok()) fs::remove_all(staging, error);
+  return status;
+}
+
+Result<LoadedModel> load_model_dir(const fs::path& dir) {
+  const fs::path json_path = dir / "model.json";
+  auto text = read_file_text(json_path);
+  if (!text.ok()) {
+    return not_found("'{}' is not a Kennel model directory: {} is missing (a model is a job's model/ folder)",
+                     dir.string(), json_path.string());
+  }
+  json parsed;
+  try {
+    parsed = json::parse(*text);
+  } catch (const json::exception& error) {
+    return invalid_argument("'{}' is not valid JSON: {}", json_path.string(), error.what());
+  }
+  auto info = model_info_from_json(parsed, json_path.string());
+  if (!info.ok()) return info.status();
+  ModelSpec spec;
+  spec.arch = info->arch;
+  spec.head_hidden = info->head_hidden;
+  spec.dropout = info->dropout;
+  spec.num_classes = static_cast<int64_t>(info->classes.size());
+  spec.freeze = "none";
+  auto classifier = build_classifier(spec);
+  if (!classifier.ok()) return classifier.status().with_context(json_path.string());
+  auto state = read_weight_file(dir / "model.safetensors");
+  if (!state.ok()) return state.status();
+  LoadOptions options;
+  options.drop_mismatched_head = false;
+  auto report = apply_state_dict(*classifier, *state, options);
+  if (!report.ok()) return report.status().with_context(fmt::format("loading the model in '{}'", dir.string()));
+  (*classifier)->set_training(false);
+  return LoadedModel{std::move(info).value(), std::move(classifier).value()};
+}
+
+std::string default_pretrained_weights(const std::string& arch) {
+  fs::path dir;
+  if (const char* env = std::getenv("KENNEL_WEIGHTS_DIR"); env != nullptr && *env != '\0') {
+    dir = env;
+  } else if (const char* home = std::getenv("HOME"); home != nullptr) {
+    dir = fs::path(home) / ".cache" / "kennel" / "weights";
+  }
+  const fs::path candidate = dir / (arch + ".safetensors");
+  std::error_code error;
+  return fs::exists(candidate, error) ? candidate.string() : std::string();
+}
+
+}  // namespace kennel::models

@@ -1,0 +1,56 @@
+// A trained model on disk: `model/model.safetensors` (the classifier's state
+// dict, torchvision names), `model/model.json` (architecture, head, classes,
+// input size, resize/crop policy, mean/std, versions, source job) and, on
+// request, `model/model.pth` for `torch.load` + torchvision. This is what
+// `kennel evaluate`, `kennel serve` and `kennel predict` load.
+// The directory is written under a temporary name and renamed into place.
+// Thread-safety: free functions.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "kennel/models/classifier.h"
+#include "kennel/util/status.h"
+
+namespace kennel::models {
+
+inline constexpr int kModelFormatVersion = 1;
+
+struct ModelInfo {
+  std::string arch;
+  std::vector<int64_t> head_hidden;
+  double dropout = 0.5;
+  std::vector<std::string> classes;
+  int64_t input_size = 224;
+  int64_t resize = 256;
+  std::array<float, 3> mean = {0.485f, 0.456f, 0.406f};
+  std::array<float, 3> std = {0.229f, 0.224f, 0.225f};
+  std::string source_job;
+  std::string pretrained;
+};
+
+nlohmann::json to_json(const ModelInfo& info);
+Result<ModelInfo> model_info_from_json(const nlohmann::json& json, const std::string& origin);
+
+// Writes dir/{model.safetensors, model.json[, model.pth]}; an existing dir is replaced only after the new one is complete.
+Status save_model_dir(const std::filesystem::path& dir, Classifier& classifier, const ModelInfo& info,
+                      bool export_pth);
+
+struct LoadedModel {
+  ModelInfo info;
+  Classifier classifier{nullptr};  // eval mode, CPU
+};
+// Errors name the directory and the missing/corrupt file.
+Result<LoadedModel> load_model_dir(const std::filesystem::path& dir);
+
+// The default pretrained weight file for an architecture, or "" when there is
+// none: `<arch>.safetensors` in $KENNEL_WEIGHTS_DIR, else ~/.cache/kennel/weights.
+std::string default_pretrained_weights(const std::string& arch);
+
+}  // namespace kennel::models

@@ -1,0 +1,215 @@
+#include "kennel/train/trainer.h"
+
+#include <chrono>
+
+#include <ATen/autocast_mode.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+#include <torch/types.h>
+#include <torch/utils.h>
+
+#include "kennel/util/status.h"
+
+namespace kennel::train {
+
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Autocast for the forward pass only, as torch.autocast is used in PyTorch.
+class AutocastScope {
+ public:
+  AutocastScope(const std::string& precision, const c10::Device& device) {
+    if (precision == "fp32") return;
+    const auto dtype = precision == "bf16" ? at::kBFloat16 : at::kHalf;
+    if (device.is_cuda()) {
+      previous_enabled_ = at::autocast::is_enabled();
+      at::autocast::set_enabled(true);
+      at::autocast::set_autocast_gpu_dtype(dtype);
+      cuda_ = true;
+    } else {
+      previous_enabled_ = at::autocast::is_cpu_enabled();
+      at::autocast::set_cpu_enabled(true);
+      at::autocast::set_autocast_cpu_dtype(dtype);
+    }
+    at::autocast::increment_nesting();
+    active_ = true;
+  }
+  ~AutocastScope() {
+    if (!active_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    if (cuda_) {
+      at::autocast::set_enabled(previous_enabled_);
+    } else {
+      at::autocast::set_cpu_enabled(previous_enabled_);
+    }
+  }
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool active_ = false;
+  bool cuda_ = false;
+  bool previous_enabled_ = false;
+};
+}  // namespace
+
+Trainer::Trainer(TrainableModel& model, torch::optim::Optimizer& optimizer, BatchSource& train,
+                 BatchSource* valid, TrainerOptions options)
+    : model_(model), optimizer_(optimizer), train_(train), valid_(valid), options_(std::move(options)) {}
+
+void Trainer::add_callback(std::shared_ptr<TrainerCallback> callback) {
+  callbacks_.push_back(std::move(callback));
+}
+
+void Trainer::request_stop(const std::string& reason) {
+  std::lock_guard lock(stop_mutex_);
+  if (!stop_requested_.load()) stop_reason_ = reason;
+  stop_requested_ = true;
+}
+
+at::Tensor Trainer::prepare_inputs(const at::Tensor& inputs) const {
+  at::Tensor out = inputs.to(options_.device, /*non_blocking=*/true);
+  if (options_.channels_last && out.dim() == 4) out = out.contiguous(at::MemoryFormat::ChannelsLast);
+  return out;
+}
+
+at::Tensor Trainer::forward_with_precision(const at::Tensor& inputs) {
+  AutocastScope autocast(options_.precision, options_.device);
+  return model_.forward(inputs);
+}
+
+TrainOutcome Trainer::fit() {
+  TrainOutcome outcome;
+  for (auto& callback : callbacks_) callback->on_train_begin(*this);
+  namespace F = torch::nn::functional;
+  const auto loss_options = F::CrossEntropyFuncOptions().label_smoothing(options_.label_smoothing);
+
+  while (state_.epoch < options_.epochs && !stop_requested_) {
+    const int64_t epoch = state_.epoch;
+    if (state_.batch == 0) {
+      state_.loss_sum = state_.correct = state_.seen = state_.epoch_seconds = 0;
+    }
+    for (auto& callback : callbacks_) callback->on_epoch_begin(*this, epoch);
+    model_.set_training(true);
+    train_.start_epoch(epoch, state_.batch);
+    auto epoch_start = std::chrono::steady_clock::now();
+    const double seconds_before = state_.epoch_seconds;
+    while (!stop_requested_) {
+      if (options_.max_steps > 0 && state_.step >= options_.max_steps) {
+        request_stop(fmt::format("reached max_steps={}", options_.max_steps));
+        break;
+      }
+      const auto step_start = std::chrono::steady_clock::now();
+      auto batch = train_.next();
+      if (!batch) break;
+      const double lr = options_.schedule.lr_at(state_.step);
+      set_learning_rate(optimizer_, lr);
+      const at::Tensor inputs = prepare_inputs(batch->inputs);
+      const at::Tensor labels = batch->labels.to(options_.device);
+      optimizer_.zero_grad();
+      const at::Tensor logits = forward_with_precision(inputs).to(at::kFloat);
+      const at::Tensor loss = F::cross_entropy(logits, labels, loss_options);
+      if (!std::isfinite(loss.item<double>())) {
+        throw Error(failed_precondition(
+            "the training loss became {} at epoch {} step {}: the learning rate ({}) is probably "
+            "too high",
+            loss.item<double>(), epoch, state_.step + 1, lr));
+      }
+      loss.backward();
+      for (auto& callback : callbacks_) callback->on_after_backward(*this, *batch, logits, loss);
+      optimizer_.step();
+
+      const int64_t n = labels.size(0);
+      {
+        torch::NoGradGuard no_grad;
+        state_.correct += logits.argmax(1).eq(labels).sum().item<double>();
+      }
+      state_.loss_sum += loss.item<double>() * static_cast<double>(n);
+      state_.seen += static_cast<double>(n);
+      ++state_.step;
+      ++state_.batch;
+      StepResult step;
+      step.epoch = epoch;
+      step.step = state_.step;
+      step.batch = state_.batch - 1;
+      step.batch_size = n;
+      step.loss = loss.item<double>();
+      step.lr = lr;
+      step.seconds = seconds_since(step_start);
+      step.images_per_second = step.seconds > 0 ? static_cast<double>(n) / step.seconds : 0;
+      for (auto& callback : callbacks_) callback->on_step_end(*this, step);
+    }
+    state_.epoch_seconds = seconds_before + seconds_since(epoch_start);
+    if (stop_requested_) break;  // mid-epoch: the state says where to resume
+
+    EpochResult result;
+    result.epoch = epoch;
+    result.step = state_.step;
+    result.train_loss = state_.seen > 0 ? state_.loss_sum / state_.seen : 0;
+    result.train_accuracy = state_.seen > 0 ? state_.correct / state_.seen : 0;
+    result.seconds = state_.epoch_seconds;
+    result.images_per_second = result.seconds > 0 ? state_.seen / result.seconds : 0;
+    if (valid_ != nullptr && valid_->size() > 0) result.valid = evaluate(*valid_);
+    ++state_.epoch;
+    state_.batch = 0;
+    outcome.epochs.push_back(result);
+    for (auto& callback : callbacks_) callback->on_epoch_end(*this, result);
+  }
+  outcome.completed = state_.epoch >= options_.epochs;
+  {
+    std::lock_guard lock(stop_mutex_);
+    if (!outcome.completed) outcome.stop_reason = stop_reason_.empty() ? "stopped" : stop_reason_;
+  }
+  outcome.state = state_;
+  for (auto& callback : callbacks_) callback->on_train_end(*this, outcome);
+  return outcome;
+}
+
+EvalMetrics Trainer::evaluate(BatchSource& source) {
+  EvalMetrics metrics = train::evaluate(model_, source, options_);
+  model_.set_training(true);
+  return metrics;
+}
+
+EvalMetrics evaluate(TrainableModel& model, BatchSource& source, const TrainerOptions& options) {
+  torch::NoGradGuard no_grad;
+  model.set_training(false);
+  const int64_t classes = options.num_classes;
+  EvalMetrics metrics;
+  metrics.confusion = torch::zeros({classes, classes}, torch::kLong);
+  double loss_sum = 0, correct = 0, top5 = 0;
+  source.start_epoch(0, 0);
+  while (auto batch = source.next()) {
+    at::Tensor inputs = batch->inputs.to(options.device);
+    if (options.channels_last && inputs.dim() == 4) inputs = inputs.contiguous(at::MemoryFormat::ChannelsLast);
+    const at::Tensor labels = batch->labels.to(options.device);
+    at::Tensor logits;
+    {
+      AutocastScope autocast(options.precision, options.device);
+      logits = model.forward(inputs);
+    }
+    logits = logits.to(at::kFloat);
+    loss_sum += torch::nn::functional::cross_entropy(logits, labels).item<double>() *
+                static_cast<double>(labels.size(0));
+    const at::Tensor predicted = logits.argmax(1);
+    correct += predicted.eq(labels).sum().item<double>();
+    const int64_t k = std::min<int64_t>(5, classes);
+    const at::Tensor best = std::get<1>(logits.topk(k, 1));
+    top5 += best.eq(labels.unsqueeze(1)).any(1).sum().item<double>();
+    metrics.confusion.view(-1).index_add_(
+        0, (labels * classes + predicted).cpu(), torch::ones({labels.size(0)}, torch::kLong));
+    metrics.samples += labels.size(0);
+  }
+  if (metrics.samples > 0) {
+    const auto n = static_cast<double>(metrics.samples);
+    metrics.loss = loss_sum / n;
+    metrics.accuracy = correct / n;
+    metrics.top5_accuracy = top5 / n;
+  }
+  return metrics;
+}
+
+}  // namespace kennel::train

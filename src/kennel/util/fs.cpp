@@ -1,0 +1,127 @@
+#include "kennel/util/fs.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+namespace kennel {
+
+namespace {
+Status errno_status(int error_number, const std::string& what) {
+  ErrorCode code = ErrorCode::kDataLoss;
+  if (error_number == ENOENT || error_number == ENOTDIR) code = ErrorCode::kNotFound;
+  if (error_number == EACCES || error_number == EPERM || error_number == EROFS) {
+    code = ErrorCode::kPermissionDenied;
+  }
+  if (error_number == ELOOP) code = ErrorCode::kInvalidArgument;
+  return {code, fmt::format("{}: {}", what, std::strerror(error_number))};
+}
+
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd) : fd_(fd) {}
+  ~FileDescriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+};
+}  // namespace
+
+Result<std::vector<uint8_t>> read_file_bytes(const std::filesystem::path& path,
+                                             uint64_t max_bytes) {
+  // O_NONBLOCK so that opening a FIFO never hangs; we refuse non-regular files below.
+  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (fd.get() < 0) return errno_status(errno, fmt::format("cannot open '{}'", path_text(path)));
+  struct stat info {};
+  if (::fstat(fd.get(), &info) != 0) {
+    return errno_status(errno, fmt::format("cannot stat '{}'", path_text(path)));
+  }
+  if (!S_ISREG(info.st_mode)) {
+    return invalid_argument("'{}' is not a regular file", path_text(path));
+  }
+  if (static_cast<uint64_t>(info.st_size) > max_bytes) {
+    return Status(ErrorCode::kResourceExhausted,
+                  fmt::format("'{}' is {} bytes, over the limit of {} bytes", path_text(path),
+                              info.st_size, max_bytes));
+  }
+  std::vector<uint8_t> bytes(static_cast<size_t>(info.st_size));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::read(fd.get(), bytes.data() + done, bytes.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_status(errno, fmt::format("cannot read '{}'", path_text(path)));
+    }
+    if (n == 0) break;  // the file shrank while we read it
+    done += static_cast<size_t>(n);
+  }
+  bytes.resize(done);
+  return bytes;
+}
+
+Result<std::string> read_file_text(const std::filesystem::path& path) {
+  auto bytes = read_file_bytes(path);
+  if (!bytes.ok()) return bytes.status();
+  return std::string(bytes->begin(), bytes->end());
+}
+
+Status write_file_atomic(const std::filesystem::path& path, std::string_view bytes) {
+  const auto dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  const auto temp = dir / fmt::format(".{}.tmp-{:x}", path.filename().string(), rng());
+  {
+    FileDescriptor fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (fd.get() < 0) {
+      return errno_status(errno, fmt::format("cannot create '{}'", path_text(temp)));
+    }
+    size_t done = 0;
+    while (done < bytes.size()) {
+      ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        Status status = errno_status(errno, fmt::format("cannot write '{}'", path_text(temp)));
+        ::unlink(temp.c_str());
+        return status;
+      }
+      done += static_cast<size_t>(n);
+    }
+    if (::fsync(fd.get()) != 0) {
+      Status status = errno_status(errno, fmt::format("cannot fsync '{}'", path_text(temp)));
+      ::unlink(temp.c_str());
+      return status;
+    }
+  }
+  if (::rename(temp.c_str(), path.c_str()) != 0) {
+    Status status = errno_status(errno, fmt::format("cannot rename '{}' to '{}'",
+                                                    path_text(temp), path_text(path)));
+    ::unlink(temp.c_str());
+    return status;
+  }
+  FileDescriptor dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir_fd.get() >= 0) ::fsync(dir_fd.get());
+  return {};
+}
+
+Status create_directories(const std::filesystem::path& dir) {
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error) {
+    return errno_status(error.value(), fmt::format("cannot create directory '{}'", path_text(dir)));
+  }
+  if (::access(dir.c_str(), W_OK) != 0) {
+    return errno_status(errno, fmt::format("directory '{}' is not writable", path_text(dir)));
+  }
+  return {};
+}
+
+}  // namespace kennel
