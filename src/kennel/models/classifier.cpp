@@ -113,7 +113,7 @@ Head make_head(const ModelSpec& spec, int64_t in, const HeadStyle& style) {
   };
   if (spec.head_hidden.empty() && style.leading_dropout == 0) {
     nn::Linear head = linear(in, spec.num_classes);
-    return {head.ptr(), [head](const at::Tensor& x) { return head->forward(x); }};
+    return {head.ptr(), [head](const at::Tensor& x) mutable { return head->forward(x); }};
   }
   nn::Sequential head;
   if (style.leading_dropout > 0) head->push_back(nn::Dropout(style.leading_dropout));
@@ -124,7 +124,7 @@ Head make_head(const ModelSpec& spec, int64_t in, const HeadStyle& style) {
     in = width;
   }
   head->push_back(linear(in, spec.num_classes));
-  return {head.ptr(), [head](const at::Tensor& x) { return head->forward(x); }};
+  return {head.ptr(), [head](const at::Tensor& x) mutable { return head->forward(x); }};
 }
 
 // ---- state dicts ----------------------------------------------------------------

@@ -29,7 +29,7 @@ Result<TrainerState> load_latest_checkpoint(const std::filesystem::path& dir, to
                                             torch::optim::Optimizer& optimizer);
 
 // The trainer callback: a checkpoint after every epoch, and one when training
-// stops early (signal, rule, max_steps) so it can resume mid-epoch.
+// stops early (signal, rule) so it can resume mid-epoch.
 class Checkpointer : public TrainerCallback {
  public:
   explicit Checkpointer(std::filesystem::path dir) : dir_(std::move(dir)) {}

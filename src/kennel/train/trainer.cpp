@@ -70,6 +70,10 @@ void Trainer::request_stop(const std::string& reason) {
   stop_requested_ = true;
 }
 
+bool Trainer::step_budget_spent() const {
+  return options_.max_steps > 0 && state_.step >= options_.max_steps;
+}
+
 at::Tensor Trainer::prepare_inputs(const at::Tensor& inputs) const {
   at::Tensor out = inputs.to(options_.device, /*non_blocking=*/true);
   if (options_.channels_last && out.dim() == 4) out = out.contiguous(at::MemoryFormat::ChannelsLast);
@@ -98,10 +102,7 @@ TrainOutcome Trainer::fit() {
     auto epoch_start = std::chrono::steady_clock::now();
     const double seconds_before = state_.epoch_seconds;
     while (!stop_requested_) {
-      if (options_.max_steps > 0 && state_.step >= options_.max_steps) {
-        request_stop(fmt::format("reached max_steps={}", options_.max_steps));
-        break;
-      }
+      if (step_budget_spent()) break;
       const auto step_start = std::chrono::steady_clock::now();
       auto batch = train_.next();
       if (!batch) break;
@@ -157,8 +158,11 @@ TrainOutcome Trainer::fit() {
     state_.batch = 0;
     outcome.epochs.push_back(result);
     for (auto& callback : callbacks_) callback->on_epoch_end(*this, result);
+    // max_steps is a training budget, not an interruption: the partial epoch is
+    // validated like a full one and the run completes.
+    if (step_budget_spent()) break;
   }
-  outcome.completed = state_.epoch >= options_.epochs;
+  outcome.completed = !stop_requested_ && (state_.epoch >= options_.epochs || step_budget_spent());
   {
     std::lock_guard lock(stop_mutex_);
     if (!outcome.completed) outcome.stop_reason = stop_reason_.empty() ? "stopped" : stop_reason_;

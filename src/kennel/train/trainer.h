@@ -6,9 +6,10 @@
 // The loop's position (epoch, batch within it, global step and the running
 // sums of the epoch) is TrainerState, which a checkpoint saves and a resumed
 // job restores, so that a resumed run continues to the same result.
-// Stop requests (a signal, a rule, max_steps) end the loop at a step
-// boundary with a reason. Thread-safety: fit() runs on one thread;
-// request_stop() may be called from any thread.
+// Stop requests (a signal, a rule) end the loop at a step boundary with a
+// reason; max_steps ends it as a completed run (a budget, as in other
+// trainers). Thread-safety: fit() runs on one thread; request_stop() may be
+// called from any thread.
 #pragma once
 
 #include <atomic>
@@ -99,7 +100,7 @@ struct TrainerState {
 
 struct TrainerOptions {
   int64_t epochs = 1;
-  int64_t max_steps = 0;  // 0: no limit
+  int64_t max_steps = 0;  // 0: no limit; reaching it completes the run after validating
   int64_t num_classes = 2;
   double label_smoothing = 0;
   LrSchedule schedule;
@@ -155,6 +156,7 @@ class Trainer {
   const TrainerOptions& options() const { return options_; }
 
  private:
+  bool step_budget_spent() const;
   at::Tensor prepare_inputs(const at::Tensor& inputs) const;
   at::Tensor forward_with_precision(const at::Tensor& inputs);
 

@@ -1,0 +1,295 @@
+"""`kennel train`, `kennel evaluate` and `kennel jobs` on real files.
+
+Models are ResNet-18 at 32 px on small synthetic datasets, so each training
+run takes seconds on 2 cores.
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+# A regex a cloud tuner's metric definition would use on the log.
+LOG_LINE = re.compile(r"epoch=(\d+) step=(\d+) train_loss=([0-9.e+-]+)")
+VALID_ACCURACY = re.compile(r"valid_accuracy=([0-9.]+)")
+
+FAST = ["--arch", "resnet18", "--pretrained", "none", "--input-size", 32, "--resize", 36,
+        "--threads", 2, "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def synth(kennel_bin, tmp_path_factory):
+    """4 learnable classes with train/valid/test splits."""
+    from conftest import Kennel
+    root = tmp_path_factory.mktemp("synth") / "data"
+    Kennel(kennel_bin, root.parent / "home").run(
+        "data", "synth", "--out", root, "--classes", 4, "--per-class", 40, "--size", "40x40",
+        "--seed", 5, check=0)
+    return root
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def test_training_learns_and_every_output_agrees(kennel, synth):
+    outcome = kennel.json("train", "--data", synth, "--name", "learn", "--freeze", "none",
+                          "--epochs", 4, "--batch-size", 16, "--lr", 0.003, "--export-pth",
+                          "--seed", 1, *FAST)
+    assert outcome["status"] == "Completed"
+    job_dir = Path(outcome["job_dir"])
+    assert job_dir == kennel.home / "jobs" / "learn"
+    metrics = outcome["final_metrics"]
+    assert metrics["valid_accuracy"] >= 0.8, metrics
+
+    # metrics.jsonl: steps and epochs; the last epoch is the final metrics.
+    records = read_jsonl(job_dir / "metrics.jsonl")
+    steps = [r for r in records if r["type"] == "step"]
+    epochs = [r for r in records if r["type"] == "epoch"]
+    assert len(epochs) == 4 and [e["epoch"] for e in epochs] == [0, 1, 2, 3] or \
+        [e["epoch"] for e in epochs] == [1, 2, 3, 4]
+    assert steps and all(r["train_loss"] > 0 and r["lr"] > 0 and r["images_per_second"] > 0 for r in steps)
+    assert epochs[-1]["valid_accuracy"] == pytest.approx(metrics["valid_accuracy"])
+    assert epochs[-1]["step"] == steps[-1]["step"] == metrics["step"]
+    assert "valid_top5_accuracy" in epochs[-1]
+
+    # The log's metric lines parse with a regex and agree with metrics.jsonl.
+    log = (job_dir / "log.txt").read_text()
+    assert LOG_LINE.search(log)
+    valid_accuracies = [float(v) for v in VALID_ACCURACY.findall(log)]
+    assert valid_accuracies and valid_accuracies[-1] == pytest.approx(metrics["valid_accuracy"], abs=1e-4)
+
+    # TensorBoard event files, the model, the checkpoints, the test evaluation.
+    assert any((job_dir / "events").glob("events.out.tfevents.*"))
+    model_info = json.loads((job_dir / "model" / "model.json").read_text())
+    assert model_info["arch"] == "resnet18"
+    assert model_info["classes"] == sorted(p.name for p in (synth / "train").iterdir())
+    assert model_info["source_job"] == "learn"
+    assert (job_dir / "model" / "model.safetensors").stat().st_size > 1_000_000
+    assert (job_dir / "model" / "model.pth").exists()
+    assert (job_dir / "checkpoints" / "latest.json").exists()
+    assert "test_accuracy" in metrics
+    evaluation = json.loads((job_dir / "evaluation" / "test_evaluation.json").read_text())
+    assert evaluation["accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert (job_dir / "evaluation" / "test_confusion_matrix.csv").exists()
+    assert (job_dir / "evaluation" / "test_confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+
+    # The saved spec has every default filled.
+    spec = json.loads((job_dir / "spec.json").read_text())
+    assert spec["epochs"] == 4 and spec["optimizer"] == "adam" and spec["resize"] == 36
+
+    # The registry says the same.
+    described = kennel.json("jobs", "describe", "learn")
+    assert described["status"] == "Completed"
+    assert described["final_metrics"]["valid_accuracy"] == pytest.approx(metrics["valid_accuracy"])
+    assert described["artifacts"]["model"] == str(job_dir / "model")
+    listed = kennel.json("jobs", "list")
+    assert [j["name"] for j in listed] == ["learn"]
+    assert "epoch=" in kennel.run("jobs", "logs", "learn", check=0).stdout
+
+    # `kennel evaluate` on the saved model agrees with the job's own test evaluation.
+    report = kennel.json("evaluate", "learn", synth, "--split", "test", "--out", kennel.home / "eval")
+    assert report["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    assert len(report["classes"]) == 4
+
+
+def test_yaml_spec_with_flag_override(kennel, synth, tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"data: {synth}\nname: from-yaml\nepochs: 3\nbatch_size: 8\nhead: [16]\n"
+                    "optimizer: momentum\nlr_schedule: cosine\nwarmup_epochs: 0.5\nlabel_smoothing: 0.1\n")
+    outcome = kennel.json("train", "--spec", spec, "--epochs", 1, "--max-steps", 3, *FAST)
+    saved = json.loads(Path(outcome["job_dir"], "spec.json").read_text())
+    assert saved["epochs"] == 1 and saved["batch_size"] == 8 and saved["head"] == [16]
+    assert saved["optimizer"] == "momentum" and saved["lr_schedule"] == "cosine"
+
+
+def test_frozen_backbone_reuses_the_feature_cache(kennel, synth):
+    common = ["--data", synth, "--freeze", "backbone", "--epochs", 2, "--batch-size", 16, *FAST]
+    first = kennel.run("train", "--name", "cache-1", *common, "--log-level", "info", check=0)
+    assert "reused from the feature cache" not in first.stdout + first.stderr
+    second = kennel.run("train", "--name", "cache-2", *common, "--log-level", "info", check=0)
+    assert "reused from the feature cache" in second.stdout + second.stderr
+    # Same features, same seed: the same head, the same result.
+    first_metrics = kennel.json("jobs", "describe", "cache-1")["final_metrics"]
+    second_metrics = kennel.json("jobs", "describe", "cache-2")["final_metrics"]
+    assert second_metrics["valid_loss"] == pytest.approx(first_metrics["valid_loss"], rel=1e-5)
+    # Another transform is another key: no reuse.
+    third = kennel.run("train", "--name", "cache-3", *common[:-len(FAST)], *FAST[:-5], "--resize", 40,
+                       "--threads", 2, "--quiet", check=0)
+    assert "reused from the feature cache" not in third.stdout + third.stderr
+
+
+def start_training(kennel, synth, name, epochs=30):
+    env = dict(os.environ, KENNEL_HOME=str(kennel.home))
+    args = [str(kennel.binary), "train", "--data", synth, "--name", name, "--freeze", "none",
+            "--epochs", epochs, "--batch-size", 8, "--seed", 3, *FAST]
+    return subprocess.Popen(list(map(str, args)), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_steps(kennel, name, steps, timeout=120):
+    path = kennel.home / "jobs" / name / "metrics.jsonl"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.exists() and sum(1 for r in read_jsonl(path) if r["type"] == "step") >= steps:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"job {name} made no progress in {timeout}s")
+
+
+def final_run_metrics(kennel, name):
+    return kennel.json("jobs", "describe", name)["final_metrics"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(kennel_bin, synth, tmp_path_factory):
+    """The reference: 3 epochs, never interrupted."""
+    from conftest import Kennel
+    kennel = Kennel(kennel_bin, tmp_path_factory.mktemp("reference") / "home")
+    process = start_training(kennel, synth, "reference", epochs=3)
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr
+    return final_run_metrics(kennel, "reference")
+
+
+def test_sigterm_checkpoints_stops_and_resume_matches_an_uninterrupted_run(kennel, synth, uninterrupted):
+    process = start_training(kennel, synth, "interrupted", epochs=3)
+    wait_for_steps(kennel, "interrupted", 25)  # mid-way through the second epoch
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert "stopped by SIGTERM" in stderr and "--resume interrupted" in stderr
+    job = kennel.json("jobs", "describe", "interrupted")
+    assert job["status"] == "Stopped" and "SIGTERM" in job["failure_reason"]
+
+    resumed = kennel.json("train", "--resume", "interrupted")
+    assert resumed["status"] == "Completed"
+    metrics = resumed["final_metrics"]
+    assert metrics["step"] == uninterrupted["step"]
+    for key in ("train_loss", "valid_loss", "valid_accuracy"):
+        assert metrics[key] == pytest.approx(uninterrupted[key], rel=1e-4, abs=1e-5), key
+
+
+def test_sigkill_leaves_a_readable_checkpoint_and_the_job_resumes(kennel, synth, uninterrupted):
+    process = start_training(kennel, synth, "killed", epochs=3)
+    checkpoints = kennel.home / "jobs" / "killed" / "checkpoints"
+    deadline = time.time() + 120
+    while not (checkpoints / "latest.json").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    wait_for_steps(kennel, "killed", 30)
+    process.kill()
+    process.communicate(timeout=60)
+    # The dead process is noticed (same host, pid gone) and shown as Failed.
+    job = kennel.json("jobs", "describe", "killed")
+    assert job["status"] == "Failed" and job["failure_reason"]
+    resumed = kennel.json("train", "--resume", "killed")
+    assert resumed["status"] == "Completed"
+    assert resumed["final_metrics"]["step"] == uninterrupted["step"]
+    assert resumed["final_metrics"]["valid_loss"] == pytest.approx(uninterrupted["valid_loss"], rel=1e-4)
+
+
+def test_jobs_stop_stops_a_running_job(kennel, synth):
+    process = start_training(kennel, synth, "to-stop", epochs=30)
+    wait_for_steps(kennel, "to-stop", 3)
+    stopped = kennel.run("jobs", "stop", "to-stop", check=0)
+    assert "SIGTERM" in stopped.stdout
+    process.communicate(timeout=120)
+    assert kennel.json("jobs", "describe", "to-stop")["status"] == "Stopped"
+    kennel.run("jobs", "stop", "to-stop", check=2)
+
+
+# ---- bad input: a clear error, and nothing half-written ----------------------
+
+def assert_nothing_created(kennel, name):
+    assert not (kennel.home / "jobs" / name).exists()
+    if (kennel.home / "kennel.db").exists():
+        assert name not in kennel.run("jobs", "list", check=0).stdout
+
+
+def test_missing_weight_file(kennel, synth, tmp_path):
+    missing = tmp_path / "nope.pth"
+    result = kennel.run("train", "--data", synth, "--name", "bad", "--arch", "resnet18",
+                        "--pretrained", missing, "--quiet", check=2)
+    assert str(missing) in result.stderr and "pretrained" in result.stderr
+    assert_nothing_created(kennel, "bad")
+
+
+def test_corrupt_weight_file(kennel, synth, tmp_path):
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"PK\x03\x04" + os.urandom(2000))
+    result = kennel.run("train", "--data", synth, "--name", "bad", "--arch", "resnet18",
+                        "--pretrained", corrupt, "--quiet")
+    assert result.returncode in (1, 2) and str(corrupt) in result.stderr
+    assert "Traceback" not in result.stderr and "terminate called" not in result.stderr
+    assert_nothing_created(kennel, "bad")
+
+
+def test_weight_file_for_another_architecture(kennel, synth, tmp_path):
+    # A real resnet18 file, offered to resnet34: the missing keys are named.
+    first = kennel.json("train", "--data", synth, "--name", "small", "--max-steps", 1, *FAST)
+    weights = Path(first["job_dir"]) / "model" / "model.safetensors"
+    result = kennel.run("train", "--data", synth, "--name", "bad", "--arch", "resnet34",
+                        "--pretrained", weights, "--quiet", "--input-size", 32, check=2)
+    assert "layer1.2" in result.stderr and "missing" in result.stderr.lower()
+    assert_nothing_created(kennel, "bad")
+
+
+def test_dataset_with_one_class(kennel, tmp_path):
+    data = tmp_path / "one-class"
+    kennel.run("data", "synth", "--out", data, "--classes", 1, "--per-class", 5, "--size", "32x32")
+    if not (data / "train").exists():
+        pytest.skip("synth refuses one class")
+    result = kennel.run("train", "--data", data, "--name", "bad", *FAST, check=2)
+    assert "at least two class" in result.stderr
+    assert_nothing_created(kennel, "bad")
+
+
+def test_batch_larger_than_the_dataset(kennel, synth):
+    result = kennel.run("train", "--data", synth, "--name", "bad", "--batch-size", 100000, *FAST, check=2)
+    assert "batch_size" in result.stderr and "100000" in result.stderr
+    assert_nothing_created(kennel, "bad")
+
+
+@pytest.mark.parametrize("lr", ["0", "-0.1", "nan"])
+def test_non_positive_learning_rate(kennel, synth, lr):
+    result = kennel.run("train", "--data", synth, "--name", "bad", "--lr", lr, *FAST, check=2)
+    assert "'lr'" in result.stderr
+    assert_nothing_created(kennel, "bad")
+
+
+def test_unknown_key_and_bad_values_name_the_key(kennel, synth, tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"data: {synth}\nlearning_rate: 0.1\n")
+    result = kennel.run("train", "--spec", spec, check=2)
+    assert "learning_rate" in result.stderr and str(spec) in result.stderr
+    result = kennel.run("train", "--data", synth, "--optimizer", "rmsprop", check=2)
+    assert "optimizer" in result.stderr and "rmsprop" in result.stderr
+    result = kennel.run("train", "--data", synth, "--epochs", "many", check=2)
+    assert "epochs" in result.stderr and "many" in result.stderr
+
+
+def test_unwritable_home(kennel_bin, synth, tmp_path):
+    from conftest import Kennel
+    if os.geteuid() == 0:
+        # root ignores permissions: make the home's parent a file instead.
+        blocker = tmp_path / "file"
+        blocker.write_text("x")
+        home = blocker / "home"
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        home = locked / "home"
+    result = Kennel(kennel_bin, home).run("train", "--data", synth, "--name", "bad", *FAST, check=2)
+    assert str(home) in result.stderr and ("--home" in result.stderr or "KENNEL_HOME" in result.stderr)
+
+
+def test_name_taken_refuses_and_keeps_the_old_job(kennel, synth):
+    kennel.json("train", "--data", synth, "--name", "taken", "--max-steps", 1, *FAST)
+    before = (kennel.home / "jobs" / "taken" / "spec.json").read_text()
+    result = kennel.run("train", "--data", synth, "--name", "taken", *FAST, check=2)
+    assert "taken" in result.stderr and "--resume" in result.stderr
+    assert (kennel.home / "jobs" / "taken" / "spec.json").read_text() == before
