@@ -123,9 +123,11 @@ void ImageLoader::worker_loop() {
       work_ready_.wait(lock, [&] {
         if (stopping_) return true;
         if (!epoch_active_ || worker_error_) return false;
+        // A partial last batch has fewer tasks than batch_size: stop at the epoch's last sample.
+        const int64_t epoch_tasks =
+            std::min<int64_t>(static_cast<int64_t>(samples_.size()), batches_per_epoch() * options_.batch_size);
         const int64_t batch_index = next_task_ / options_.batch_size;
-        return batch_index < batches_per_epoch() &&
-               batch_index < next_to_deliver_ + options_.prefetch_batches;
+        return next_task_ < epoch_tasks && batch_index < next_to_deliver_ + options_.prefetch_batches;
       });
       if (stopping_) return;
       const int64_t task = next_task_++;
