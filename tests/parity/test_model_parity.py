@@ -100,8 +100,8 @@ def test_a_file_for_another_architecture_is_refused_with_the_keys(model_tool, tm
     model = torchvision_model("resnet18", num_classes=3)
     torch.save(model.state_dict(), tmp_path / "weights.pth")
     torch.save(collections.OrderedDict(input=torch.randn(1, 3, 32, 32)), tmp_path / "input.pth")
-    result = subprocess.run([str(model_tool), "logits", "resnet50", 3, tmp_path / "weights.pth",
-                             tmp_path / "input.pth", tmp_path / "out.pth"],
-                            capture_output=True, text=True, timeout=300)
+    args = [model_tool, "logits", "resnet50", 3, tmp_path / "weights.pth", tmp_path / "input.pth",
+            tmp_path / "out.pth"]
+    result = subprocess.run(list(map(str, args)), capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and result.returncode > 0
     assert "layer1.0.conv3.weight" in result.stderr or "mismatched" in result.stderr.lower()

@@ -11,6 +11,30 @@
 #include "kennel/util/log.h"
 #include "kennel/util/status.h"
 
+namespace {
+
+// CLI11 reports a mistyped subcommand as "A subcommand is required"; name the word instead.
+bool explain_unknown_subcommand(const CLI::App& app) {
+  const CLI::App* level = &app;
+  std::string path = "kennel";
+  while (true) {
+    const auto parsed = level->get_subcommands();
+    if (parsed.empty()) break;
+    level = parsed.front();
+    path += " " + level->get_name();
+  }
+  const auto remaining = level->remaining();
+  const auto known = level->get_subcommands([](const CLI::App*) { return true; });
+  if (remaining.empty() || known.empty()) return false;
+  std::string names;
+  for (const auto* command : known) names += (names.empty() ? "" : ", ") + command->get_name();
+  std::fprintf(stderr, "error: unknown command '%s' for '%s': choose one of %s (see `%s --help`)\n",
+               remaining.front().c_str(), path.c_str(), names.c_str(), path.c_str());
+  return true;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   kennel::cli::CommandContext context;
   CLI::App app{"kennel"};
@@ -24,6 +48,7 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
     // --help and --version are "errors" with exit code 0; usage errors exit 2.
+    if (dynamic_cast<const CLI::RequiredError*>(&error) != nullptr && explain_unknown_subcommand(app)) return 2;
     const int code = app.exit(error);
     return code == 0 ? 0 : 2;
   } catch (const kennel::Error& error) {
