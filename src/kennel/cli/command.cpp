@@ -17,6 +17,8 @@ void build_cli(CLI::App& app, CommandContext& context) {
       "Kennel trains, tunes, debugs, profiles and serves image classifiers on your own machines.");
   app.set_version_flag("--version", std::string("kennel ") + kVersion);
   app.require_subcommand(1);
+  // Global options work after the subcommand too (`kennel train ... --home DIR`).
+  app.fallthrough();
   app.add_option("--home", context.global.home,
                  "Directory for jobs, the registry and caches (default: $KENNEL_HOME, else "
                  "./kennel-runs)")
