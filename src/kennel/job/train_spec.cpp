@@ -251,11 +251,15 @@ Result<TrainSpec> resolve_train_spec(TrainSpec spec) {
     std::strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", std::localtime(&now));
     spec.name = fmt::format("{}-{}", spec.arch, stamp);
   }
-  for (char c : spec.name) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) {
-      return invalid_argument("spec key 'name': '{}' may only contain letters, digits, '-', '_' and '.'",
-                              spec.name);
-    }
+  const bool starts_alnum = !spec.name.empty() && std::isalnum(static_cast<unsigned char>(spec.name[0]));
+  const bool allowed = std::all_of(spec.name.begin(), spec.name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+  });
+  if (!starts_alnum || !allowed || spec.name.size() > 128) {
+    return invalid_argument(
+        "spec key 'name': '{}' must start with a letter or digit and contain only letters, digits, '-', '_' and "
+        "'.' (at most 128)",
+        spec.name);
   }
   if (!(spec.valid_ratio >= 0 && spec.valid_ratio < 1)) {
     return invalid_argument("spec key 'valid_ratio' must be in [0, 1), got {}", spec.valid_ratio);

@@ -42,7 +42,9 @@ TEST_F(JobRegistryTest, CreateUpdateGetList) {
   record.name = "trial-001";
   record.parent = "study";
   ASSERT_TRUE(registry->create_job(record).ok());
-  auto trials = registry->list_jobs(JobFilter{.parent = "study"});
+  JobFilter by_parent;
+  by_parent.parent = "study";
+  auto trials = registry->list_jobs(by_parent);
   ASSERT_TRUE(trials.ok());
   ASSERT_EQ(trials->size(), 1u);
   EXPECT_EQ((*trials)[0].name, "trial-001");
