@@ -146,9 +146,9 @@ def measure_kennel(args, data, arch, mode):
             fill_wall, _ = run_kennel_job(args, data, arch, mode, home, name + "-fill")
             if not (home / "cache" / "features").is_dir():
                 raise RuntimeError(f"the fill run left no feature cache under {home}/cache/features")
-            fill = kennel_rate(home / "jobs" / (name + "-fill") / "metrics.jsonl")
+            # The fill run computes train/valid/test features before its first epoch, outside
+            # metrics.jsonl: its wall time is the cost of filling the cache.
             result["fill_wall_seconds"] = fill_wall
-            result["fill_images_per_second"] = fill["images_per_second"]
         wall, stderr = run_kennel_job(args, data, arch, mode, home, name)
         result.update(kennel_rate(home / "jobs" / name / "metrics.jsonl"))
         result["wall_seconds"] = wall
@@ -242,6 +242,10 @@ def main():
     if not args.kennel.is_file():
         sys.exit(f"train_bench: {args.kennel} not found (bash scripts/build.sh kennel)")
 
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        log(f"warning: the load average is {load:.1f}: another job is using the CPUs, the numbers will be low "
+            f"and noisy (run on an idle machine)")
     data = ensure_dataset(args.kennel, args.per_class, args.data)
     started = time.perf_counter()
     rows = []
@@ -296,17 +300,35 @@ def main():
                      "input_size": 224, "batch_size": args.batch_size, "epochs": args.epochs,
                      "warmup_epochs": 1, "threads": args.threads, "peer_workers": 2,
                      "pretrained": "none", "kennel": str(args.kennel)},
+        "load_average_at_start": load,
         "total_seconds": time.perf_counter() - started,
         "rows": rows,
     }
+    try:
+        (RESULTS / "homes").rmdir()  # only when empty (--keep-homes keeps them)
+    except OSError:
+        pass
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps(report, indent=2) + "\n")
 
+    warmup = ("the first one is warm-up, not counted" if args.epochs > 1
+              else "no warm-up epoch: Kennel = median of its steps after the first 3")
     print(f"Training throughput, 224 px, batch {args.batch_size}, {args.threads} threads, "
-          f"{data.name} ({args.epochs} epochs, first one is warm-up)")
+          f"{data.name}, {args.epochs} epoch(s), {warmup}")
     print_table(rows)
     print("ratio = Kennel / peer. cached_head: Kennel trains the head on cached features (epochs/s = head "
-          "epochs/s); the peer has no cache and re-runs the backbone.")
+          "epochs/s);\n  the peer has no feature cache and re-runs the backbone every epoch "
+          "(its frozen_nocache run).")
+    for row in rows:
+        fill = (row.get("kennel") or {}).get("fill_wall_seconds")
+        if fill is not None:
+            print(f"  {row['arch']} cached_head: the cache-filling run took {fill:.1f} s "
+                  f"(process wall time, features of train/valid/test + {args.epochs} head epoch(s))")
+    for row in rows:
+        for side in ("kennel", "peer"):
+            error = (row.get(side) or {}).get("error")
+            if error:
+                print(f"  {row['arch']} {row['mode']} {side} failed: {error.splitlines()[0]}")
     print(f"JSON: {args.json_out}  ({report['total_seconds']:.0f} s)")
     return 1 if failures else 0
 
