@@ -31,6 +31,9 @@ void build_cli(CLI::App& app, CommandContext& context) {
   register_train_command(app, context);
   register_evaluate_command(app, context);
   register_jobs_commands(app, context);
+  register_serve_command(app, context);
+  register_predict_command(app, context);
+  register_transform_command(app, context);
 }
 
 }  // namespace kennel::cli

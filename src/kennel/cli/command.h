@@ -28,6 +28,9 @@ void register_data_commands(CLI::App& app, CommandContext& context);
 void register_jobs_commands(CLI::App& app, CommandContext& context);
 void register_train_command(CLI::App& app, CommandContext& context);
 void register_evaluate_command(CLI::App& app, CommandContext& context);
+void register_serve_command(CLI::App& app, CommandContext& context);
+void register_predict_command(CLI::App& app, CommandContext& context);
+void register_transform_command(CLI::App& app, CommandContext& context);
 
 // Builds the whole command tree (also used by the tests that check the flag table).
 void build_cli(CLI::App& app, CommandContext& context);

@@ -23,6 +23,17 @@ struct TrainFlags {
   bool json_output = false;
 };
 
+const char* spec_key_type_name(job::SpecKeyType type) {
+  switch (type) {
+    case job::SpecKeyType::kInt: return "INT";
+    case job::SpecKeyType::kFloat: return "FLOAT";
+    case job::SpecKeyType::kBool: return "BOOL";
+    case job::SpecKeyType::kIntList: return "LIST";
+    case job::SpecKeyType::kString: break;
+  }
+  return "TEXT";
+}
+
 std::string flag_name(const std::string& key) {
   std::string flag = key;
   std::replace(flag.begin(), flag.end(), '_', '-');
@@ -45,9 +56,11 @@ void register_train_command(CLI::App& app, CommandContext& context) {
   const job::TrainSpec defaults;
   for (const auto& key : job::train_spec_keys()) {
     const std::string default_text = key.get(defaults).dump();
+    const bool help_has_default = key.help.find("default") != std::string::npos;
     auto* option = train->add_option_function<std::string>(
         flag_name(key.name), [flags, name = key.name](const std::string& value) { flags->values[name] = value; },
-        fmt::format("{} (default: {})", key.help, default_text));
+        help_has_default ? key.help : fmt::format("{} (default: {})", key.help, default_text));
+    option->type_name(spec_key_type_name(key.type));
     if (key.type == job::SpecKeyType::kBool) option->expected(0, 1)->default_str("true");
   }
   train->callback([flags, &context] {

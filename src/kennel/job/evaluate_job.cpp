@@ -39,22 +39,10 @@ train::ConfusionMatrix to_matrix(const at::Tensor& confusion) {
 }
 }  // namespace
 
-Result<fs::path> resolve_model_dir(const std::string& model, const fs::path& home) {
-  std::error_code error;
-  if (fs::is_directory(model, error)) {
-    if (fs::exists(fs::path(model) / "model.json", error)) return fs::path(model);
-    if (fs::exists(fs::path(model) / "model" / "model.json", error)) return fs::path(model) / "model";
-  }
-  const fs::path job_model = home / "jobs" / model / "model";
-  if (fs::exists(job_model / "model.json", error)) return job_model;
-  return not_found("'{}' is neither a model directory (with model.json) nor a completed job in '{}'", model,
-                   home.string());
-}
-
 Result<EvaluateResult> evaluate_model(const std::string& model, const fs::path& data, const fs::path& home,
                                       const EvaluateOptions& options) {
   if (options.batch_size < 1) return invalid_argument("--batch-size must be >= 1, got {}", options.batch_size);
-  auto model_dir = resolve_model_dir(model, home);
+  auto model_dir = models::resolve_model_dir(model, home);
   if (!model_dir.ok()) return model_dir.status();
   auto loaded = models::load_model_dir(*model_dir);
   if (!loaded.ok()) return loaded.status();

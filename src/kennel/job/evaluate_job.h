@@ -31,7 +31,4 @@ struct EvaluateResult {
 Result<EvaluateResult> evaluate_model(const std::string& model, const std::filesystem::path& data,
                                       const std::filesystem::path& home, const EvaluateOptions& options);
 
-// Resolves a model directory or job name to the model directory.
-Result<std::filesystem::path> resolve_model_dir(const std::string& model, const std::filesystem::path& home);
-
 }  // namespace kennel::job

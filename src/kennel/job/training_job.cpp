@@ -29,6 +29,7 @@
 #include "kennel/train/trainer.h"
 #include "kennel/util/fs.h"
 #include "kennel/util/parallel.h"
+#include "kennel/util/stop_signal.h"
 #include "kennel/util/version.h"
 
 namespace kennel::job {
@@ -39,38 +40,11 @@ using nlohmann::json;
 namespace {
 
 // ---- signals: SIGINT/SIGTERM ask the running job to checkpoint and stop ----
-std::atomic<int> g_stop_signal{0};
-extern "C" void on_stop_signal(int signal_number) { g_stop_signal.store(signal_number); }
-
-class StopSignalScope {
- public:
-  StopSignalScope() {
-    g_stop_signal = 0;
-    struct sigaction action {};
-    action.sa_handler = on_stop_signal;
-    sigemptyset(&action.sa_mask);
-    sigaction(SIGINT, &action, &previous_int_);
-    sigaction(SIGTERM, &action, &previous_term_);
-  }
-  ~StopSignalScope() {
-    sigaction(SIGINT, &previous_int_, nullptr);
-    sigaction(SIGTERM, &previous_term_, nullptr);
-  }
-  StopSignalScope(const StopSignalScope&) = delete;
-  StopSignalScope& operator=(const StopSignalScope&) = delete;
-
- private:
-  struct sigaction previous_int_ {};
-  struct sigaction previous_term_ {};
-};
-
-std::string signal_name(int signal_number) { return signal_number == SIGINT ? "SIGINT" : "SIGTERM"; }
-
 class StopOnSignal : public train::TrainerCallback {
  public:
   void on_step_end(train::Trainer& trainer, const train::StepResult&) override {
-    if (const int signal_number = g_stop_signal.load(); signal_number != 0) {
-      trainer.request_stop("stopped by " + signal_name(signal_number));
+    if (const int signal_number = StopSignalScope::received(); signal_number != 0) {
+      trainer.request_stop("stopped by " + StopSignalScope::name(signal_number));
     }
   }
 };

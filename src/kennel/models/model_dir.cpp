@@ -136,4 +136,17 @@ std::string default_pretrained_weights(const std::string& arch) {
   return fs::exists(candidate, error) ? candidate.string() : std::string();
 }
 
+Result<std::filesystem::path> resolve_model_dir(const std::string& model, const std::filesystem::path& home) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  if (fs::is_directory(model, error)) {
+    if (fs::exists(fs::path(model) / "model.json", error)) return fs::path(model);
+    if (fs::exists(fs::path(model) / "model" / "model.json", error)) return fs::path(model) / "model";
+  }
+  const fs::path job_model = home / "jobs" / model / "model";
+  if (fs::exists(job_model / "model.json", error)) return job_model;
+  return not_found("'{}' is neither a model directory (with model.json) nor a completed job in '{}'", model,
+                   home.string());
+}
+
 }  // namespace kennel::models

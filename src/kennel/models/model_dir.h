@@ -49,6 +49,10 @@ struct LoadedModel {
 // Errors name the directory and the missing/corrupt file.
 Result<LoadedModel> load_model_dir(const std::filesystem::path& dir);
 
+// A model directory (with model.json), a folder holding model/, or the name of
+// a completed job under `home` -> the model directory. kNotFound naming both.
+Result<std::filesystem::path> resolve_model_dir(const std::string& model, const std::filesystem::path& home);
+
 // The default pretrained weight file for an architecture, or "" when there is
 // none: `<arch>.safetensors` in $KENNEL_WEIGHTS_DIR, else ~/.cache/kennel/weights.
 std::string default_pretrained_weights(const std::string& arch);

@@ -22,6 +22,9 @@ constexpr ErrorCodeInfo kErrorCodeTable[] = {
     {ErrorCode::kUnavailable, "unavailable", 1, 503},
     {ErrorCode::kCancelled, "cancelled", 1, 499},
     {ErrorCode::kDataLoss, "data loss", 1, 400},
+    {ErrorCode::kUnsupportedMediaType, "unsupported media type", 2, 415},
+    {ErrorCode::kUpstreamFailed, "upstream failed", 1, 502},
+    {ErrorCode::kDeadlineExceeded, "deadline exceeded", 1, 504},
     {ErrorCode::kInternal, "internal error", 1, 500},
 };
 

@@ -29,6 +29,9 @@ enum class ErrorCode {
   kUnavailable,         // try again later (queue full, server starting)
   kCancelled,           // stopped on request
   kDataLoss,            // a file is truncated or corrupt
+  kUnsupportedMediaType,  // a request body of a content type Kennel does not read
+  kUpstreamFailed,      // a URL Kennel fetched for the user failed (refused, HTTP error, TLS)
+  kDeadlineExceeded,    // a fetch or wait ran past its time limit
   kInternal,            // a bug in Kennel
 };
 

@@ -1,0 +1,129 @@
+// `kennel serve MODEL_DIR|JOB`: the inference endpoint until SIGINT/SIGTERM,
+// which stop accepting, let in-flight requests finish and exit 0.
+#include <atomic>
+#include <chrono>
+#include <iostream>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "kennel/cli/command.h"
+#include "kennel/models/model_dir.h"
+#include "kennel/serve/server.h"
+#include "kennel/util/stop_signal.h"
+
+namespace kennel::cli {
+
+namespace {
+
+// Polls for SIGINT/SIGTERM on its own thread and calls `on_signal` once.
+class StopSignalWatcher {
+ public:
+  explicit StopSignalWatcher(std::function<void(int)> on_signal) {
+    thread_ = std::thread([this, on_signal = std::move(on_signal)] {
+      while (!done_) {
+        if (const int signal_number = StopSignalScope::received(); signal_number != 0) {
+          on_signal(signal_number);
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
+  }
+  ~StopSignalWatcher() {
+    done_ = true;
+    thread_.join();
+  }
+  StopSignalWatcher(const StopSignalWatcher&) = delete;
+  StopSignalWatcher& operator=(const StopSignalWatcher&) = delete;
+
+ private:
+  StopSignalScope scope_;
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+}  // namespace
+
+void register_serve_command(CLI::App& app, CommandContext& context) {
+  struct Flags {
+    std::string model;
+    serve::ServeOptions options;
+    bool no_access_log = false;
+    std::vector<std::string> allow_networks;
+    std::vector<std::string> deny_networks;
+    std::string file_root;
+  };
+  auto flags = std::make_shared<Flags>();
+  auto& o = flags->options;
+  auto* serve = app.add_subcommand("serve",
+                                   "Serve a model over HTTP: GET /ping, POST /invocations, GET /models, GET /metrics");
+  serve->add_option("model", flags->model, "Model directory (with model.json) or the name of a completed job")
+      ->required();
+  serve->add_option("--host", o.host, "Address to listen on (0.0.0.0 opens it to the network)")->capture_default_str();
+  serve->add_option("--port", o.port, "Port (0 = any free port)")->capture_default_str();
+  serve->add_option("--max-batch-size", o.batcher.max_batch_size, "Images per model batch at most")
+      ->capture_default_str();
+  serve->add_option("--max-batch-delay-ms", o.batcher.max_delay_ms, "How long an image waits for a fuller batch")
+      ->capture_default_str();
+  serve->add_option("--max-queue", o.batcher.max_queue, "Images waiting for the model before 503s")
+      ->capture_default_str();
+  serve->add_option("--workers", o.batcher.workers, "Model workers running batches concurrently")
+      ->capture_default_str();
+  serve->add_option("--threads", o.predictor.threads, "CPU threads for the model (0 = all cores)")
+      ->capture_default_str();
+  serve->add_option("--http-threads", o.http_threads, "Connections handled (and images decoded) at once")
+      ->capture_default_str();
+  serve->add_option("--precision", o.predictor.precision, "fp32 or bf16")->capture_default_str();
+  serve->add_option("--max-body", o.max_body_bytes, "Largest request body, bytes (larger: 413)")
+      ->capture_default_str();
+  serve->add_option("--max-pixels", o.predictor.max_pixels, "Refuse images whose header claims more pixels")
+      ->capture_default_str();
+  serve->add_option("--allow-file-root", flags->file_root,
+                    "Serve file:// URLs from below this folder (default: file:// refused)");
+  serve->add_option("--allow-network", flags->allow_networks,
+                    "CIDR that URLs may reach even if denied (repeatable), e.g. 169.254.0.0/16");
+  serve->add_option("--deny-network", flags->deny_networks,
+                    "CIDR that URLs may not reach, added to 169.254.0.0/16 and fd00:ec2::254 (repeatable)");
+  serve->add_option("--fetch-timeout", o.fetch.total_timeout_seconds, "Seconds to fetch one URL")
+      ->capture_default_str();
+  serve->add_option("--max-fetch-bytes", o.fetch.max_bytes, "Largest image a URL may return, bytes")
+      ->capture_default_str();
+  serve->add_option("--s3-endpoint", o.fetch.s3_endpoint,
+                    "S3-compatible endpoint for s3:// URLs (default: $AWS_ENDPOINT_URL_S3, else AWS)");
+  serve->add_flag("--no-access-log", flags->no_access_log, "Do not log one line per request");
+  serve->callback([flags, &context] {
+    auto options = flags->options;
+    options.access_log = !flags->no_access_log;
+    options.fetch.file_root = flags->file_root;
+    for (const auto& cidr : flags->deny_networks) options.fetch.denied_networks.push_back(cidr);
+    options.fetch.allowed_networks = flags->allow_networks;
+    auto model_dir = models::resolve_model_dir(flags->model, context.global.home_dir());
+    if (!model_dir.ok()) throw Error(model_dir.status());
+
+    serve::InferenceServer server(options);
+    std::atomic<int> stop_signal{0};
+    StopSignalWatcher watcher([&](int signal_number) {
+      stop_signal = signal_number;
+      server.stop();
+    });
+    if (Status started = server.start(); !started.ok()) throw Error(started);
+    spdlog::info("loading {} ...", model_dir->string());
+    if (Status loaded = server.load(*model_dir); !loaded.ok()) {
+      server.stop();
+      server.wait();
+      throw Error(loaded);
+    }
+    std::cout << fmt::format("kennel serve: {} ready on http://{}:{} (POST /invocations; Ctrl-C stops)\n",
+                             model_dir->string(), options.host, server.port())
+              << std::flush;
+    server.wait();
+    if (stop_signal != 0) {
+      std::cout << fmt::format("kennel serve: stopped by {} after finishing in-flight requests\n",
+                               StopSignalScope::name(stop_signal))
+                << std::flush;
+    }
+  });
+}
+
+}  // namespace kennel::cli

@@ -1,0 +1,45 @@
+// `kennel transform MODEL INPUT --out preds.jsonl`: batch inference over a
+// folder or a manifest, resumable.
+#include <iostream>
+
+#include "kennel/cli/command.h"
+#include "kennel/models/model_dir.h"
+#include "kennel/serve/batch_transform.h"
+
+namespace kennel::cli {
+
+void register_transform_command(CLI::App& app, CommandContext& context) {
+  struct Flags {
+    std::string model;
+    std::string input;
+    std::string out;
+    std::string file_root;
+    serve::BatchTransformOptions options;
+  };
+  auto flags = std::make_shared<Flags>();
+  auto* transform = app.add_subcommand(
+      "transform", "Batch inference: one JSON line per image of a folder or manifest; re-run to resume");
+  transform->add_option("model", flags->model, "Model directory or job name")->required();
+  transform->add_option("input", flags->input, "Folder of images, or a manifest with one path or URL per line")
+      ->required();
+  transform->add_option("--out", flags->out, "Output JSON-lines file (appended to; inputs already there are skipped)")
+      ->required();
+  transform->add_option("--top-k", flags->options.top_k, "Classes per image")->capture_default_str();
+  transform->add_option("--batch-size", flags->options.batch_size, "Images per model batch")->capture_default_str();
+  transform->add_option("--threads", flags->options.predictor.threads, "Model CPU threads (0 = all cores)")
+      ->capture_default_str();
+  transform->add_option("--allow-file-root", flags->file_root, "Allow file:// URLs in the manifest below this folder");
+  transform->add_flag("--quiet", flags->options.quiet, "No progress bar");
+  transform->callback([flags, &context] {
+    auto model_dir = models::resolve_model_dir(flags->model, context.global.home_dir());
+    if (!model_dir.ok()) throw Error(model_dir.status());
+    flags->options.fetch.file_root = flags->file_root;
+    auto summary = serve::run_batch_transform(*model_dir, flags->input, flags->out, flags->options);
+    if (!summary.ok()) throw Error(summary.status());
+    std::cout << fmt::format("{} inputs: {} predicted, {} failed, {} already done earlier -> {}\n", summary->total,
+                             summary->ok, summary->failed, summary->already_done, flags->out);
+    if (summary->failed > 0) context.exit_code = 1;
+  });
+}
+
+}  // namespace kennel::cli

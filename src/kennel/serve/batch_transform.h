@@ -1,0 +1,46 @@
+// Batch transform: offline inference over a folder of images or a manifest
+// (one path or URL per line), one JSON line per input in the output file —
+// the cloud's batch-transform job, on local files.
+//
+// Resumable: inputs already in the output (ok or failed) are skipped, and a
+// last line cut short by a crash is dropped before appending, so a killed run
+// continues where it stopped and never writes an input twice. Each batch is
+// appended and flushed to disk before the next starts.
+// Thread-safety: one run at a time per output file.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "kennel/serve/predictor.h"
+#include "kennel/serve/url_fetcher.h"
+#include "kennel/util/status.h"
+
+namespace kennel::serve {
+
+struct BatchTransformOptions {
+  int64_t top_k = 5;
+  int64_t batch_size = 16;
+  int decode_threads = 0;  // 0 = all cores
+  bool quiet = false;      // no progress bar
+  PredictorOptions predictor;
+  FetchOptions fetch;      // for URL lines of a manifest
+};
+
+struct BatchTransformSummary {
+  int64_t total = 0;      // inputs listed
+  int64_t ok = 0;         // predicted in this run
+  int64_t failed = 0;     // unreadable/undecodable in this run (an "error" line each)
+  int64_t already_done = 0;  // skipped: in the output from an earlier run
+};
+
+// `input`: a folder (images found recursively, sorted by path) or a manifest
+// file. Lines of the output: {"input", "label", "index", "probability",
+// "top_k": [{"label", "index", "probability"}, ...]} or {"input", "error"}.
+// Errors: the model, input or output cannot be read/written (named).
+Result<BatchTransformSummary> run_batch_transform(const std::filesystem::path& model_dir, const std::string& input,
+                                                  const std::filesystem::path& output,
+                                                  const BatchTransformOptions& options);
+
+}  // namespace kennel::serve

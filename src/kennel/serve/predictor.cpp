@@ -1,0 +1,111 @@
+#include "kennel/serve/predictor.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
+#include <c10/core/InferenceMode.h>
+
+#include "kennel/data/decode.h"
+#include "kennel/data/transforms.h"
+#include "kennel/util/parallel.h"
+
+namespace kennel::serve {
+
+Result<std::unique_ptr<Predictor>> Predictor::load(const std::filesystem::path& model_dir,
+                                                   const PredictorOptions& options) {
+  if (options.precision != "fp32" && options.precision != "bf16") {
+    return invalid_argument("precision must be fp32 or bf16 for CPU inference, got '{}'", options.precision);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  auto loaded = models::load_model_dir(model_dir);
+  if (!loaded.ok()) return loaded.status();
+  std::unique_ptr<Predictor> predictor(new Predictor());
+  predictor->model_dir_ = model_dir;
+  predictor->info_ = loaded->info;
+  predictor->classifier_ = loaded->classifier;
+  predictor->options_ = options;
+  predictor->classifier_->eval();
+  if (options.channels_last) predictor->classifier_->to(at::MemoryFormat::ChannelsLast);
+  at::set_num_threads(options.threads > 0 ? options.threads : default_thread_count());
+  predictor->load_seconds_ =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return predictor;
+}
+
+Result<at::Tensor> Predictor::preprocess(std::span<const uint8_t> bytes) const {
+  data::TransformSpec spec;
+  spec.resize = static_cast<int>(info_.resize);
+  spec.crop = static_cast<int>(info_.input_size);
+  spec.mean = info_.mean;
+  spec.std = info_.std;
+  const data::ImagePipeline pipeline(spec);
+  data::DecodeOptions decode;
+  decode.max_pixels = options_.max_pixels;
+  decode.min_short_side = pipeline.min_decode_short_side();
+  auto decoded = data::decode_image(bytes, decode);
+  if (!decoded.ok()) return Status(ErrorCode::kInvalidArgument, decoded.status().message());
+  const int64_t size = pipeline.output_size();
+  at::Tensor image = at::empty({3, size, size}, at::kFloat);
+  data::Rng unused_rng(0);  // the eval transform draws nothing
+  pipeline.apply(decoded->rgb, unused_rng, data::PixelLayout::kChw, image.data_ptr<float>());
+  return image;
+}
+
+at::Tensor Predictor::predict(const at::Tensor& images) {
+  c10::InferenceMode inference;
+  at::Tensor input = options_.channels_last ? images.contiguous(at::MemoryFormat::ChannelsLast) : images;
+  at::Tensor logits;
+  if (options_.precision == "bf16") {
+    const bool previous = at::autocast::is_cpu_enabled();
+    at::autocast::set_cpu_enabled(true);
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::increment_nesting();
+    logits = classifier_->forward(input);
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_cpu_enabled(previous);
+  } else {
+    logits = classifier_->forward(input);
+  }
+  return logits.to(at::kFloat).contiguous();
+}
+
+std::vector<std::vector<Prediction>> top_k(const at::Tensor& logits, int64_t k,
+                                           const std::vector<std::string>& classes) {
+  const at::Tensor rows = logits.to(at::kFloat).contiguous();
+  std::vector<std::vector<Prediction>> out;
+  for (int64_t i = 0; i < rows.size(0); ++i) {
+    const float* row = rows.data_ptr<float>() + i * rows.size(1);
+    out.push_back(top_k_of_row(std::span(row, static_cast<size_t>(rows.size(1))), k, classes));
+  }
+  return out;
+}
+
+std::vector<Prediction> top_k_of_row(std::span<const float> logits, int64_t k,
+                                     const std::vector<std::string>& classes) {
+  if (logits.empty()) return {};
+  const float largest = *std::max_element(logits.begin(), logits.end());
+  std::vector<double> probabilities(logits.size());
+  double total = 0;
+  for (size_t i = 0; i < logits.size(); ++i) total += probabilities[i] = std::exp(double(logits[i]) - largest);
+  std::vector<size_t> order(logits.size());
+  std::iota(order.begin(), order.end(), 0);
+  const size_t count = static_cast<size_t>(std::clamp<int64_t>(k, 1, static_cast<int64_t>(logits.size())));
+  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(count), order.end(),
+                    [&](size_t a, size_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  std::vector<Prediction> out;
+  for (size_t j = 0; j < count; ++j) {
+    Prediction prediction;
+    prediction.index = static_cast<int64_t>(order[j]);
+    prediction.probability = probabilities[order[j]] / total;
+    if (order[j] < classes.size()) prediction.label = classes[order[j]];
+    out.push_back(prediction);
+  }
+  return out;
+}
+
+}  // namespace kennel::serve

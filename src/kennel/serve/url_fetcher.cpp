@@ -1,0 +1,748 @@
+#include "kennel/serve/url_fetcher.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <system_error>
+
+#include "kennel/util/fs.h"
+
+namespace kennel::serve {
+
+namespace {
+
+// ---- addresses and networks --------------------------------------------------
+
+// An IP address in network byte order; IPv4 uses the first 4 bytes.
+struct IpAddress {
+  bool v6 = false;
+  std::array<uint8_t, 16> bytes{};
+};
+
+struct Network {
+  IpAddress base;
+  int prefix_bits = 0;
+  std::string text;  // as configured, for messages
+};
+
+std::optional<IpAddress> parse_address(const std::string& text) {
+  IpAddress address;
+  if (inet_pton(AF_INET, text.c_str(), address.bytes.data()) == 1) return address;
+  address.v6 = true;
+  if (inet_pton(AF_INET6, text.c_str(), address.bytes.data()) == 1) return address;
+  return std::nullopt;
+}
+
+std::string address_text(const IpAddress& address) {
+  char text[INET6_ADDRSTRLEN] = {};
+  inet_ntop(address.v6 ? AF_INET6 : AF_INET, address.bytes.data(), text, sizeof(text));
+  return text;
+}
+
+Result<Network> parse_network(const std::string& cidr) {
+  const size_t slash = cidr.find('/');
+  if (slash == std::string::npos) {
+    return invalid_argument(
+        "'{}' is not a CIDR network: write ADDRESS/PREFIX (e.g. 10.0.0.0/8, or {}/32 or /128 for "
+        "one address)",
+        cidr, cidr);
+  }
+  const auto base = parse_address(cidr.substr(0, slash));
+  if (!base) {
+    return invalid_argument("'{}' is not a CIDR network: '{}' is not an IPv4 or IPv6 address", cidr,
+                            cidr.substr(0, slash));
+  }
+  const int max_bits = base->v6 ? 128 : 32;
+  const std::string_view prefix = std::string_view(cidr).substr(slash + 1);
+  int bits = -1;
+  const auto [end, error] = std::from_chars(prefix.data(), prefix.data() + prefix.size(), bits);
+  if (prefix.empty() || error != std::errc() || end != prefix.data() + prefix.size() || bits < 0 ||
+      bits > max_bits) {
+    return invalid_argument("'{}' is not a CIDR network: the prefix length must be 0..{}", cidr,
+                            max_bits);
+  }
+  return Network{*base, bits, cidr};
+}
+
+bool prefix_matches(const IpAddress& address, const IpAddress& base, int bits) {
+  const int whole_bytes = bits / 8;
+  if (std::memcmp(address.bytes.data(), base.bytes.data(), static_cast<size_t>(whole_bytes)) != 0) {
+    return false;
+  }
+  const int rest = bits % 8;
+  if (rest == 0) return true;
+  const auto mask = static_cast<uint8_t>(0xFF << (8 - rest));
+  return (address.bytes[whole_bytes] & mask) == (base.bytes[whole_bytes] & mask);
+}
+
+// ::ffff:a.b.c.d reaches the IPv4 host a.b.c.d through a dual-stack socket, so
+// such an address must not slip past an IPv4 deny rule (and vice versa).
+constexpr std::array<uint8_t, 12> kMappedPrefix = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+
+bool is_mapped_ipv4(const IpAddress& address) {
+  return address.v6 && std::memcmp(address.bytes.data(), kMappedPrefix.data(), 12) == 0;
+}
+
+IpAddress unmapped(const IpAddress& address) {
+  IpAddress v4;
+  std::memcpy(v4.bytes.data(), address.bytes.data() + 12, 4);
+  return v4;
+}
+
+bool in_network(const IpAddress& address, const Network& network) {
+  if (address.v6 == network.base.v6 && prefix_matches(address, network.base, network.prefix_bits)) {
+    return true;
+  }
+  // Compare in IPv4 terms when both sides have an IPv4 meaning.
+  std::optional<IpAddress> address_v4;
+  if (!address.v6) address_v4 = address;
+  if (is_mapped_ipv4(address)) address_v4 = unmapped(address);
+  std::optional<Network> network_v4;
+  if (!network.base.v6) network_v4 = network;
+  if (is_mapped_ipv4(network.base) && network.prefix_bits >= 96) {
+    network_v4 = Network{unmapped(network.base), network.prefix_bits - 96, network.text};
+  }
+  if (!address_v4 || !network_v4 || (!address.v6 && !network.base.v6)) return false;
+  return prefix_matches(*address_v4, network_v4->base, network_v4->prefix_bits);
+}
+
+Result<std::vector<Network>> parse_networks(const std::vector<std::string>& cidrs,
+                                            const char* field) {
+  std::vector<Network> networks;
+  for (size_t i = 0; i < cidrs.size(); ++i) {
+    auto network = parse_network(cidrs[i]);
+    if (!network.ok()) return network.status().with_context(fmt::format("{}[{}]", field, i));
+    networks.push_back(std::move(*network));
+  }
+  return networks;
+}
+
+// ---- URL text ------------------------------------------------------------------
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool is_sensitive_query_name(std::string_view name) {
+  const std::string lowered = lower(name);
+  for (const char* word : {"sig", "token", "credential", "secret", "pass", "key"}) {
+    if (lowered.find(word) != std::string::npos) return true;
+  }
+  return false;
+}
+
+// The URL as messages show it: no user:password@, no values of query
+// parameters that look like signatures or tokens (pre-signed URLs), no
+// control characters (log injection), and not unboundedly long.
+std::string display_url(const std::string& url) {
+  std::string shown = url;
+  const size_t scheme_end = shown.find("://");
+  if (scheme_end != std::string::npos) {
+    const size_t authority = scheme_end + 3;
+    const size_t authority_end = std::min(shown.find_first_of("/?#", authority), shown.size());
+    const size_t at = shown.rfind('@', authority_end == 0 ? 0 : authority_end - 1);
+    if (at != std::string::npos && at >= authority) shown.erase(authority, at + 1 - authority);
+  }
+  const size_t query = shown.find('?');
+  if (query != std::string::npos) {
+    const size_t fragment = std::min(shown.find('#', query), shown.size());
+    std::string rebuilt = shown.substr(0, query + 1);
+    size_t start = query + 1;
+    while (start <= fragment) {
+      const size_t end = std::min(shown.find('&', start), fragment);
+      const std::string_view pair = std::string_view(shown).substr(start, end - start);
+      const size_t equals = pair.find('=');
+      if (equals != std::string_view::npos && is_sensitive_query_name(pair.substr(0, equals))) {
+        rebuilt += std::string(pair.substr(0, equals)) + "=REDACTED";
+      } else {
+        rebuilt += pair;
+      }
+      if (end < fragment) rebuilt += '&';
+      start = end + 1;
+    }
+    shown = rebuilt + shown.substr(fragment);
+  }
+  std::string clean;
+  for (const char c : shown) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte == 0x7F) {
+      clean += fmt::format("%{:02X}", byte);
+    } else {
+      clean += c;
+    }
+  }
+  constexpr size_t kMaxShown = 300;
+  if (clean.size() > kMaxShown) clean = clean.substr(0, kMaxShown) + "...";
+  return clean;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::optional<std::string> percent_decode(std::string_view text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '%') {
+      out += text[i];
+      continue;
+    }
+    if (i + 2 >= text.size()) return std::nullopt;
+    const int high = hex_value(text[i + 1]);
+    const int low = hex_value(text[i + 2]);
+    if (high < 0 || low < 0) return std::nullopt;
+    out += static_cast<char>(high * 16 + low);
+    i += 2;
+  }
+  return out;
+}
+
+// RFC 3986 unreserved characters pass; everything else is %XX, which is also
+// exactly the encoding SigV4 expects in the canonical path for S3.
+std::string encode_path_segment(std::string_view segment) {
+  std::string out;
+  for (const char c : segment) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (std::isalnum(byte) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += c;
+    } else {
+      out += fmt::format("%{:02X}", byte);
+    }
+  }
+  return out;
+}
+
+std::string encode_s3_key(std::string_view key) {
+  std::string out;
+  size_t start = 0;
+  while (true) {
+    const size_t slash = key.find('/', start);
+    out += encode_path_segment(key.substr(start, slash - start));
+    if (slash == std::string_view::npos) break;
+    out += '/';
+    start = slash + 1;
+  }
+  return out;
+}
+
+bool is_region_name(std::string_view region) {
+  for (const char c : region) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (!std::islower(byte) && !std::isdigit(byte) && c != '-') return false;
+  }
+  return true;
+}
+
+bool is_http_url(std::string_view url) {
+  const size_t scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return false;
+  const std::string scheme = lower(url.substr(0, scheme_end));
+  return scheme == "http" || scheme == "https";
+}
+
+std::string env(const char* name) {
+  const char* value = std::getenv(name);
+  return value ? value : "";
+}
+
+// A short summary of an S3 XML error body ("NoSuchKey: The specified key does not exist.").
+std::string s3_error_summary(const std::string& body) {
+  auto element = [&](const std::string& name) -> std::string {
+    const size_t open = body.find("<" + name + ">");
+    if (open == std::string::npos) return "";
+    const size_t start = open + name.size() + 2;
+    const size_t close = body.find("</" + name + ">", start);
+    if (close == std::string::npos) return "";
+    return body.substr(start, std::min<size_t>(close - start, 200));
+  };
+  const std::string code = element("Code");
+  const std::string message = element("Message");
+  if (code.empty()) return "";
+  return message.empty() ? code : code + ": " + message;
+}
+
+// ---- one libcurl transfer ----------------------------------------------------
+
+// Error bodies are kept only this far (enough for an S3 error document); the
+// rest is not downloaded.
+constexpr size_t kErrorBodyLimit = 8 << 10;
+
+struct AddressPolicy {
+  std::vector<Network> denied;
+  std::vector<Network> allowed;
+
+  // The denied network `address` falls in, unless an allowed one overrides it.
+  const Network* denying(const IpAddress& address) const {
+    for (const Network& network : denied) {
+      if (!in_network(address, network)) continue;
+      for (const Network& exception : allowed) {
+        if (in_network(address, exception)) return nullptr;
+      }
+      return &network;
+    }
+    return nullptr;
+  }
+};
+
+struct Transfer {
+  CURL* curl = nullptr;
+  const AddressPolicy* policy = nullptr;
+  uint64_t max_bytes = 0;
+  std::string body;
+  bool too_large = false;
+  bool error_body_cut = false;
+  // Set by the open-socket callback when it refuses an address.
+  std::string refused_address;
+  std::string refused_network;
+  std::string refused_url;  // empty unless the refused connection was for a redirect
+};
+
+bool is_success(long http_status) {
+  return http_status >= 200 && http_status < 300;
+}
+
+size_t write_body(char* data, size_t size, size_t count, void* user) {
+  auto* transfer = static_cast<Transfer*>(user);
+  const size_t n = size * count;
+  long http_status = 0;
+  curl_easy_getinfo(transfer->curl, CURLINFO_RESPONSE_CODE, &http_status);
+  if (!is_success(http_status)) {
+    const size_t room = kErrorBodyLimit - std::min(kErrorBodyLimit, transfer->body.size());
+    transfer->body.append(data, std::min(n, room));
+    if (n > room) {
+      transfer->error_body_cut = true;
+      return 0;  // anything but n aborts the transfer
+    }
+    return n;
+  }
+  if (transfer->body.size() + n > transfer->max_bytes) {
+    transfer->too_large = true;
+    return 0;
+  }
+  transfer->body.append(data, n);
+  return n;
+}
+
+// libcurl calls this for every connection it opens, after DNS and for each
+// redirect hop, so the address checked is the one actually connected to (no
+// DNS-rebinding gap between a check and the connect).
+curl_socket_t open_checked_socket(void* user, curlsocktype /*purpose*/, curl_sockaddr* address) {
+  auto* transfer = static_cast<Transfer*>(user);
+  IpAddress ip;
+  if (address->family == AF_INET) {
+    const auto* v4 = reinterpret_cast<const sockaddr_in*>(&address->addr);
+    std::memcpy(ip.bytes.data(), &v4->sin_addr, 4);
+  } else if (address->family == AF_INET6) {
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&address->addr);
+    ip.v6 = true;
+    std::memcpy(ip.bytes.data(), &v6->sin6_addr, 16);
+  } else {
+    return CURL_SOCKET_BAD;  // only IP sockets are expected; anything else is refused
+  }
+  if (const Network* network = transfer->policy->denying(ip)) {
+    if (transfer->refused_address.empty()) {
+      transfer->refused_address = address_text(ip);
+      transfer->refused_network = network->text;
+      // The effective URL is libcurl's normalised spelling (0x7f000001 becomes
+      // 127.0.0.1), so it is named only when a redirect led here.
+      long redirects = 0;
+      char* url = nullptr;
+      curl_easy_getinfo(transfer->curl, CURLINFO_REDIRECT_COUNT, &redirects);
+      curl_easy_getinfo(transfer->curl, CURLINFO_EFFECTIVE_URL, &url);
+      if (redirects > 0 && url) transfer->refused_url = display_url(url);
+    }
+    return CURL_SOCKET_BAD;
+  }
+  return ::socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+}
+
+long milliseconds(double seconds) {
+  // curl reads 0 as "no limit": never round a tiny positive timeout down to it.
+  return static_cast<long>(std::max(1.0, std::min(seconds * 1000, 1e12)));
+}
+
+struct CurlHandle {
+  CURL* curl = curl_easy_init();
+  curl_slist* headers = nullptr;
+  ~CurlHandle() {
+    curl_slist_free_all(headers);
+    if (curl) curl_easy_cleanup(curl);
+  }
+};
+
+// What differs between a plain http(s) fetch and a signed S3 one.
+struct RequestSpec {
+  std::string url;        // what libcurl fetches
+  std::string shown_url;  // what messages name
+  bool follow_redirects = true;
+  bool s3 = false;
+  std::string s3_region;
+  std::string access_key_id;
+  std::string secret_access_key;
+  std::string session_token;
+};
+
+// ---- the fetcher -------------------------------------------------------------
+
+class CurlUrlFetcher final : public UrlFetcher {
+ public:
+  CurlUrlFetcher(FetchOptions options, AddressPolicy policy)
+      : options_(std::move(options)), policy_(std::move(policy)) {}
+
+  Result<std::string> fetch(const std::string& url) override {
+    const std::string shown = display_url(url);
+    const size_t scheme_end = url.find("://");
+    if (scheme_end == std::string::npos) {
+      return invalid_argument("'{}' is not a URL: expected http://, https://, s3:// or file://",
+                              shown);
+    }
+    const std::string scheme = lower(std::string_view(url).substr(0, scheme_end));
+    if (scheme == "http" || scheme == "https") {
+      RequestSpec spec;
+      spec.url = url;
+      spec.shown_url = shown;
+      return perform(spec);
+    }
+    if (scheme == "s3") return fetch_s3(url, shown);
+    if (scheme == "file") return fetch_file(url, shown);
+    return invalid_argument(
+        "{}: unsupported URL scheme '{}' (Kennel fetches http, https, s3, file)", shown, scheme);
+  }
+
+ private:
+  Result<std::string> fetch_file(const std::string& url, const std::string& shown) const {
+    if (options_.file_root.empty()) {
+      return invalid_argument("{}: file:// URLs are refused here (no file root is configured)",
+                              shown);
+    }
+    const std::string_view rest = std::string_view(url).substr(url.find("://") + 3);
+    const size_t path_start = rest.find('/');
+    const std::string host = lower(rest.substr(0, path_start));
+    if (path_start == std::string_view::npos || (!host.empty() && host != "localhost")) {
+      return invalid_argument("{}: a file URL names a local path, as in file:///data/cat.jpg",
+                              shown);
+    }
+    const std::string_view encoded = rest.substr(path_start, rest.find_first_of("?#") - path_start);
+    const auto decoded = percent_decode(encoded);
+    if (!decoded || decoded->find('\0') != std::string::npos) {
+      return invalid_argument("{}: malformed percent-encoding in the path", shown);
+    }
+    std::error_code error;
+    const auto root = std::filesystem::canonical(options_.file_root, error);
+    if (error) {
+      return failed_precondition("{}: the file root '{}' is not usable: {}", shown,
+                                 path_text(options_.file_root), error.message());
+    }
+    // weakly_canonical follows every symlink that exists and folds '..', so the
+    // comparison below is against where the path really leads.
+    const auto target = std::filesystem::weakly_canonical(*decoded, error);
+    if (error) {
+      const ErrorCode code = error == std::errc::permission_denied ? ErrorCode::kPermissionDenied
+                                                                   : ErrorCode::kNotFound;
+      return Status(code, fmt::format("{}: cannot resolve the path: {}", shown, error.message()));
+    }
+    if (!is_within(target, root)) {
+      return Status(ErrorCode::kPermissionDenied,
+                    fmt::format("{}: the path leads outside the file root '{}' (after resolving "
+                                "'..' and symlinks)",
+                                shown, path_text(root)));
+    }
+    auto bytes = read_file_bytes(target, static_cast<uint64_t>(options_.max_bytes));
+    if (!bytes.ok()) return bytes.status().with_context(fmt::format("fetching {}", shown));
+    return std::string(bytes->begin(), bytes->end());
+  }
+
+  static bool is_within(const std::filesystem::path& path, const std::filesystem::path& root) {
+    // Component-wise, so that /data/images2 is not inside /data/images.
+    auto path_it = path.begin();
+    for (auto root_it = root.begin(); root_it != root.end(); ++root_it, ++path_it) {
+      if (root_it->empty()) continue;  // the trailing "" of a root ending in '/'
+      if (path_it == path.end() || *path_it != *root_it) return false;
+    }
+    return true;
+  }
+
+  Result<std::string> fetch_s3(const std::string& url, const std::string& shown) const {
+    const std::string rest = url.substr(url.find("://") + 3);
+    const size_t slash = rest.find('/');
+    if (slash == std::string::npos || slash == 0 || slash + 1 == rest.size()) {
+      return invalid_argument("{}: an S3 URL is s3://BUCKET/KEY", shown);
+    }
+    const std::string bucket = rest.substr(0, slash);
+    const std::string key = rest.substr(slash + 1);
+    bool dns_compatible = true;
+    for (const char c : bucket) {
+      const auto byte = static_cast<unsigned char>(c);
+      if (!std::isalnum(byte) && c != '.' && c != '-' && c != '_') {
+        return invalid_argument("{}: '{}' is not an S3 bucket name", shown, bucket);
+      }
+      if (std::isupper(byte) || c == '.' || c == '_') dns_compatible = false;
+    }
+
+    RequestSpec spec;
+    spec.shown_url = shown;
+    spec.s3 = true;
+    // An S3 redirect means a wrong region or endpoint; following it would send
+    // the security-token header to another host, so it is reported instead.
+    spec.follow_redirects = false;
+    spec.access_key_id = env("AWS_ACCESS_KEY_ID");
+    spec.secret_access_key = env("AWS_SECRET_ACCESS_KEY");
+    spec.session_token = env("AWS_SESSION_TOKEN");
+    if (spec.access_key_id.empty() || spec.secret_access_key.empty()) {
+      return failed_precondition(
+          "{}: no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and "
+          "AWS_SESSION_TOKEN for temporary credentials)",
+          shown);
+    }
+
+    spec.s3_region = options_.s3_region;
+    const char* region_source = "s3_region";
+    for (const char* name : {"AWS_REGION", "AWS_DEFAULT_REGION"}) {
+      if (!spec.s3_region.empty()) break;
+      spec.s3_region = env(name);
+      region_source = name;
+    }
+    if (spec.s3_region.empty()) spec.s3_region = "us-east-1";
+    if (!is_region_name(spec.s3_region)) {
+      return failed_precondition("{}: {} '{}' is not an AWS region name (e.g. eu-west-1)", shown,
+                                 region_source, spec.s3_region);
+    }
+
+    std::string endpoint = options_.s3_endpoint;
+    const char* endpoint_source = "s3_endpoint";
+    for (const char* name : {"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"}) {
+      if (!endpoint.empty()) break;
+      endpoint = env(name);
+      endpoint_source = name;
+    }
+    const std::string encoded_key = encode_s3_key(key);
+    if (!endpoint.empty()) {
+      if (!is_http_url(endpoint)) {
+        return failed_precondition("{}: {} '{}' is not an http:// or https:// URL", shown,
+                                   endpoint_source, display_url(endpoint));
+      }
+      while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
+      spec.url = endpoint + "/" + bucket + "/" + encoded_key;
+    } else if (dns_compatible) {
+      spec.url =
+          fmt::format("https://{}.s3.{}.amazonaws.com/{}", bucket, spec.s3_region, encoded_key);
+    } else {
+      // Dots break the TLS wildcard certificate of virtual-host names.
+      spec.url =
+          fmt::format("https://s3.{}.amazonaws.com/{}/{}", spec.s3_region, bucket, encoded_key);
+    }
+    return perform(spec);
+  }
+
+  Result<std::string> perform(const RequestSpec& spec) const {
+    CurlHandle handle;
+    if (!handle.curl) return internal_error("curl_easy_init failed fetching {}", spec.shown_url);
+    CURL* curl = handle.curl;
+    Transfer transfer;
+    transfer.curl = curl;
+    transfer.policy = &policy_;
+    transfer.max_bytes = static_cast<uint64_t>(options_.max_bytes);
+    std::array<char, CURL_ERROR_SIZE> error_buffer{};
+
+    CURLcode setup = CURLE_OK;
+    auto set = [&](CURLoption option, auto value) {
+      const CURLcode code = curl_easy_setopt(curl, option, value);
+      if (setup == CURLE_OK) setup = code;
+    };
+    set(CURLOPT_URL, spec.url.c_str());
+    set(CURLOPT_ERRORBUFFER, error_buffer.data());
+    set(CURLOPT_NOSIGNAL, 1L);  // many threads fetch at once; no SIGALRM for DNS timeouts
+    set(CURLOPT_PROTOCOLS_STR, "http,https");
+    set(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    set(CURLOPT_FOLLOWLOCATION, spec.follow_redirects ? 1L : 0L);
+    set(CURLOPT_MAXREDIRS, static_cast<long>(options_.max_redirects));
+    set(CURLOPT_CONNECTTIMEOUT_MS, milliseconds(options_.connect_timeout_seconds));
+    set(CURLOPT_TIMEOUT_MS, milliseconds(options_.total_timeout_seconds));
+    // A proxy would make the open-socket check see the proxy's address instead
+    // of the target's, so the *_proxy environment variables are ignored.
+    set(CURLOPT_PROXY, "");
+    set(CURLOPT_OPENSOCKETFUNCTION, &open_checked_socket);
+    set(CURLOPT_OPENSOCKETDATA, &transfer);
+    set(CURLOPT_WRITEFUNCTION, &write_body);
+    set(CURLOPT_WRITEDATA, &transfer);
+    // Refuses early when Content-Length already says too much; write_body
+    // enforces the cap for bodies without one.
+    set(CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(options_.max_bytes));
+    set(CURLOPT_USERAGENT, "kennel");
+    std::string aws_sigv4;
+    std::string token_header;
+    if (spec.s3) {
+      aws_sigv4 = "aws:amz:" + spec.s3_region + ":s3";
+      set(CURLOPT_AWS_SIGV4, aws_sigv4.c_str());
+      // Separate options rather than CURLOPT_USERPWD: a ':' in a key cannot split it wrongly.
+      set(CURLOPT_USERNAME, spec.access_key_id.c_str());
+      set(CURLOPT_PASSWORD, spec.secret_access_key.c_str());
+      // S3 wants the payload hash on every SigV4 request; a GET's payload is empty.
+      handle.headers = curl_slist_append(
+          handle.headers,
+          "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+      if (!spec.session_token.empty()) {
+        token_header = "x-amz-security-token: " + spec.session_token;
+        handle.headers = curl_slist_append(handle.headers, token_header.c_str());
+      }
+      // Keys may hold '.' or '..' segments; they name objects, not directories.
+      set(CURLOPT_PATH_AS_IS, 1L);
+      set(CURLOPT_HTTPHEADER, handle.headers);
+    }
+    if (setup != CURLE_OK) {
+      return internal_error("configuring libcurl for {}: {}", spec.shown_url,
+                            curl_easy_strerror(setup));
+    }
+
+    const CURLcode result = curl_easy_perform(curl);
+    long http_status = 0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &http_status);
+
+    if (!transfer.refused_address.empty() && result != CURLE_OK) {
+      const std::string hop = transfer.refused_url.empty()
+                                  ? ""
+                                  : fmt::format(" (redirected to {})", transfer.refused_url);
+      return Status(
+          ErrorCode::kPermissionDenied,
+          fmt::format("{}{}: refusing to connect to {}, which is in the denied network "
+                      "{} (allowed_networks can make an exception)",
+                      spec.shown_url, hop, transfer.refused_address, transfer.refused_network));
+    }
+    const bool http_error = (result == CURLE_OK && !is_success(http_status)) ||
+                            (result == CURLE_WRITE_ERROR && transfer.error_body_cut) ||
+                            (result == CURLE_FILESIZE_EXCEEDED && http_status >= 400);
+    if (http_error) return http_failure(spec, http_status, transfer.body);
+    if (result == CURLE_FILESIZE_EXCEEDED || (result == CURLE_WRITE_ERROR && transfer.too_large)) {
+      return Status(ErrorCode::kResourceExhausted,
+                    fmt::format("{}: the body is larger than the limit of {} bytes", spec.shown_url,
+                                options_.max_bytes));
+    }
+    if (result != CURLE_OK) {
+      long redirects = 0;
+      curl_easy_getinfo(curl, CURLINFO_REDIRECT_COUNT, &redirects);
+      return curl_failure(spec, result, redirects, error_buffer.data());
+    }
+    return std::move(transfer.body);
+  }
+
+  Status http_failure(const RequestSpec& spec, long http_status, const std::string& body) const {
+    std::string detail;
+    if (spec.s3) {
+      const std::string summary = s3_error_summary(body);
+      if (!summary.empty()) detail = " (" + summary + ")";
+      if (http_status >= 300 && http_status < 400) {
+        detail += fmt::format(
+            "; S3 redirects when the region is wrong: set s3_region or "
+            "AWS_REGION (now {})",
+            spec.s3_region);
+      }
+    }
+    const ErrorCode code = http_status == 404 ? ErrorCode::kNotFound : ErrorCode::kUpstreamFailed;
+    return Status(code, fmt::format("{}: the server answered HTTP {}{}", spec.shown_url,
+                                    http_status, detail));
+  }
+
+  Status curl_failure(const RequestSpec& spec, CURLcode result, long redirects,
+                      const char* error_text) const {
+    const std::string why = *error_text ? error_text : curl_easy_strerror(result);
+    switch (result) {
+      case CURLE_OPERATION_TIMEDOUT:
+        return Status(ErrorCode::kDeadlineExceeded,
+                      fmt::format("{}: timed out ({}; connect_timeout_seconds={}, "
+                                  "total_timeout_seconds={})",
+                                  spec.shown_url, why, options_.connect_timeout_seconds,
+                                  options_.total_timeout_seconds));
+      case CURLE_URL_MALFORMAT:
+        if (redirects > 0) {  // the server's Location, not the caller's URL
+          return Status(ErrorCode::kUpstreamFailed,
+                        fmt::format("{}: redirected to a malformed URL ({})", spec.shown_url, why));
+        }
+        return invalid_argument("{}: malformed URL ({})", spec.shown_url, why);
+      case CURLE_TOO_MANY_REDIRECTS:
+        return Status(ErrorCode::kUpstreamFailed,
+                      fmt::format("{}: more than max_redirects={} redirects", spec.shown_url,
+                                  options_.max_redirects));
+      case CURLE_UNSUPPORTED_PROTOCOL:
+        return Status(ErrorCode::kUpstreamFailed,
+                      fmt::format("{}: redirected to a URL that is not http or https ({})",
+                                  spec.shown_url, why));
+      default:
+        return Status(ErrorCode::kUpstreamFailed,
+                      fmt::format("{}: fetch failed: {}", spec.shown_url, why));
+    }
+  }
+
+  const FetchOptions options_;
+  const AddressPolicy policy_;
+};
+
+}  // namespace
+
+Status FetchOptions::validate() const {
+  if (!std::isfinite(connect_timeout_seconds) || connect_timeout_seconds <= 0) {
+    return invalid_argument("connect_timeout_seconds must be a positive number of seconds, got {}",
+                            connect_timeout_seconds);
+  }
+  if (!std::isfinite(total_timeout_seconds) || total_timeout_seconds <= 0) {
+    return invalid_argument("total_timeout_seconds must be a positive number of seconds, got {}",
+                            total_timeout_seconds);
+  }
+  if (max_redirects < 0) {
+    return invalid_argument("max_redirects must be 0 (no redirects) or more, got {}",
+                            max_redirects);
+  }
+  if (max_bytes <= 0) return invalid_argument("max_bytes must be positive, got {}", max_bytes);
+  auto denied = parse_networks(denied_networks, "denied_networks");
+  if (!denied.ok()) return denied.status();
+  auto allowed = parse_networks(allowed_networks, "allowed_networks");
+  if (!allowed.ok()) return allowed.status();
+  if (!s3_endpoint.empty() && !is_http_url(s3_endpoint)) {
+    return invalid_argument("s3_endpoint '{}' is not an http:// or https:// URL",
+                            display_url(s3_endpoint));
+  }
+  if (!is_region_name(s3_region)) {
+    return invalid_argument("s3_region '{}' is not an AWS region name (e.g. eu-west-1)", s3_region);
+  }
+  return {};
+}
+
+Result<std::unique_ptr<UrlFetcher>> make_url_fetcher(const FetchOptions& options) {
+  KENNEL_RETURN_IF_ERROR(options.validate());
+  static std::once_flag once;
+  static CURLcode init_result = CURLE_OK;
+  std::call_once(once, [] { init_result = curl_global_init(CURL_GLOBAL_DEFAULT); });
+  if (init_result != CURLE_OK) {
+    return internal_error("curl_global_init failed: {}", curl_easy_strerror(init_result));
+  }
+  // validate() has parsed these once already, so value() cannot throw.
+  AddressPolicy policy;
+  policy.denied = parse_networks(options.denied_networks, "denied_networks").value();
+  policy.allowed = parse_networks(options.allowed_networks, "allowed_networks").value();
+  return std::unique_ptr<UrlFetcher>(std::make_unique<CurlUrlFetcher>(options, std::move(policy)));
+}
+
+Result<bool> address_in_network(const std::string& address, const std::string& cidr) {
+  const auto parsed = parse_address(address);
+  if (!parsed) return invalid_argument("'{}' is not an IPv4 or IPv6 address", address);
+  auto network = parse_network(cidr);
+  if (!network.ok()) return network.status();
+  return in_network(*parsed, *network);
+}
+
+}  // namespace kennel::serve
