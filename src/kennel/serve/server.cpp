@@ -100,6 +100,10 @@ Status InferenceServer::start() {
                               options_.host, options_.port));
   }
   listener_ = std::thread([this] { http_->listen_after_bind(); });
+  // httplib's stop() is a no-op until the accept loop runs, and wait() would then hang.
+  for (int waited_ms = 0; !http_->is_running() && waited_ms < 5000; ++waited_ms) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   return {};
 }
 
