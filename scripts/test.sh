@@ -14,11 +14,14 @@ BUILD_DIR="$BUILD_DIR" bash scripts/build.sh || exit 1
 export KENNEL_BUILD_DIR
 KENNEL_BUILD_DIR=$(realpath "$BUILD_DIR")
 
+# libFuzzer over request parsing and image decoding, bounded in time.
+FUZZ_SECONDS=${FUZZ_SECONDS:-30} bash scripts/fuzz.sh
+fuzz_status=$?
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)" --timeout 300
 ctest_status=$?
 "$PYTHON" -m pytest tests/integration tests/parity -q -p no:cacheprovider
 pytest_status=$?
-if ((ctest_status != 0 || pytest_status != 0)); then
-  echo "tests failed: ctest exit $ctest_status, pytest exit $pytest_status"
+if ((ctest_status != 0 || pytest_status != 0 || fuzz_status != 0)); then
+  echo "tests failed: ctest exit $ctest_status, pytest exit $pytest_status, fuzz exit $fuzz_status"
   exit 1
 fi

@@ -70,7 +70,7 @@ void register_serve_command(CLI::App& app, CommandContext& context) {
       ->capture_default_str();
   serve->add_option("--workers", o.batcher.workers, "Model workers running batches concurrently")
       ->capture_default_str();
-  serve->add_option("--threads", o.predictor.threads, "CPU threads for the model (0 = all cores)")
+  serve->add_option("--threads", o.predictor.threads, "CPU threads of each model worker (0 = all cores)")
       ->capture_default_str();
   serve->add_option("--http-threads", o.http_threads, "Connections handled (and images decoded) at once")
       ->capture_default_str();

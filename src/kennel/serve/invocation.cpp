@@ -172,7 +172,9 @@ Result<Invocation> parse_invocation(std::string_view content_type, std::string_v
     json parsed;
     try {
       parsed = json::parse(body.begin(), body.end());
-    } catch (const json::parse_error& error) {
+    } catch (const json::exception& error) {
+      // parse_error for bad syntax, but also out_of_range for a number past double
+      // (e.g. 1e400): both are the client's malformed body, not an internal error.
       return invalid_argument("the body is not valid JSON: {}", error.what());
     }
     auto inputs = inputs_from_json(parsed);

@@ -1,8 +1,12 @@
 #include "kennel/serve/server.h"
 
+#include <sys/socket.h>
+
 #include <chrono>
+#include <cstdlib>
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -87,6 +91,13 @@ Status InferenceServer::start() {
   const auto read_timeout = std::chrono::duration<double>(options_.read_timeout_seconds);
   http_->set_read_timeout(std::chrono::duration_cast<std::chrono::microseconds>(read_timeout));
   http_->set_keep_alive_timeout(2);
+  http_->set_keep_alive_max_count(10'000);  // httplib's default of 5 forces reconnects under load
+  // httplib's default sets SO_REUSEPORT, which lets a second server bind a port in use and
+  // silently take a share of its connections. SO_REUSEADDR alone restarts cleanly.
+  http_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   if (options_.port == 0) {
     port_ = http_->bind_to_any_port(options_.host);
     if (port_ < 0) port_ = 0;
@@ -113,8 +124,16 @@ Status InferenceServer::load(const std::filesystem::path& model_dir) {
   State& state = *state_;
   state.predictor = std::move(predictor).value();
   Predictor* model = state.predictor.get();
-  state.batcher = std::make_unique<DynamicBatcher>([model](const at::Tensor& batch) { return model->predict(batch); },
-                                                   options_.batcher);
+  const int threads_per_worker = options_.predictor.threads;
+  state.batcher = std::make_unique<DynamicBatcher>(
+      [model, threads_per_worker](const at::Tensor& batch) {
+        // OpenMP's thread count is per calling thread: set it once in each worker.
+        thread_local bool configured = false;
+        if (!configured && threads_per_worker > 0) at::set_num_threads(threads_per_worker);
+        configured = true;
+        return model->predict(batch);
+      },
+      options_.batcher);
   state.batcher->set_batch_observer([&state](int64_t size, double seconds) {
     state.metrics.record_batch(size, seconds);
   });
@@ -217,9 +236,32 @@ void InferenceServer::register_routes() {
   http_->Get("/metrics", [state](const httplib::Request&, httplib::Response& res) {
     res.set_content(state->metrics.render(), "text/plain; version=0.0.4");
   });
-  http_->Post("/invocations", [state](const httplib::Request& req, httplib::Response& res) {
+  // The body is read through a content reader so that --max-body bounds what is
+  // held in memory whatever the framing: httplib 0.11 enforces its payload limit
+  // only on Content-Length bodies, not on chunked or gzip-inflated ones.
+  const auto max_body = static_cast<size_t>(options_.max_body_bytes);
+  http_->Post("/invocations", [state, max_body](const httplib::Request& req, httplib::Response& res,
+                                                const httplib::ContentReader& content_reader) {
+    std::string body;
+    bool too_large = req.has_header("Content-Length") &&
+                     std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10) > max_body;
+    const bool complete = too_large || content_reader([&](const char* data, size_t length) {
+      if (body.size() + length > max_body) {
+        too_large = true;
+        return false;
+      }
+      body.append(data, length);
+      return true;
+    });
+    if (too_large) {
+      return send_error(res, Status(ErrorCode::kResourceExhausted,
+                                    fmt::format("the request body (after decompression) is larger than the "
+                                                "server's --max-body limit of {} bytes",
+                                                max_body)));
+    }
+    if (!complete) return send_error(res, invalid_argument("the request body could not be read completely"));
     if (!state->ready) return send_error(res, Status(ErrorCode::kUnavailable, "the model is still loading"));
-    auto invocation = parse_invocation(req.get_header_value("Content-Type"), req.body,
+    auto invocation = parse_invocation(req.get_header_value("Content-Type"), body,
                                        req.get_param_value("top_k"),
                                        req.get_header_value("X-Amzn-SageMaker-Custom-Attributes"));
     if (!invocation.ok()) return send_error(res, invocation.status());

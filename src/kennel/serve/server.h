@@ -41,9 +41,12 @@ struct ServeOptions {
   int http_threads = 32;           // connections served at once (decode happens here)
   double read_timeout_seconds = 10;
   bool access_log = true;
-  BatcherOptions batcher;
+  // Two single-threaded model workers by default: on a small machine OpenMP's
+  // busy-waiting threads collapse throughput as soon as decoding or another
+  // process wants a core (measured in bench/serve: several times slower).
+  BatcherOptions batcher = {.max_batch_size = 8, .max_delay_ms = 5, .max_queue = 128, .workers = 2};
   FetchOptions fetch;
-  PredictorOptions predictor;
+  PredictorOptions predictor = {.threads = 1};  // per worker; 0 = all cores
 
   Status validate() const;  // kInvalidArgument naming the flag
 };

@@ -135,3 +135,19 @@ TEST(DecodeTest, CorruptPixelDataIsAnErrorNotACrash) {
 
 }  // namespace
 }  // namespace kennel::data
+
+namespace kennel::data {
+namespace {
+
+// Regression (found by tests/fuzz): a PNG header claiming ~4.3e9 x 4.3e9 pixels
+// overflowed int64_t width * height and could slip past max_pixels.
+TEST(DecodeTest, HugeClaimedSizeDoesNotOverflowThePixelLimit) {
+  const std::string png("\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\xfe\xff\xff\xff\xff\xff\xff\xff", 24);
+  const auto bytes = std::span(reinterpret_cast<const uint8_t*>(png.data()), png.size());
+  auto decoded = decode_image(bytes, DecodeOptions{});
+  ASSERT_FALSE(decoded.ok());
+  EXPECT_EQ(decoded.status().code(), ErrorCode::kResourceExhausted) << decoded.status().to_string();
+}
+
+}  // namespace
+}  // namespace kennel::data

@@ -81,6 +81,14 @@ TEST(InvocationTest, RefusalsNameTheProblem) {
   }
 }
 
+// Regression (found by tests/fuzz): json::parse throws out_of_range, not
+// parse_error, for a number past double, which escaped as a 500.
+TEST(InvocationTest, NumberOverflowIsMalformedJsonNotACrash) {
+  auto result = parse("application/json", R"({"url": 1e400})");
+  EXPECT_EQ(result.status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(result.status().message().find("not valid JSON"), std::string::npos);
+}
+
 TEST(InvocationTest, TooManyImagesIsRefused) {
   std::string body = R"({"urls": [)";
   for (int i = 0; i < 65; ++i) body += std::string(i ? "," : "") + "\"http://h/" + std::to_string(i) + "\"";
