@@ -1,5 +1,8 @@
 #include "kennel/store/job_registry.h"
 
+#include <chrono>
+#include <thread>
+
 #include <signal.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -149,14 +152,26 @@ Result<std::unique_ptr<JobRegistry>> JobRegistry::open(const std::filesystem::pa
   }
   std::unique_ptr<JobRegistry> registry(new JobRegistry(db, db_path));
   sqlite3_busy_timeout(db, 30'000);
-  KENNEL_RETURN_IF_ERROR(registry->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
-                             .with_context(fmt::format("opening '{}'", db_path.string())));
-  KENNEL_RETURN_IF_ERROR(registry->exec(kSchema));
-  Statement version(db, "SELECT version FROM schema_version");
-  if (version.step() != SQLITE_ROW) {
-    KENNEL_RETURN_IF_ERROR(registry->exec(
-        fmt::format("INSERT INTO schema_version(version) VALUES ({})", kSchemaVersion)));
-  } else if (version.integer(0) > kSchemaVersion) {
+  // Processes opening a new registry at once race for the switch to WAL and the
+  // schema; SQLite may answer SQLITE_BUSY there without waiting on its busy
+  // handler, so the whole initialisation is retried, and the schema is written in
+  // one IMMEDIATE transaction (one schema_version row, whoever wins).
+  Status initialised;
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    initialised = registry->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+    if (initialised.ok()) {
+      initialised = registry->exec(std::string("BEGIN IMMEDIATE;") + kSchema +
+                                   fmt::format("INSERT INTO schema_version(version) SELECT {} WHERE NOT EXISTS "
+                                               "(SELECT 1 FROM schema_version); COMMIT;",
+                                               kSchemaVersion));
+      if (!initialised.ok()) (void)registry->exec("ROLLBACK;");
+    }
+    if (initialised.code() != ErrorCode::kUnavailable) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  KENNEL_RETURN_IF_ERROR(initialised.with_context(fmt::format("opening '{}'", db_path.string())));
+  Statement version(db, "SELECT MAX(version) FROM schema_version");
+  if (version.step() == SQLITE_ROW && version.integer(0) > kSchemaVersion) {
     return failed_precondition("the job registry '{}' has schema version {}, newer than this "
                                "kennel understands ({}): upgrade kennel",
                                db_path.string(), version.integer(0), kSchemaVersion);
@@ -168,8 +183,9 @@ JobRegistry::~JobRegistry() { sqlite3_close(db_); }
 
 Status JobRegistry::exec(const std::string& sql) {
   char* message = nullptr;
-  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
-    Status status(ErrorCode::kInternal,
+  if (const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &message); rc != SQLITE_OK) {
+    const int primary = rc & 0xff;
+    Status status(primary == SQLITE_BUSY || primary == SQLITE_LOCKED ? ErrorCode::kUnavailable : ErrorCode::kInternal,
                   fmt::format("job registry '{}': {}", path_.string(), message ? message : "error"));
     sqlite3_free(message);
     return status;
