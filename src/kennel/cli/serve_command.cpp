@@ -1,6 +1,8 @@
 // `kennel serve MODEL_DIR|JOB`: the inference endpoint until SIGINT/SIGTERM,
 // which stop accepting, let in-flight requests finish and exit 0.
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <chrono>
 #include <iostream>
 #include <thread>
@@ -50,6 +52,7 @@ void register_serve_command(CLI::App& app, CommandContext& context) {
     std::string model;
     serve::ServeOptions options;
     bool no_access_log = false;
+    double drain_seconds = 30;
     std::vector<std::string> allow_networks;
     std::vector<std::string> deny_networks;
     std::string file_root;
@@ -92,6 +95,9 @@ void register_serve_command(CLI::App& app, CommandContext& context) {
   serve->add_option("--s3-endpoint", o.fetch.s3_endpoint,
                     "S3-compatible endpoint for s3:// URLs (default: $AWS_ENDPOINT_URL_S3, else AWS)");
   serve->add_flag("--no-access-log", flags->no_access_log, "Do not log one line per request");
+  serve->add_option("--drain-seconds", flags->drain_seconds,
+                    "On SIGINT/SIGTERM, wait this long for in-flight requests, then exit 1")
+      ->capture_default_str();
   serve->callback([flags, &context] {
     auto options = flags->options;
     options.access_log = !flags->no_access_log;
@@ -103,9 +109,17 @@ void register_serve_command(CLI::App& app, CommandContext& context) {
 
     serve::InferenceServer server(options);
     std::atomic<int> stop_signal{0};
-    StopSignalWatcher watcher([&](int signal_number) {
+    if (!(flags->drain_seconds > 0)) throw Error(invalid_argument("--drain-seconds must be > 0"));
+    StopSignalWatcher watcher([&, drain = flags->drain_seconds](int signal_number) {
       stop_signal = signal_number;
       server.stop();
+      // Draining is bounded: a client that never finishes must not keep the process alive.
+      std::thread([drain] {
+        std::this_thread::sleep_for(std::chrono::duration<double>(drain));
+        std::fprintf(stderr, "kennel serve: in-flight requests still running after --drain-seconds %g: exiting\n",
+                     drain);
+        std::_Exit(1);
+      }).detach();
     });
     if (Status started = server.start(); !started.ok()) throw Error(started);
     spdlog::info("loading {} ...", model_dir->string());
