@@ -54,6 +54,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import csv_list, make_log  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PEER = ROOT / "bench" / "peers" / "serve_peer.py"
@@ -69,16 +72,7 @@ IMAGES = RESULTS / "serve-images"
 LOGS = RESULTS / "serve-logs"
 
 
-def log(message):
-    print(f"[serve_bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def csv_list(text, allowed, what):
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    unknown = [item for item in items if item not in allowed]
-    if unknown or not items:
-        raise argparse.ArgumentTypeError(f"{what}: {', '.join(unknown) or '(empty)'} not in {', '.join(allowed)}")
-    return items
+log = make_log("serve_bench")
 
 
 def int_list(text):

@@ -1,0 +1,20 @@
+"""Pieces every benchmark driver shares: timestamped progress lines and list flags."""
+import argparse
+import sys
+import time
+
+
+def make_log(name):
+    """A log(message) that prints `[name HH:MM:SS] message` to stderr."""
+    def log(message):
+        print(f"[{name} {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+    return log
+
+
+def csv_list(text, allowed, what):
+    """A comma-separated flag value whose items must all be in `allowed`."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    unknown = [item for item in items if item not in allowed]
+    if unknown or not items:
+        raise argparse.ArgumentTypeError(f"{what}: {', '.join(unknown) or '(empty)'} not in {', '.join(allowed)}")
+    return items
