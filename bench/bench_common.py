@@ -4,10 +4,14 @@ import sys
 import time
 
 
-def make_log(name):
-    """A log(message) that prints `[name HH:MM:SS] message` to stderr."""
+def make_log(name, path=None):
+    """A log(message) that prints `[name HH:MM:SS] message` to stderr (and appends it to `path`, if given)."""
     def log(message):
-        print(f"[{name} {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+        line = f"[{name} {time.strftime('%H:%M:%S')}] {message}"
+        print(line, file=sys.stderr, flush=True)
+        if path is not None:
+            with open(path, "a") as stream:
+                stream.write(line + "\n")
     return log
 
 

@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 
+#include "kennel/job/train_spec.h"
+#include "kennel/util/status.h"
 #include "kennel/util/version.h"
 
 namespace kennel::cli {
@@ -10,6 +12,64 @@ std::filesystem::path GlobalOptions::home_dir() const {
   if (!home.empty()) return home;
   if (const char* env = std::getenv("KENNEL_HOME"); env != nullptr && *env != '\0') return env;
   return "kennel-runs";
+}
+
+namespace {
+
+const char* spec_key_type_name(job::SpecKeyType type) {
+  switch (type) {
+    case job::SpecKeyType::kInt: return "INT";
+    case job::SpecKeyType::kFloat: return "FLOAT";
+    case job::SpecKeyType::kBool: return "BOOL";
+    case job::SpecKeyType::kIntList: return "LIST";
+    case job::SpecKeyType::kString: break;
+  }
+  return "TEXT";
+}
+
+std::string flag_name(const std::string& key) {
+  std::string flag = key;
+  std::replace(flag.begin(), flag.end(), '_', '-');
+  return "--" + flag;
+}
+
+}  // namespace
+
+void add_training_key_flags(CLI::App& command, std::map<std::string, std::string>& values,
+                            const std::set<std::string>& excluded) {
+  const job::TrainSpec defaults;
+  for (const auto& key : job::train_spec_keys()) {
+    if (excluded.count(key.name)) continue;
+    const std::string default_text = key.get(defaults).dump();
+    const bool help_has_default = key.help.find("default") != std::string::npos;
+    auto* option = command.add_option_function<std::string>(
+        flag_name(key.name), [&values, name = key.name](const std::string& value) { values[name] = value; },
+        help_has_default ? key.help : fmt::format("{} (default: {})", key.help, default_text));
+    option->type_name(spec_key_type_name(key.type));
+    if (key.type == job::SpecKeyType::kBool) option->expected(0, 1)->default_str("true");
+  }
+}
+
+nlohmann::json training_overrides(const std::map<std::string, std::string>& values,
+                                  const std::vector<std::string>& sets) {
+  nlohmann::json overrides = nlohmann::json::object();
+  for (const auto& [key, value] : values) overrides[key] = value;
+  for (const auto& assignment : sets) {
+    const auto equals = assignment.find('=');
+    if (equals == std::string::npos || equals == 0) {
+      throw Error(invalid_argument("--set '{}': expected key=value", assignment));
+    }
+    overrides[assignment.substr(0, equals)] = assignment.substr(equals + 1);
+  }
+  return overrides;
+}
+
+std::string format_duration(double seconds) {
+  if (seconds <= 0) return "-";
+  const auto s = static_cast<int64_t>(seconds + 0.5);
+  if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, s / 60 % 60);
+  if (s >= 60) return fmt::format("{}m{:02}s", s / 60, s % 60);
+  return fmt::format("{}s", s);
 }
 
 void build_cli(CLI::App& app, CommandContext& context) {
@@ -34,6 +94,7 @@ void build_cli(CLI::App& app, CommandContext& context) {
   register_serve_command(app, context);
   register_predict_command(app, context);
   register_transform_command(app, context);
+  register_tune_commands(app, context);
 }
 
 }  // namespace kennel::cli

@@ -6,9 +6,13 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
+#include <set>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 namespace kennel::cli {
 
@@ -31,6 +35,19 @@ void register_evaluate_command(CLI::App& app, CommandContext& context);
 void register_serve_command(CLI::App& app, CommandContext& context);
 void register_predict_command(CLI::App& app, CommandContext& context);
 void register_transform_command(CLI::App& app, CommandContext& context);
+void register_tune_commands(CLI::App& app, CommandContext& context);
+
+// Adds one flag per training spec key (--lr, --batch-size, ...; from the key
+// table), except `excluded`; given values land in `values` as text, by key.
+void add_training_key_flags(CLI::App& command, std::map<std::string, std::string>& values,
+                            const std::set<std::string>& excluded);
+// The training keys given on the command line: the flags' values, then each
+// `--set key=value` (throws kennel::Error naming a malformed one).
+nlohmann::json training_overrides(const std::map<std::string, std::string>& values,
+                                  const std::vector<std::string>& sets);
+
+// "42s", "3m07s", "1h05m"; "-" for nothing.
+std::string format_duration(double seconds);
 
 // Builds the whole command tree (also used by the tests that check the flag table).
 void build_cli(CLI::App& app, CommandContext& context);

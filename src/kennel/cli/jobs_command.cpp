@@ -30,14 +30,6 @@ std::string format_time(double unix_seconds) {
   return text;
 }
 
-std::string format_duration(double seconds) {
-  if (seconds <= 0) return "-";
-  const auto s = static_cast<int64_t>(seconds + 0.5);
-  if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, s / 60 % 60);
-  if (s >= 60) return fmt::format("{}m{:02}s", s / 60, s % 60);
-  return fmt::format("{}s", s);
-}
-
 json parse_or_empty(const std::string& text) {
   try {
     return json::parse(text);

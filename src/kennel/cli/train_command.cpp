@@ -21,24 +21,8 @@ struct TrainFlags {
   std::map<std::string, std::string> values;  // key -> flag text, for the keys given on the command line
   bool quiet = false;
   bool json_output = false;
+  std::string parent;
 };
-
-const char* spec_key_type_name(job::SpecKeyType type) {
-  switch (type) {
-    case job::SpecKeyType::kInt: return "INT";
-    case job::SpecKeyType::kFloat: return "FLOAT";
-    case job::SpecKeyType::kBool: return "BOOL";
-    case job::SpecKeyType::kIntList: return "LIST";
-    case job::SpecKeyType::kString: break;
-  }
-  return "TEXT";
-}
-
-std::string flag_name(const std::string& key) {
-  std::string flag = key;
-  std::replace(flag.begin(), flag.end(), '_', '-');
-  return "--" + flag;
-}
 
 }  // namespace
 
@@ -53,20 +37,14 @@ void register_train_command(CLI::App& app, CommandContext& context) {
   train->add_option("--set", flags->sets, "key=value for any spec key (repeatable)");
   train->add_flag("--quiet", flags->quiet, "No progress or metric lines on stdout");
   train->add_flag("--json", flags->json_output, "Print the job's outcome as JSON");
-  const job::TrainSpec defaults;
-  for (const auto& key : job::train_spec_keys()) {
-    const std::string default_text = key.get(defaults).dump();
-    const bool help_has_default = key.help.find("default") != std::string::npos;
-    auto* option = train->add_option_function<std::string>(
-        flag_name(key.name), [flags, name = key.name](const std::string& value) { flags->values[name] = value; },
-        help_has_default ? key.help : fmt::format("{} (default: {})", key.help, default_text));
-    option->type_name(spec_key_type_name(key.type));
-    if (key.type == job::SpecKeyType::kBool) option->expected(0, 1)->default_str("true");
-  }
+  train->add_option("--parent", flags->parent, "The tuning job this run is a trial of (set by `kennel tune`)")
+      ->group("");
+  add_training_key_flags(*train, flags->values, {});
   train->callback([flags, &context] {
     job::TrainJobOptions options;
     options.home = context.global.home_dir();
     options.quiet = flags->quiet || flags->json_output;
+    options.parent = flags->parent;
     Result<job::TrainJobResult> result = Status(ErrorCode::kInternal, "not run");
     if (!flags->resume.empty()) {
       if (!flags->spec_file.empty() || !flags->values.empty() || !flags->sets.empty()) {
@@ -81,15 +59,7 @@ void register_train_command(CLI::App& app, CommandContext& context) {
         Status applied = job::apply_spec_json(spec, *file, flags->spec_file);
         if (!applied.ok()) throw Error(applied);
       }
-      json overrides = json::object();
-      for (const auto& [key, value] : flags->values) overrides[key] = value;
-      for (const auto& assignment : flags->sets) {
-        const auto equals = assignment.find('=');
-        if (equals == std::string::npos || equals == 0) {
-          throw Error(invalid_argument("--set '{}': expected key=value", assignment));
-        }
-        overrides[assignment.substr(0, equals)] = assignment.substr(equals + 1);
-      }
+      const json overrides = training_overrides(flags->values, flags->sets);
       Status applied = job::apply_spec_json(spec, overrides, "command line");
       if (!applied.ok()) throw Error(applied);
       result = job::run_training_job(spec, options);

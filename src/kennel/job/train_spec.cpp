@@ -239,6 +239,19 @@ Result<json> read_spec_file(const std::filesystem::path& path) {
   }
 }
 
+Status validate_job_name(const std::string& name, const std::string& what) {
+  const bool starts_alnum = !name.empty() && std::isalnum(static_cast<unsigned char>(name[0]));
+  const bool allowed = std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+  });
+  if (!starts_alnum || !allowed || name.size() > 128) {
+    return invalid_argument(
+        "{}: '{}' must start with a letter or digit and contain only letters, digits, '-', '_' and '.' (at most 128)",
+        what, name);
+  }
+  return {};
+}
+
 Result<TrainSpec> resolve_train_spec(TrainSpec spec) {
   if (spec.data.empty()) return invalid_argument("spec key 'data' is required: the dataset root folder");
   std::error_code error;
@@ -251,16 +264,7 @@ Result<TrainSpec> resolve_train_spec(TrainSpec spec) {
     std::strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", std::localtime(&now));
     spec.name = fmt::format("{}-{}", spec.arch, stamp);
   }
-  const bool starts_alnum = !spec.name.empty() && std::isalnum(static_cast<unsigned char>(spec.name[0]));
-  const bool allowed = std::all_of(spec.name.begin(), spec.name.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
-  });
-  if (!starts_alnum || !allowed || spec.name.size() > 128) {
-    return invalid_argument(
-        "spec key 'name': '{}' must start with a letter or digit and contain only letters, digits, '-', '_' and "
-        "'.' (at most 128)",
-        spec.name);
-  }
+  KENNEL_RETURN_IF_ERROR(validate_job_name(spec.name, "spec key 'name'"));
   if (!(spec.valid_ratio >= 0 && spec.valid_ratio < 1)) {
     return invalid_argument("spec key 'valid_ratio' must be in [0, 1), got {}", spec.valid_ratio);
   }

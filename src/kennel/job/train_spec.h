@@ -85,4 +85,8 @@ Result<TrainSpec> resolve_train_spec(TrainSpec spec);
 
 nlohmann::json to_json(const TrainSpec& spec);
 
+// Job names (training and tuning): a letter or digit first, then letters,
+// digits, '-', '_', '.'; at most 128. `what` names the field in the error.
+Status validate_job_name(const std::string& name, const std::string& what);
+
 }  // namespace kennel::job
