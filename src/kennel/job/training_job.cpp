@@ -307,6 +307,14 @@ TrainJobResult run_job(RunContext& run) {
                      cached->labels.size(0), key);
         return *cached;
       }
+      // Parallel trials of a tuning job want the same entry: one computes, the others wait and reuse it.
+      (void)kennel::create_directories(run.home / "cache" / "features");
+      const FileLock lock(run.home / "cache" / "features" / fmt::format("{}-{}.lock", key, split.name));
+      if (auto cached = cache.load(key, split.name)) {
+        spdlog::info("features of {} ({} images): computed by a concurrent job, reused ({})", split.name,
+                     cached->labels.size(0), key);
+        return *cached;
+      }
       auto loader = make_loader(split, eval_transform, false);
       classifier->set_training(false);
       auto set = train::compute_features(

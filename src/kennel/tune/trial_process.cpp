@@ -18,8 +18,16 @@ extern char** environ;
 
 namespace kennel::tune {
 
+namespace {
+std::string signal_name(int number) {
+  const char* abbreviation = sigabbrev_np(number);
+  return abbreviation ? fmt::format("SIG{}", abbreviation) : fmt::format("signal {}", number);
+}
+}  // namespace
+
 std::string ExitInfo::describe() const {
-  if (signaled) return fmt::format("killed by {}", code == SIGKILL ? std::string("SIGKILL") : strsignal(code));
+  if (signaled) return fmt::format("killed by {}", signal_name(code));
+  if (died_in_shell()) return fmt::format("killed by {} (exit code {})", signal_name(code - 128), code);
   return fmt::format("exit code {}", code);
 }
 

@@ -22,7 +22,9 @@ struct ExitInfo {
   bool signaled = false;  // killed by a signal (exit_code is then the signal number)
   int code = 0;
 
-  std::string describe() const;  // "exit code 3", "killed by SIGSEGV"
+  // A shell reports a command killed by signal N as exit code 128 + N.
+  bool died_in_shell() const { return !signaled && code > 128 && code <= 128 + 64; }
+  std::string describe() const;  // "exit code 3", "killed by SIGSEGV", "killed by SIGKILL (exit code 137)"
 };
 
 class TrialProcess {

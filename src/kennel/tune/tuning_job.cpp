@@ -105,6 +105,7 @@ TrialCurve curve_of(const Trial& trial, const ObjectiveSpec& objective) {
 // Reads a Kennel trial's metrics.jsonl: the objective metric of each epoch record.
 struct EpochValues {
   std::vector<double> values;
+  std::vector<int64_t> epochs;  // the record's epoch number of each value
   std::vector<std::string> metrics_seen;
 };
 
@@ -122,7 +123,17 @@ void absorb_epoch_line(const std::string& line, const std::string& metric, Epoch
       out.metrics_seen.push_back(key);
     }
   }
-  if (record.contains(metric) && record[metric].is_number()) out.values.push_back(record[metric].get<double>());
+  if (!record.contains(metric) || !record[metric].is_number()) return;
+  // A job resumed from an older checkpoint repeats epochs: the later record of an epoch replaces the earlier.
+  const int64_t epoch = record.value("epoch", static_cast<int64_t>(out.values.size()));
+  const auto again = std::find(out.epochs.begin(), out.epochs.end(), epoch);
+  if (again != out.epochs.end()) {
+    const auto keep = again - out.epochs.begin();
+    out.epochs.resize(static_cast<size_t>(keep));
+    out.values.resize(static_cast<size_t>(keep));
+  }
+  out.epochs.push_back(epoch);
+  out.values.push_back(record[metric].get<double>());
 }
 
 EpochValues read_epoch_values(const fs::path& metrics_path, const std::string& metric) {
@@ -471,7 +482,7 @@ void StudyRunner::finish(RunningTrial& running, const ExitInfo& exit) {
   const bool we_stopped = running.process.terminated_by_us();
   // A crash: the process died in a way no training error explains (a signal we did not send, or no outcome recorded).
   const bool crashed = !completed && !we_stopped &&
-                       (external() ? exit.signaled
+                       (external() ? exit.signaled || exit.died_in_shell()
                                    : (exit.signaled || !row_status || row_status == JobStatus::kInProgress ||
                                       (exit.code != 0 && exit.code != 1 && exit.code != 2)));
 

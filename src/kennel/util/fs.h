@@ -28,6 +28,23 @@ Status write_file_atomic(const std::filesystem::path& path, std::string_view byt
 // Creates `dir` and its parents; a clear error when it exists as a file or is not writable.
 Status create_directories(const std::filesystem::path& dir);
 
+// An exclusive advisory lock (flock) on a lock file, held until destruction:
+// lets several processes agree that one of them computes a shared entry while
+// the others wait and then reuse it. A lock that cannot be taken (unwritable
+// directory) is reported by held() == false rather than an error: callers
+// then just proceed unlocked.
+class FileLock {
+ public:
+  explicit FileLock(const std::filesystem::path& path);
+  ~FileLock();
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+  bool held() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
 // Path as UTF-8 text for messages and JSON (Linux paths are bytes; non-UTF-8 bytes pass through).
 inline std::string path_text(const std::filesystem::path& path) { return path.string(); }
 
