@@ -167,9 +167,10 @@ def run_kennel_tune(args, data, home, name, log_path):
     entries = sorted(p.name for p in features.iterdir() if p.is_dir()) if features.is_dir() else []
     if not entries:
         warnings.append(f"no feature cache under {features}: the trials re-ran the backbone")
-    elif len(entries) > 1:
-        warnings.append(f"{len(entries)} feature cache entries under {features}: trials did not share one "
-                        f"backbone (a per-trial seed changes the random-init weights id?)")
+    elif len(entries) > 2:
+        # One entry per split (train/, valid/): more means the trials did not share one backbone.
+        warnings.append(f"{len(entries)} feature cache entries under {features} (expected 2, train and valid): "
+                        f"trials did not share one backbone (a per-trial seed changes the random-init weights id?)")
     for warning in warnings:
         log(f"kennel {name}: warning: {warning}")
     return {"name": name, "wall_seconds": wall, "reported_wall_seconds": outcome.get("wall_seconds"),

@@ -250,3 +250,18 @@ max_jobs: 2
     assert "already exists" in taken.stderr and "tune resume" in taken.stderr
     done = kennel.run("tune", "resume", "from-file", check=1)
     assert "already completed" in done.stderr
+
+
+def test_hyperband_runs_kennel_trials_and_explains_its_stops(kennel, tiny):
+    outcome = kennel.json("tune", "--name", "hb", "--data", tiny, *FAST, "--epochs", 3,
+                          "--param", "lr=1e-5..1e-1:log", "--strategy", "hyperband",
+                          "--max-jobs", 5, "--seed", 3)
+    assert outcome["status"] == "Completed" and outcome["early_stopping"] == "hyperband"
+    for trial in outcome["trials"]:
+        assert trial["status"] in ("Completed", "Stopped"), trial
+        if trial["status"] == "Stopped":
+            assert trial["early_stopped"] and "hyperband rule" in trial["reason"]
+            assert trial["epochs_run"] < 3
+    tuned_epochs = kennel.run("tune", "--data", tiny, *FAST, "--param", "epochs=2..4",
+                              "--strategy", "hyperband", check=2)
+    assert "hyperband decides how many epochs" in tuned_epochs.stderr

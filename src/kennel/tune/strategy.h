@@ -2,8 +2,10 @@
 // and which running trials to stop early (stoppers).
 //
 // Samplers: random, grid, bayesian (TPE, as in Bergstra et al. 2011 and
-// Optuna's independent sampler: good/bad Parzen densities per parameter over
-// past trials, the candidate with the best l(x)/g(x) ratio). Every draw is a
+// Optuna: good/bad Parzen densities over past trials, the candidate with the
+// best l(x)/g(x) ratio; multivariate by default — one kernel per trial over
+// all parameters, which follows correlated valleys that per-parameter
+// densities miss — or independent per parameter). Every draw is a
 // pure function of (seed, trial index, history), so a study is reproducible
 // for a given seed and parallelism when the caller fixes the history each
 // trial sees (the tuning job uses "trials with index <= i - parallelism").
@@ -41,6 +43,7 @@ struct SamplerConfig {
   // bayesian
   int64_t startup_trials = 5;   // random draws before TPE takes over
   int64_t candidates = 24;      // draws from l(x) scored per suggestion
+  bool multivariate = true;     // one joint density over all parameters (else one per parameter)
   // grid
   int64_t grid_points = 3;      // values per continuous parameter (integers: all when <= 10, else this many)
 };

@@ -74,6 +74,9 @@ void apply_strategy(StudySpec& spec, const json& value) {
       spec.strategy = as_string(item, "strategy.type");
     } else if (key == "startup_trials") {
       spec.sampler.startup_trials = as_int(item, "strategy.startup_trials");
+    } else if (key == "multivariate") {
+      if (!item.is_boolean()) throw Error(invalid_argument("tuning field 'strategy.multivariate': expected true or false"));
+      spec.sampler.multivariate = item.get<bool>();
     } else if (key == "candidates") {
       spec.sampler.candidates = as_int(item, "strategy.candidates");
     } else if (key == "grid_points") {
@@ -84,7 +87,7 @@ void apply_strategy(StudySpec& spec, const json& value) {
       spec.early_stopping.eta = as_int(item, "strategy.eta");
     } else {
       throw Error(invalid_argument(
-          "tuning field 'strategy': unknown key '{}' (type, startup_trials, candidates, grid_points, min_epochs, eta)",
+          "tuning field 'strategy': unknown key '{}' (type, startup_trials, candidates, multivariate, grid_points, min_epochs, eta)",
           key));
     }
   }
@@ -221,7 +224,7 @@ ValueHint training_hint(const std::string& name) {
   return ValueHint::kUnknown;
 }
 
-// A range read before we knew its key's type: `dropout: {min: 0, max: 1}` is
+// A range read before we knew its key's type: `weight_decay: {min: 0, max: 1}` is
 // continuous, `epochs: {min: 2, max: 10}` integer.
 Status conform_to_hint(Parameter& parameter, ValueHint hint) {
   if (parameter.type == ParamType::kCategorical) return {};
@@ -455,6 +458,7 @@ json to_json(const StudySpec& spec) {
                {{"type", spec.strategy},
                 {"startup_trials", spec.sampler.startup_trials},
                 {"candidates", spec.sampler.candidates},
+                {"multivariate", spec.sampler.multivariate},
                 {"grid_points", spec.sampler.grid_points}}},
               {"early_stopping",
                {{"type", spec.early_stopping.kind},

@@ -165,6 +165,16 @@ TEST(StrategyTest, MakeSamplerErrors) {
 
 // ---- TPE -------------------------------------------------------------------
 
+// TPE runs with one joint density (multivariate, the default) or one per parameter.
+SamplerConfig tpe_config(bool multivariate, int64_t startup_trials = 3) {
+  SamplerConfig config = kind("bayesian");
+  config.startup_trials = startup_trials;
+  config.multivariate = multivariate;
+  return config;
+}
+
+const char* mode(bool multivariate) { return multivariate ? "multivariate" : "independent"; }
+
 double objective(double lr) {
   const double d = std::log10(lr) + 3;
   return d * d;
@@ -194,60 +204,119 @@ double median_of(std::vector<double> values) {
   return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
 }
 
+double median_of_last(const std::vector<double>& values, size_t count) {
+  return median_of(std::vector<double>(values.end() - static_cast<std::ptrdiff_t>(count), values.end()));
+}
+
 TEST(StrategyTest, TpeIsDeterministicForTheSameHistoryAndSeed) {
   const SearchSpace space = mixed_space();
-  SamplerConfig config = kind("bayesian");
-  config.startup_trials = 3;
   auto random = sampler(kind("random"), space, 11);
   std::vector<Observation> history;
   for (int64_t i = 0; i < 8; ++i) {
     const json x = *random->suggest(i, {});
     history.push_back({x, x["dropout"].get<double>() + std::abs(std::log10(x["lr"].get<double>()) + 3), false});
   }
-  auto a = sampler(config, space, 5);
-  auto b = sampler(config, space, 5);
-  for (int64_t i = 8; i < 12; ++i) {
-    const json x = *a->suggest(i, history);
-    EXPECT_EQ(x, *b->suggest(i, history)) << i;
-    EXPECT_EQ(x, *a->suggest(i, history)) << i;  // no hidden state
+  for (bool multivariate : {true, false}) {
+    SCOPED_TRACE(mode(multivariate));
+    auto a = sampler(tpe_config(multivariate), space, 5);
+    auto b = sampler(tpe_config(multivariate), space, 5);
+    auto other_seed = sampler(tpe_config(multivariate), space, 6);
+    int differ = 0;
+    for (int64_t i = 8; i < 12; ++i) {
+      const json x = *a->suggest(i, history);
+      EXPECT_EQ(x, *b->suggest(i, history)) << i;
+      EXPECT_EQ(x, *a->suggest(i, history)) << i;  // no hidden state
+      if (x != *other_seed->suggest(i, history)) ++differ;
+      ASSERT_EQ(x.size(), space.parameters.size()) << x.dump();
+      for (const auto& parameter : space.parameters) {
+        EXPECT_TRUE(parameter.contains(x[parameter.name])) << parameter.name << " " << x.dump();
+      }
+      EXPECT_TRUE(x["epochs"].is_number_integer()) << x.dump();
+    }
+    EXPECT_GE(differ, 3);
+    // Below startup_trials it draws at random (still deterministic).
+    const std::vector<Observation> two(history.begin(), history.begin() + 2);
+    EXPECT_EQ(*a->suggest(2, two), *b->suggest(2, two));
+    // A history of trials lacking parameters (warm start from a subset) is fine.
+    std::vector<Observation> partial = history;
+    for (auto& observation : partial) observation.hyperparameters.erase("optimizer");
+    const json x = *a->suggest(20, partial);
+    EXPECT_EQ(x, *b->suggest(20, partial));
+    ASSERT_EQ(x.size(), space.parameters.size()) << x.dump();
     for (const auto& parameter : space.parameters) {
       EXPECT_TRUE(parameter.contains(x[parameter.name])) << parameter.name << " " << x.dump();
     }
+    // So is one with values outside the space (a warm start from a wider study) and failed trials.
+    std::vector<Observation> odd = history;
+    odd.push_back({{{"lr", 5.0}, {"epochs", 99}, {"dropout", 0.1}, {"optimizer", "rmsprop"}}, 0.0, false});
+    odd.push_back({history[0].hyperparameters, std::nan(""), false});
+    const json y = *a->suggest(21, odd);
+    for (const auto& parameter : space.parameters) {
+      EXPECT_TRUE(parameter.contains(y[parameter.name])) << parameter.name << " " << y.dump();
+    }
   }
-  // Below startup_trials it draws at random (still deterministic).
-  const std::vector<Observation> two(history.begin(), history.begin() + 2);
-  EXPECT_EQ(*a->suggest(2, two), *b->suggest(2, two));
-  // A history of trials lacking parameters (warm start from a subset) is fine.
-  std::vector<Observation> partial = history;
-  for (auto& observation : partial) observation.hyperparameters.erase("optimizer");
-  const json x = *a->suggest(20, partial);
-  EXPECT_TRUE(space.parameters[3].contains(x["optimizer"])) << x.dump();
 }
 
 TEST(StrategyTest, TpeConcentratesNearTheOptimum) {
-  SamplerConfig tpe = kind("bayesian");
-  tpe.startup_trials = 3;
-  const SamplerConfig random = kind("random");
-  std::vector<double> tpe_medians, random_medians;
-  int tpe_wins = 0;
-  double tpe_best_sum = 0, random_best_sum = 0;
+  // f(lr) = (log10(lr) + 3)^2 over [1e-6, 1]: random's suggestions sit ~1.5 decades from 1e-3 (median).
+  std::vector<double> random_medians;
+  double random_best_sum = 0;
+  std::vector<std::vector<double>> runs;
   for (uint64_t seed = 1; seed <= 5; ++seed) {
-    const auto t = run_study(tpe, seed, 40);
-    const auto r = run_study(random, seed, 40);
-    const double t_median = median_of(std::vector<double>(t.end() - 10, t.end()));
-    const double r_median = median_of(std::vector<double>(r.end() - 10, r.end()));
-    tpe_medians.push_back(t_median);
-    random_medians.push_back(r_median);
-    if (t_median < r_median) ++tpe_wins;
-    tpe_best_sum += *std::min_element(t.begin(), t.end());
+    const auto r = run_study(kind("random"), seed, 40);
+    random_medians.push_back(median_of_last(r, 10));
     random_best_sum += *std::min_element(r.begin(), r.end());
   }
-  // Random's last ten sit ~1.5 decades from 1e-3 on average; TPE's should be much closer.
-  EXPECT_GE(tpe_wins, 4) << "TPE beat random on the last-10 median in " << tpe_wins << " of 5 seeds";
-  EXPECT_LT(median_of(tpe_medians), 0.5 * median_of(random_medians))
-      << "TPE " << median_of(tpe_medians) << " random " << median_of(random_medians);
-  EXPECT_LT(median_of(tpe_medians), 0.5);
-  EXPECT_LE(tpe_best_sum, random_best_sum);
+  for (bool multivariate : {true, false}) {
+    SCOPED_TRACE(mode(multivariate));
+    std::vector<double> tpe_medians;
+    int tpe_wins = 0;
+    double tpe_best_sum = 0;
+    for (uint64_t seed = 1; seed <= 5; ++seed) {
+      const auto t = run_study(tpe_config(multivariate), seed, 40);
+      tpe_medians.push_back(median_of_last(t, 10));
+      if (tpe_medians.back() < random_medians[seed - 1]) ++tpe_wins;
+      tpe_best_sum += *std::min_element(t.begin(), t.end());
+    }
+    EXPECT_GE(tpe_wins, 4) << "TPE beat random on the last-10 median in " << tpe_wins << " of 5 seeds";
+    EXPECT_LT(median_of(tpe_medians), 0.5 * median_of(random_medians))
+        << "TPE " << median_of(tpe_medians) << " random " << median_of(random_medians);
+    EXPECT_LT(median_of(tpe_medians), 0.75);  // half of random's expected 1.5
+    EXPECT_LE(tpe_best_sum, random_best_sum);
+  }
+}
+
+// Median |x - y| of the last 10 of 50 trials minimising |x - y| over [0, 1]^2 (a diagonal valley).
+double valley_median(const SamplerConfig& config, uint64_t seed) {
+  SearchSpace space;
+  space.parameters.push_back(param("x", {{"min", 0.0}, {"max", 1.0}}));
+  space.parameters.push_back(param("y", {{"min", 0.0}, {"max", 1.0}}));
+  auto made = sampler(config, space, seed);
+  std::vector<Observation> history;
+  std::vector<double> gaps;
+  for (int64_t i = 0; i < 50; ++i) {
+    const json p = *made->suggest(i, history);
+    const double gap = std::abs(p["x"].get<double>() - p["y"].get<double>());
+    history.push_back({p, gap, false});
+    gaps.push_back(gap);
+  }
+  return median_of_last(gaps, 10);
+}
+
+TEST(StrategyTest, MultivariateTpeFollowsACorrelatedValley) {
+  // The header's claim: one joint density follows a correlated valley that per-parameter densities miss.
+  std::vector<double> joint, independent, random;
+  for (uint64_t seed = 1; seed <= 6; ++seed) {
+    joint.push_back(valley_median(tpe_config(true, 5), seed));
+    independent.push_back(valley_median(tpe_config(false, 5), seed));
+    random.push_back(valley_median(kind("random"), seed));
+  }
+  // Uniform random: median |x - y| is 1 - 1/sqrt(2) ~ 0.29.
+  EXPECT_GT(median_of(random), 0.15);
+  EXPECT_LT(median_of(joint), 0.5 * median_of(random)) << median_of(joint) << " vs random " << median_of(random);
+  EXPECT_LT(median_of(independent), median_of(random));
+  EXPECT_LT(median_of(joint), median_of(independent))
+      << "multivariate " << median_of(joint) << " independent " << median_of(independent);
 }
 
 TEST(StrategyTest, TpePrefersTheBestCategory) {
@@ -263,14 +332,35 @@ TEST(StrategyTest, TpePrefersTheBestCategory) {
       history.push_back({{{"optimizer", others[static_cast<size_t>(i % 3)]}}, 1.0 + 0.01 * i, false});
     }
   }
-  SamplerConfig config = kind("bayesian");
-  config.startup_trials = 3;
-  auto tpe = sampler(config, space, 42);
-  int adam = 0;
-  for (int64_t i = 20; i < 40; ++i) {
-    if ((*tpe->suggest(i, history))["optimizer"] == "adam") ++adam;
+  for (bool multivariate : {true, false}) {
+    auto tpe = sampler(tpe_config(multivariate), space, 42);
+    int adam = 0;
+    for (int64_t i = 20; i < 40; ++i) {
+      if ((*tpe->suggest(i, history))["optimizer"] == "adam") ++adam;
+    }
+    EXPECT_GE(adam, 15) << mode(multivariate) << ": " << adam << " of 20 suggestions picked adam";
   }
-  EXPECT_GE(adam, 15) << adam << " of 20 suggestions picked adam";
+}
+
+TEST(StrategyTest, TpePrefersTheBestCategoryNextToANumericParameter) {
+  // The joint density scores both dimensions at once: "adam" is best whatever the lr.
+  SearchSpace space;
+  space.parameters.push_back(param("lr", {{"min", 1e-4}, {"max", 1e-1}, {"scale", "log"}}));
+  space.parameters.push_back(param("optimizer", json::array({"sgd", "adam", "adamw"})));
+  auto random = sampler(kind("random"), space, 3);
+  std::vector<Observation> history;
+  for (int64_t i = 0; i < 30; ++i) {
+    const json x = *random->suggest(i, {});
+    history.push_back({x, (x["optimizer"] == "adam" ? 0.0 : 1.0) + 0.01 * x["lr"].get<double>(), false});
+  }
+  for (bool multivariate : {true, false}) {
+    auto tpe = sampler(tpe_config(multivariate), space, 8);
+    int adam = 0;
+    for (int64_t i = 30; i < 50; ++i) {
+      if ((*tpe->suggest(i, history))["optimizer"] == "adam") ++adam;
+    }
+    EXPECT_GE(adam, 14) << mode(multivariate) << ": " << adam << " of 20 suggestions picked adam";
+  }
 }
 
 TEST(StrategyTest, TpeNeverTreatsAStoppedTrialAsGood) {
@@ -279,16 +369,18 @@ TEST(StrategyTest, TpeNeverTreatsAStoppedTrialAsGood) {
   SearchSpace space;
   space.parameters.push_back(param("optimizer", json::array({"sgd", "adam"})));
   std::vector<Observation> history;
+  // Were it ranked by loss alone, "sgd" would be the good value and win.
   history.push_back({{{"optimizer", "sgd"}}, 0.0, true});
-  for (int i = 0; i < 9; ++i) history.push_back({{{"optimizer", i < 2 ? "adam" : "sgd"}}, i < 2 ? 0.2 : 0.9, false});
-  SamplerConfig config = kind("bayesian");
-  config.startup_trials = 3;
-  auto tpe = sampler(config, space, 9);
-  int adam = 0;
-  for (int64_t i = 10; i < 30; ++i) {
-    if ((*tpe->suggest(i, history))["optimizer"] == "adam") ++adam;
+  history.push_back({{{"optimizer", "adam"}}, 0.2, false});
+  for (int i = 0; i < 8; ++i) history.push_back({{{"optimizer", i % 2 ? "adam" : "sgd"}}, 0.9, false});
+  for (bool multivariate : {true, false}) {
+    auto tpe = sampler(tpe_config(multivariate), space, 9);
+    int adam = 0;
+    for (int64_t i = 10; i < 30; ++i) {
+      if ((*tpe->suggest(i, history))["optimizer"] == "adam") ++adam;
+    }
+    EXPECT_GE(adam, 15) << mode(multivariate) << ": " << adam << " of 20";
   }
-  EXPECT_GE(adam, 15) << adam << " of 20";
 }
 
 // ---- median stopper --------------------------------------------------------

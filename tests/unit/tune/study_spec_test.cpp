@@ -152,6 +152,24 @@ TEST(StudySpecTest, UnknownStrategyAndStoppingAreErrors) {
   EXPECT_EQ(resolve_ok(spec_object(data, {{"early_stopping", false}})).early_stopping.kind, "off");
 }
 
+TEST(StudySpecTest, StrategyOptions) {
+  TempDir dir;
+  const std::string data = make_dataset(dir);
+  EXPECT_TRUE(resolve_ok(spec_object(data)).sampler.multivariate);  // the default
+  const StudySpec independent =
+      resolve_ok(spec_object(data, {{"strategy", {{"type", "bayesian"}, {"multivariate", false}}}}));
+  EXPECT_FALSE(independent.sampler.multivariate);
+  std::string message = resolve_error(spec_object(data, {{"strategy", {{"type", "bayesian"}, {"multivariate", "no"}}}}));
+  EXPECT_TRUE(has(message, "multivariate")) << message;
+  const StudySpec grid = resolve_ok(spec_object(data, {{"strategy", {{"type", "grid"}, {"grid_points", 5}}}}));
+  EXPECT_EQ(grid.sampler.kind, "grid");
+  EXPECT_EQ(grid.sampler.grid_points, 5);
+  message = resolve_error(spec_object(data, {{"strategy", {{"type", "grid"}, {"grid_points", 0}}}}));
+  EXPECT_TRUE(has(message, "grid_points")) << message;
+  message = resolve_error(spec_object(data, {{"strategy", {{"type", "bayesian"}, {"candidates", 0}}}}));
+  EXPECT_TRUE(has(message, "candidates")) << message;
+}
+
 TEST(StudySpecTest, BudgetMustBePositive) {
   TempDir dir;
   const std::string data = make_dataset(dir);
@@ -333,6 +351,7 @@ void expect_same(const StudySpec& a, const StudySpec& b) {
   EXPECT_EQ(a.sampler.kind, b.sampler.kind);
   EXPECT_EQ(a.sampler.startup_trials, b.sampler.startup_trials);
   EXPECT_EQ(a.sampler.candidates, b.sampler.candidates);
+  EXPECT_EQ(a.sampler.multivariate, b.sampler.multivariate);
   EXPECT_EQ(a.sampler.grid_points, b.sampler.grid_points);
   EXPECT_EQ(a.early_stopping.kind, b.early_stopping.kind);
   EXPECT_EQ(a.early_stopping.min_trials, b.early_stopping.min_trials);
@@ -378,7 +397,7 @@ TEST(StudySpecTest, JsonRoundTripPreservesTheStudy) {
                {"batch_size", {16, 32}},
                {"optimizer", {"adam", "momentum"}}}},
              {"objective", {{"metric", "valid_loss"}, {"at", "best"}}},
-             {"strategy", {{"type", "bayesian"}, {"startup_trials", 3}, {"candidates", 12}}},
+             {"strategy", {{"type", "bayesian"}, {"startup_trials", 3}, {"candidates", 12}, {"multivariate", false}}},
              {"early_stopping", {{"type", "median"}, {"min_trials", 4}, {"min_epochs", 2}}},
              {"max_jobs", 20},
              {"max_parallel_jobs", 2},
@@ -389,6 +408,9 @@ TEST(StudySpecTest, JsonRoundTripPreservesTheStudy) {
   EXPECT_EQ(spec.space.find("weight_decay")->type, ParamType::kContinuous);
   EXPECT_EQ(spec.space.find("epochs")->type, ParamType::kInteger);
   EXPECT_EQ(spec.objective.goal, "minimize");
+  EXPECT_EQ(spec.sampler.startup_trials, 3);
+  EXPECT_EQ(spec.sampler.candidates, 12);
+  EXPECT_FALSE(spec.sampler.multivariate);
   EXPECT_EQ(spec.early_stopping.kind, "median");
   EXPECT_EQ(spec.early_stopping.min_trials, 4);
   EXPECT_EQ(spec.early_stopping.min_epochs, 2);
