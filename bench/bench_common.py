@@ -1,5 +1,7 @@
-"""Pieces every benchmark driver shares: timestamped progress lines and list flags."""
+"""Pieces every benchmark driver shares: timestamped progress lines, list flags, the host record."""
 import argparse
+import os
+import platform
 import sys
 import time
 
@@ -22,3 +24,15 @@ def csv_list(text, allowed, what):
     if unknown or not items:
         raise argparse.ArgumentTypeError(f"{what}: {', '.join(unknown) or '(empty)'} not in {', '.join(allowed)}")
     return items
+
+
+def host_info():
+    """What ran the benchmark: machine, CPUs, Python, and torch/torchvision when importable."""
+    host = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version()}
+    try:
+        import torch
+        import torchvision
+        host.update(torch=torch.__version__, torchvision=torchvision.__version__)
+    except ImportError:
+        pass
+    return host

@@ -41,7 +41,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -55,7 +54,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import csv_list, make_log  # noqa: E402
+from bench_common import csv_list, host_info, make_log  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -629,19 +628,12 @@ def main():
                     arch_report[f"{server.name}_log_errors"] = errors[-20:]
                     log(f"{arch}: {server.name}'s log has {len(errors)} error line(s), e.g. {errors[-1]!r}")
 
-    try:
-        import torch
-        import torchvision
-        peer_versions = {"torch": torch.__version__, "torchvision": torchvision.__version__}
-    except ImportError:
-        peer_versions = {}
     wrk_version = subprocess.run([args.wrk, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                  text=True).stdout.splitlines()[0:1]
     report = {
         "benchmark": "serve",
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                 "wrk": wrk_version[0] if wrk_version else None, **peer_versions},
+        "host": {**host_info(), "wrk": wrk_version[0] if wrk_version else None},
         "settings": {"archs": args.archs, "bodies": args.bodies, "concurrency": args.concurrency,
                      "seconds": args.seconds, "warmup_seconds": args.warmup, "image_size": list(IMAGE_SIZE),
                      "images": [str(path) for path in images], "input_size": 224, "classes": 10,

@@ -26,7 +26,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -37,7 +36,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import csv_list, make_log  # noqa: E402
+from bench_common import csv_list, host_info, make_log  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -279,17 +278,10 @@ def main():
                 row["ratio"] = kennel_rate_value / peer_rate_value
             rows.append(row)
 
-    try:
-        import torch
-        import torchvision
-        peer_versions = {"torch": torch.__version__, "torchvision": torchvision.__version__}
-    except ImportError:
-        peer_versions = {}
     report = {
         "benchmark": "train",
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                 **peer_versions},
+        "host": host_info(),
         "settings": {"data": str(data), "per_class": args.per_class, "classes": 10, "size": "500x375",
                      "input_size": 224, "batch_size": args.batch_size, "epochs": args.epochs,
                      "warmup_epochs": 1, "threads": args.threads, "peer_workers": 2,

@@ -35,7 +35,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import random
 import shutil
 import subprocess
@@ -45,7 +44,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import make_log  # noqa: E402
+from bench_common import host_info, make_log  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -391,17 +390,10 @@ def main():
             rows.append(["PyTorch peer", args.trials, args.epochs, peer["wall_seconds"],
                          peer["seconds_per_trial"], ratio])
 
-    try:
-        import torch
-        import torchvision
-        peer_versions = {"torch": torch.__version__, "torchvision": torchvision.__version__}
-    except ImportError:
-        peer_versions = {}
     report = {
         "benchmark": "tune",
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                 **peer_versions},
+        "host": host_info(),
         "settings": {"data": str(data), "images": images, "classes": CLASSES, "per_class": args.per_class,
                      "size": IMAGE_SIZE, "valid_ratio": VALID_RATIO, "arch": ARCH, "pretrained": "none",
                      "freeze": "backbone", "input_size": args.input_size, "trials": args.trials,

@@ -291,7 +291,8 @@ Status StudyRunner::load_warm_start() {
 std::vector<Observation> StudyRunner::history_for(int64_t index) const {
   std::vector<Observation> history = warm_start_;
   for (const auto& trial : trials_) {
-    if (trial.index > index - parallel() || !trial.finished() || !trial.objective) continue;
+    // A failed trial's partial value says little about its hyperparameters: TPE ignores it, as Optuna does.
+    if (trial.index > index - parallel() || !trial.finished() || !trial.objective || trial.state == "Failed") continue;
     const double value = *trial.objective;
     history.push_back({trial.hyperparameters, spec_.objective.maximize() ? -value : value, trial.early_stopped});
   }
