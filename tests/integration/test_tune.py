@@ -106,6 +106,9 @@ def test_killing_the_tuner_and_resuming_loses_no_completed_trial(kennel, kennel_
     tuner.wait()
     before = {t["name"]: t for t in read_trials(kennel, "killed") if t["state"] == "Completed"}
     assert before
+    # The dead tuner is noticed (same host, dead pid); its running trial shows as interrupted.
+    summary = json.loads(kennel.run("tune", "describe", "killed", "--json", check=0).stdout)
+    assert summary["status"] == "Failed" and summary["counts"].get("Interrupted", 0) >= 1, summary
 
     # Resume waits for the orphaned trial to checkpoint, then carries on.
     outcome = kennel.json("tune", "resume", "killed")

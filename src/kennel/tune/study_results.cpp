@@ -125,8 +125,14 @@ json study_summary_json(const fs::path& home, const StudyState& state) {
   for (const auto& trial : state.trials) {
     std::string status = trial.state;
     if (status == "pending-retry") status = "pending";
+    double end = trial.ended_at > 0 ? trial.ended_at : (trial.started_at > 0 ? store::unix_now() : 0);
+    // A study that is not running has no running trials: they were interrupted with it and re-run on resume.
+    const bool study_running = state.record.status == store::JobStatus::kInProgress;
+    if (!study_running && (status == "running" || status == "pending")) {
+      status = "Interrupted";
+      if (state.record.ended_at > 0) end = std::min(end, state.record.ended_at);
+    }
     counts[status] = counts.value(status, 0) + 1;
-    const double end = trial.ended_at > 0 ? trial.ended_at : (trial.started_at > 0 ? store::unix_now() : 0);
     trials.push_back({{"index", trial.index},
                       {"name", trial.name},
                       {"status", status},
