@@ -220,7 +220,9 @@ class StudyRunner {
     std::ofstream(dir_ / "log.txt", std::ios::app) << fmt::format("{:.3f} {}\n", store::unix_now(), line);
   }
   Status save_trials() const;
-  int64_t threads_per_trial() const;
+  int64_t total_threads() const;
+  int64_t threads_for(int64_t index) const;
+  bool warms_feature_cache() const;
 
   StudySpec spec_;
   TuneOptions options_;
@@ -241,7 +243,7 @@ Status StudyRunner::save_trials() const {
   return write_file_atomic(dir_ / "trials.json", json{{"trials", array}}.dump(1) + "\n");
 }
 
-int64_t StudyRunner::threads_per_trial() const {
+int64_t StudyRunner::total_threads() const {
   int64_t total = spec_.threads;
   if (total <= 0 && spec_.training.contains("threads")) {
     try {
@@ -251,8 +253,26 @@ int64_t StudyRunner::threads_per_trial() const {
       total = 0;
     }
   }
-  if (total <= 0) total = default_thread_count();
-  return std::max<int64_t>(1, total / parallel());
+  return total > 0 ? total : default_thread_count();
+}
+
+int64_t StudyRunner::threads_for(int64_t index) const {
+  if (index == 0 && warms_feature_cache()) return total_threads();
+  return std::max<int64_t>(1, total_threads() / parallel());
+}
+
+// Parallel frozen-backbone trials all need the same cached features, and
+// computing them is most of a cold study's time. Running the first trial
+// alone, with every thread, fills the cache twice as fast as one of two
+// parallel trials would (the other would only wait on the cache's lock).
+bool StudyRunner::warms_feature_cache() const {
+  if (external() || parallel() < 2) return false;
+  for (const char* key : {"arch", "pretrained", "freeze", "augment", "feature_cache", "input_size", "resize"}) {
+    if (spec_.space.find(key)) return false;  // trials would not share one cache entry
+  }
+  job::TrainSpec base;
+  if (!job::apply_spec_json(base, spec_.training, "training").ok()) return false;
+  return base.feature_cache && base.freeze == "backbone" && !base.augment;
 }
 
 Status StudyRunner::load_warm_start() {
@@ -311,6 +331,7 @@ std::vector<TrialCurve> StudyRunner::curves_visible_to(int64_t index) const {
 bool StudyRunner::may_launch(int64_t index) const {
   for (const auto& trial : trials_) {
     if (trial.index <= index - parallel() && !trial.finished()) return false;
+    if (trial.index == 0 && index > 0 && !trial.finished() && warms_feature_cache()) return false;
   }
   return true;
 }
@@ -355,7 +376,7 @@ Status StudyRunner::launch_kennel(RunningTrial& running, Trial& trial) {
     json trial_spec = spec_.training;
     for (const auto& [key, value] : trial.hyperparameters.items()) trial_spec[key] = value;
     trial_spec["name"] = trial.name;
-    if (!spec_.space.find("threads")) trial_spec["threads"] = threads_per_trial();
+    if (!spec_.space.find("threads")) trial_spec["threads"] = threads_for(trial.index);
     const fs::path spec_path = dir_ / "trials" / (trial.name + ".spec.json");
     KENNEL_RETURN_IF_ERROR(write_file_atomic(spec_path, trial_spec.dump(2) + "\n"));
     argv.insert(argv.end(), {"--spec", spec_path.string(), "--parent", spec_.name});
