@@ -1,0 +1,77 @@
+// The debugger's training hook: a Trainer callback that, at the steps each
+// collection's save config selects, reduces the tensors of that collection
+// to TensorSummary records (tensor_record.h) and hands one StepRecord per
+// step to a sink (the rule runner, the storage). The trainer never knows it
+// is there.
+//
+// Collections recorded today: losses, metrics, weights, biases, gradients,
+// optimizer (update ratios), inputs, labels, predictions. Only parameters that
+// require grad are recorded, so a frozen backbone simply contributes nothing
+// (the cloud hook crashes there). Activation collections (relu_input/output)
+// need stage outputs from the backbone and come with the job wiring.
+// Thread-safety: called on the training thread; the sink is called there too.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "kennel/debug/tensor_record.h"
+#include "kennel/train/trainer.h"
+
+namespace kennel::debug {
+
+// Which steps a collection is saved at. Steps are global train steps from 0.
+struct SaveConfig {
+  int64_t save_interval = 10;       // every N steps (0: only save_steps)
+  std::vector<int64_t> save_steps;  // these steps as well
+  int64_t start_step = 0;
+  int64_t end_step = -1;            // exclusive; -1: no end
+  bool train = true;                // record in training steps
+  bool eval = true;                 // record in validation passes
+
+  bool saves(int64_t step) const;
+};
+
+struct CollectionConfig {
+  SaveConfig save;
+  int64_t histogram_bins = 0;  // 0: reductions only
+};
+
+struct DebugHookConfig {
+  std::map<std::string, CollectionConfig> collections;  // absent: not recorded
+
+  // Short CPU runs have tens of steps, not thousands: losses and metrics every
+  // step, tensors every 10 steps (with 30-bin histograms for parameters and
+  // gradients), so a 50-step run still gives rules several observations.
+  static DebugHookConfig defaults();
+  bool records(const std::string& collection) const { return collections.count(collection) > 0; }
+};
+
+class DebugHook : public train::TrainerCallback {
+ public:
+  using Sink = std::function<void(StepRecord)>;
+  DebugHook(DebugHookConfig config, Sink sink) : config_(std::move(config)), sink_(std::move(sink)) {}
+
+  void on_after_backward(train::Trainer& trainer, const train::TrainBatch& batch, const at::Tensor& logits,
+                         const at::Tensor& loss) override;
+  void on_step_end(train::Trainer& trainer, const train::StepResult& step) override;
+  void on_epoch_end(train::Trainer& trainer, const train::EpochResult& epoch) override;
+
+ private:
+  bool saves(const std::string& collection, int64_t step, Mode mode) const;
+  void add(const std::string& collection, const std::string& what, const at::Tensor& tensor, Mode mode,
+           int64_t keep_values = 0);
+
+  DebugHookConfig config_;
+  Sink sink_;
+  std::optional<StepRecord> pending_;                      // the step being recorded
+  std::vector<std::pair<std::string, at::Tensor>> before_;  // trainable parameters before the optimizer step
+};
+
+}  // namespace kennel::debug
