@@ -36,3 +36,12 @@ def host_info():
     except ImportError:
         pass
     return host
+
+
+def fmt(value, digits=1):
+    """A table cell: '-' for None, text as is, numbers with thousands separators."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return f"{value:,.{digits}f}"

@@ -54,7 +54,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import csv_list, host_info, make_log  # noqa: E402
+from bench_common import csv_list, fmt, host_info, make_log  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -437,12 +437,6 @@ def measure_cell(args, server, servers, body_kind, concurrency, images):
 
 
 # --- the table -------------------------------------------------------------------------------
-
-def fmt(value, digits=1):
-    if value is None:
-        return "-"
-    return f"{value:,.{digits}f}"
-
 
 def latency_pair(cell):
     if not cell or "error" in cell:

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import csv_list, host_info, make_log  # noqa: E402
+from bench_common import csv_list, fmt, host_info, make_log  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -175,14 +175,6 @@ def measure_peer(args, data, arch, mode):
     epoch_seconds = float(match.group(2))
     return {"images_per_second": float(match.group(1)), "epoch_seconds": epoch_seconds,
             "epochs_per_second": 1.0 / epoch_seconds if epoch_seconds else None, "wall_seconds": wall}
-
-
-def fmt(value, digits=1):
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        return value
-    return f"{value:,.{digits}f}"
 
 
 def print_table(rows):

@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import host_info, make_log  # noqa: E402
+from bench_common import fmt, host_info, make_log  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -261,14 +261,6 @@ def measure_peer(args, data, trials, log_path):
             "wall_seconds": projected, "seconds_per_trial": (projected - startup) / args.trials,
             "best_valid_accuracy": max(t["best_valid_accuracy"] for t in done_trials),
             "trials": done_trials, "epochs": [r for r in records if r.get("type") == "epoch"]}
-
-
-def fmt(value, digits=1):
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        return value
-    return f"{value:,.{digits}f}"
 
 
 def format_table(rows):
