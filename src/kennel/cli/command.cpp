@@ -95,6 +95,7 @@ void build_cli(CLI::App& app, CommandContext& context) {
   register_predict_command(app, context);
   register_transform_command(app, context);
   register_tune_commands(app, context);
+  register_debug_commands(app, context);
 }
 
 }  // namespace kennel::cli

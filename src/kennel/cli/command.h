@@ -36,6 +36,7 @@ void register_serve_command(CLI::App& app, CommandContext& context);
 void register_predict_command(CLI::App& app, CommandContext& context);
 void register_transform_command(CLI::App& app, CommandContext& context);
 void register_tune_commands(CLI::App& app, CommandContext& context);
+void register_debug_commands(CLI::App& app, CommandContext& context);
 
 // Adds one flag per training spec key (--lr, --batch-size, ...; from the key
 // table), except `excluded`; given values land in `values` as text, by key.

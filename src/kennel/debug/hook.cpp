@@ -43,9 +43,10 @@ DebugHookConfig DebugHookConfig::defaults() {
   tensors.save.save_interval = 10;
   CollectionConfig with_histogram = tensors;
   with_histogram.histogram_bins = 30;
+  // Labels and predictions are a bincount each: every step, so ClassImbalance sees every sample.
   config.collections = {{"losses", every_step},      {"metrics", every_step},    {"weights", with_histogram},
                         {"biases", with_histogram},  {"gradients", with_histogram}, {"optimizer", tensors},
-                        {"inputs", tensors},         {"labels", tensors},        {"predictions", tensors}};
+                        {"inputs", tensors},         {"labels", every_step},     {"predictions", every_step}};
   return config;
 }
 

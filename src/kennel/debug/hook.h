@@ -46,8 +46,8 @@ struct CollectionConfig {
 struct DebugHookConfig {
   std::map<std::string, CollectionConfig> collections;  // absent: not recorded
 
-  // Short CPU runs have tens of steps, not thousands: losses and metrics every
-  // step, tensors every 10 steps (with 30-bin histograms for parameters and
+  // Short CPU runs have tens of steps, not thousands: losses, metrics, labels
+  // and predictions every step, tensors every 10 steps (with 30-bin histograms for parameters and
   // gradients), so a 50-step run still gives rules several observations.
   static DebugHookConfig defaults();
   bool records(const std::string& collection) const { return collections.count(collection) > 0; }

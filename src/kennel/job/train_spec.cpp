@@ -198,6 +198,8 @@ const std::vector<SpecKey>& train_spec_keys() {
                "Frozen backbone without augmentation: compute features once and reuse them"),
       int_key("max_steps", &TrainSpec::max_steps, "Stop after this many steps (0 = no limit)"),
       bool_key("export_pth", &TrainSpec::export_pth, "Also write model/model.pth for PyTorch users"),
+      string_key("debugger", &TrainSpec::debugger,
+                 "off, default (hook + built-in rules), or a debugger spec file (YAML/JSON)"),
   };
   return keys;
 }
@@ -265,6 +267,15 @@ Result<TrainSpec> resolve_train_spec(TrainSpec spec) {
     spec.name = fmt::format("{}-{}", spec.arch, stamp);
   }
   KENNEL_RETURN_IF_ERROR(validate_job_name(spec.name, "spec key 'name'"));
+  if (spec.debugger.empty()) spec.debugger = "off";
+  if (spec.debugger != "off" && spec.debugger != "default") {
+    std::error_code error;
+    if (!std::filesystem::is_regular_file(spec.debugger, error)) {
+      return invalid_argument("spec key 'debugger': '{}' is not off, default, or a debugger spec file that exists",
+                              spec.debugger);
+    }
+    spec.debugger = std::filesystem::absolute(spec.debugger, error).lexically_normal().string();
+  }
   if (!(spec.valid_ratio >= 0 && spec.valid_ratio < 1)) {
     return invalid_argument("spec key 'valid_ratio' must be in [0, 1), got {}", spec.valid_ratio);
   }

@@ -57,6 +57,8 @@ struct TrainSpec {
   bool feature_cache = true;      // frozen backbone + no augmentation: train the head on cached features
   int64_t max_steps = 0;          // stop after this many steps (0 = no limit; for smoke tests)
   bool export_pth = false;        // also write model/model.pth for Python users
+  // hooks
+  std::string debugger = "off";   // off | default | a debugger spec file (YAML/JSON; docs/debugger.md)
 };
 
 enum class SpecKeyType { kString, kInt, kFloat, kBool, kIntList };

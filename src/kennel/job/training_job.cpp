@@ -17,6 +17,7 @@
 
 #include "kennel/data/image_folder.h"
 #include "kennel/data/loader.h"
+#include "kennel/debug/debugger.h"
 #include "kennel/models/classifier.h"
 #include "kennel/models/model_dir.h"
 #include "kennel/models/weight_file.h"
@@ -117,6 +118,7 @@ struct Prepared {
   std::string weights_id;           // content hash of the pretrained file, or random-init:<seed>
   std::vector<std::string> notices;  // what loading the weights dropped or changed
   c10::Device device{c10::kCPU};
+  std::optional<debug::DebuggerSpec> debugger;  // --debugger default|SPEC
 };
 
 c10::Device resolve_device(const std::string& device) {
@@ -136,6 +138,15 @@ Result<Prepared> prepare(const TrainSpec& requested, const fs::path& home) {
   Prepared prepared;
   prepared.spec = std::move(resolved).value();
   const TrainSpec& spec = prepared.spec;
+  if (spec.debugger == "default") {
+    prepared.debugger = debug::default_debugger_spec();
+  } else if (spec.debugger != "off") {
+    auto object = read_spec_file(spec.debugger);
+    if (!object.ok()) return object.status().with_context("spec key 'debugger'");
+    auto debugger = debug::parse_debugger_spec(*object, spec.debugger);
+    if (!debugger.ok()) return debugger.status();
+    prepared.debugger = std::move(*debugger);
+  }
 
   Status home_status = kennel::create_directories(home / "jobs");
   if (!home_status.ok()) {
@@ -390,8 +401,24 @@ TrainJobResult run_job(RunContext& run) {
   trainer.add_callback(logger);
   trainer.add_callback(std::make_shared<StopOnSignal>());
   trainer.add_callback(std::make_shared<train::Checkpointer>(checkpoint_dir));
+  // The debugger: hook on the trainer, rules on their own thread; a rule's stop_training ends this job only.
+  std::unique_ptr<debug::DebuggerSession> debugger;
+  if (run.prepared.debugger) {
+    auto session = debug::DebuggerSession::start(*run.prepared.debugger, run.job_dir / "debug",
+                                                 [&trainer](const std::string& reason) { trainer.request_stop(reason); });
+    if (!session.ok()) throw Error(session.status());
+    debugger = std::move(*session);
+    trainer.add_callback(debugger->hook());
+  }
 
   const train::TrainOutcome outcome = trainer.fit();
+  json debug_artifact;
+  if (debugger) {
+    const json rules = debugger->finish();
+    json summary = json::object();
+    for (const auto& rule : rules) summary[rule.value("rule", std::string())] = rule.value("status", std::string());
+    debug_artifact = {{"dir", (run.job_dir / "debug").string()}, {"rules", summary}};
+  }
   TrainJobResult result;
   result.name = spec.name;
   result.job_dir = run.job_dir;
@@ -399,6 +426,7 @@ TrainJobResult run_job(RunContext& run) {
     result.status = store::JobStatus::kStopped;
     result.reason = outcome.stop_reason;
     result.final_metrics = final_metrics_from(outcome, std::nullopt);
+    if (!debug_artifact.is_null()) (void)run.registry.set_artifacts(spec.name, json{{"debug", debug_artifact}}.dump());
     return result;
   }
 
@@ -408,6 +436,7 @@ TrainJobResult run_job(RunContext& run) {
                     {"log", (run.job_dir / "log.txt").string()},
                     {"events", (run.job_dir / "events").string()},
                     {"checkpoints", checkpoint_dir.string()}};
+  if (!debug_artifact.is_null()) artifacts["debug"] = debug_artifact;
   if (test_source) {
     test = trainer.evaluate(*test_source);
     logger->log_evaluation("test", trainer.state().step, *test);

@@ -131,6 +131,10 @@ TEST(DebugHookTest, DefaultsRecordLossesEveryStepAndTensorsEveryTenSteps) {
                            "labels/counts", "predictions/confusion", "inputs/features"}) {
     EXPECT_TRUE(find(first, name)) << name;
   }
+  // Labels and predictions are recorded every step (ClassImbalance counts every sample).
+  for (const auto& record : run.records) {
+    if (record.mode == Mode::kTrain) EXPECT_TRUE(find(record, "labels/counts")) << record.step;
+  }
   const auto* weights = find(first, "weights/weight");
   ASSERT_TRUE(weights && weights->histogram);
   EXPECT_EQ(weights->histogram->counts.size(), 30u);

@@ -1,0 +1,67 @@
+// Where the debugger's records go, under a job's debug/ folder:
+//   tensors-NNNN.jsonl  every TensorSummary as one JSON line (rotated at
+//                       `rotate_bytes`, so no file grows without bound)
+//   index.jsonl         one line per summary: name, step, mode, file, byte
+//                       offset and length — a reader fetches one tensor at one
+//                       step with one seek, without scanning the data files
+//   events/             TensorBoard event files (real CRC-32C): scalar
+//                       summaries as scalars, the others as their mean and
+//                       L2 norm, plus histograms where recorded
+// Thread-safety: TensorStore::write is called from one thread (the hook's).
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kennel/debug/tensor_record.h"
+#include "kennel/util/event_file.h"
+#include "kennel/util/status.h"
+
+namespace kennel::debug {
+
+nlohmann::json to_json(const TensorSummary& summary);
+
+class TensorStore {
+ public:
+  static Result<std::unique_ptr<TensorStore>> open(const std::filesystem::path& debug_dir,
+                                                   int64_t rotate_bytes = 64 << 20);
+  ~TensorStore();
+  TensorStore(const TensorStore&) = delete;
+  TensorStore& operator=(const TensorStore&) = delete;
+
+  Status write(const StepRecord& record);
+
+ private:
+  TensorStore(std::filesystem::path dir, int64_t rotate_bytes) : dir_(std::move(dir)), rotate_bytes_(rotate_bytes) {}
+  Status rotate();
+
+  std::filesystem::path dir_;
+  int64_t rotate_bytes_;
+  int64_t file_number_ = -1;
+  int64_t offset_ = 0;
+  std::FILE* data_ = nullptr;
+  std::FILE* index_ = nullptr;
+  std::unique_ptr<EventFileWriter> events_;
+};
+
+struct IndexEntry {
+  std::string name;
+  int64_t step = 0;
+  std::string mode;  // "train" | "eval"
+  std::string file;
+  int64_t offset = 0, length = 0;
+};
+
+// Reads index.jsonl (kNotFound naming the folder when the job recorded nothing).
+Result<std::vector<IndexEntry>> read_index(const std::filesystem::path& debug_dir);
+// One summary, by seeking to its index entry.
+Result<nlohmann::json> read_summary(const std::filesystem::path& debug_dir, const IndexEntry& entry);
+
+}  // namespace kennel::debug

@@ -1,0 +1,120 @@
+"""`kennel train --debugger` and `kennel debug`: rules beside a real training
+job (ResNet-18 at 32 px on a small synthetic dataset), their statuses and
+actions, the stored tensors and the event files."""
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+FAST = ["--arch", "resnet18", "--pretrained", "none", "--input-size", 32, "--resize", 36, "--threads", 2, "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def synth(kennel_bin, tmp_path_factory):
+    from conftest import Kennel
+    root = tmp_path_factory.mktemp("debug") / "data"
+    Kennel(kennel_bin, root.parent / "home").run(
+        "data", "synth", "--out", root, "--classes", 4, "--per-class", 40, "--size", "40x40", "--seed", 5, check=0)
+    return root
+
+
+def rules_of(kennel, job):
+    out = json.loads(kennel.run("debug", job, "--json", check=None).stdout)
+    return {rule["rule"]: rule for rule in out["rules"]}
+
+
+# CRC-32C (Castagnoli), masked as TFRecord does.
+def _crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def _masked(crc: int) -> int:
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def read_tfrecords(path: Path):
+    data = path.read_bytes()
+    offset, records = 0, []
+    while offset < len(data):
+        header = data[offset:offset + 8]
+        (length,) = struct.unpack("<Q", header)
+        (length_crc,) = struct.unpack("<I", data[offset + 8:offset + 12])
+        assert _masked(_crc32c(header)) == length_crc, f"length CRC at {offset}"
+        payload = data[offset + 12:offset + 12 + length]
+        (payload_crc,) = struct.unpack("<I", data[offset + 12 + length:offset + 16 + length])
+        assert _masked(_crc32c(payload)) == payload_crc, f"payload CRC at {offset}"
+        records.append(payload)
+        offset += 16 + length
+    return records
+
+
+def test_a_healthy_run_with_the_default_debugger(kennel, synth):
+    # A linear head on frozen features learns smoothly. (Training ResNet-18 from scratch on 128
+    # images is not healthy: its BatchNorm statistics make the validation loss explode, and
+    # Overfit rightly says so.)
+    outcome = kennel.json("train", "--data", synth, "--name", "healthy", "--freeze", "backbone", "--epochs", 6,
+                          "--batch-size", 16, "--lr", 0.01, "--debugger", "default", *FAST)
+    assert outcome["status"] == "Completed" and outcome["final_metrics"]["valid_accuracy"] >= 0.8, outcome
+    rules = rules_of(kennel, "healthy")
+    assert len(rules) == 11
+    statuses = {name: r["status"] for name, r in rules.items()}
+    assert set(statuses.values()) <= {"NoIssuesFound", "NoData"}, rules
+    # Cached features are not images: the one rule without data says why.
+    assert [name for name, status in statuses.items() if status == "NoData"] == ["CheckInputImages"], rules
+    assert "inputs/images" in rules["CheckInputImages"]["message"]
+    # The registry knows the statuses; TensorBoard files pass a CRC-checking reader.
+    job = json.loads(kennel.run("jobs", "describe", "healthy", "--json", check=0).stdout)
+    assert job["artifacts"]["debug"]["rules"]["ExplodingTensor"] == "NoIssuesFound"
+    events = list((kennel.home / "jobs" / "healthy" / "debug" / "events").glob("events.out.tfevents.*"))
+    assert events and len(read_tfrecords(events[0])) > 50
+    # One tensor at one step, through the index.
+    lines = kennel.run("debug", "tensors", "healthy", "--name", "^losses/train_loss$", "--step", 3, "--json",
+                       check=0).stdout.splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["step"] == 3
+    plot = kennel.home / "plot.html"
+    kennel.run("debug", "healthy", "--plot", plot, "--name", "^gradients/", check=0)
+    assert plot.read_text().count("<svg") == 2
+
+
+def test_frozen_backbone_records_only_trainable_gradients(kennel, synth):
+    outcome = kennel.json("train", "--data", synth, "--name", "frozen", "--freeze", "backbone", "--feature-cache",
+                          "false", "--epochs", 1, "--batch-size", 16, "--debugger", "default", *FAST)
+    assert outcome["status"] == "Completed", outcome
+    names = {json.loads(line)["name"] for line in kennel.run(
+        "debug", "tensors", "frozen", "--name", "^gradients/", "--json", check=0).stdout.splitlines()}
+    assert names and all(name.startswith("gradients/fc.") for name in names), names
+
+
+def test_stop_training_action_stops_the_job_and_names_the_rule(kennel, synth, tmp_path):
+    spec = tmp_path / "debugger.yaml"
+    spec.write_text("rules:\n  - name: LossNotDecreasing\n    parameters: {num_steps: 4}\n"
+                    "    action: stop_training\n")
+    result = kennel.run("train", "--data", synth, "--name", "stuck", "--freeze", "none", "--epochs", 4,
+                        "--batch-size", 8, "--lr", 1e-9, "--optimizer", "sgd", "--debugger", spec, *FAST,
+                        "--json", check=1)
+    outcome = json.loads(result.stdout)
+    assert outcome["status"] == "Stopped"
+    assert "LossNotDecreasing" in outcome["reason"], outcome
+    assert rules_of(kennel, "stuck")["LossNotDecreasing"]["status"] == "IssuesFound"
+
+
+@pytest.mark.parametrize("content, message", [
+    ("rules: [NoSuchRule]", "NoSuchRule"),
+    ("collections: {bogus: {}}", "unknown collection 'bogus'"),
+    ("rules: [{name: Overfit, parameters: {ratio: 2}}]", "ratio"),
+    ("rules: [{name: Overfit, action: explode}]", "explode"),
+])
+def test_bad_debugger_specs_are_clear_errors(kennel, synth, tmp_path, content, message):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(content)
+    result = kennel.run("train", "--data", synth, "--name", "bad", "--debugger", spec, *FAST, check=2)
+    assert message in result.stderr, result.stderr
+    assert not (kennel.home / "jobs" / "bad").exists()
+    missing = kennel.run("train", "--data", synth, "--debugger", tmp_path / "nope.yaml", *FAST, check=2)
+    assert "nope.yaml" in missing.stderr
