@@ -6,6 +6,7 @@
 
 #include "kennel/debug/tensor_store.h"
 #include "kennel/util/fs.h"
+#include "kennel/util/json_value.h"
 
 namespace kennel::debug {
 
@@ -15,15 +16,7 @@ using nlohmann::json;
 namespace {
 
 int64_t as_int(const json& value, const std::string& field) {
-  if (value.is_number_integer()) return value.get<int64_t>();
-  if (value.is_string()) {
-    try {
-      size_t used = 0;
-      const long long parsed = std::stoll(value.get<std::string>(), &used);
-      if (used == value.get<std::string>().size()) return parsed;
-    } catch (const std::exception&) {
-    }
-  }
+  if (const auto integer = json_integer(value)) return *integer;
   throw Error(invalid_argument("debugger field '{}': expected an integer, got {}", field, value.dump()));
 }
 

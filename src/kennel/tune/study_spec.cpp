@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "kennel/job/train_spec.h"
+#include "kennel/util/json_value.h"
 
 namespace kennel::tune {
 
@@ -23,15 +24,7 @@ const std::vector<std::string>& kennel_epoch_metrics() {
 namespace {
 
 int64_t as_int(const json& value, const std::string& field) {
-  if (value.is_number_integer()) return value.get<int64_t>();
-  if (value.is_string()) {
-    try {
-      size_t used = 0;
-      const long long parsed = std::stoll(value.get<std::string>(), &used);
-      if (used == value.get<std::string>().size()) return parsed;
-    } catch (const std::exception&) {
-    }
-  }
+  if (const auto integer = json_integer(value)) return *integer;
   throw Error(invalid_argument("tuning field '{}': expected an integer, got {}", field, value.dump()));
 }
 
