@@ -4,6 +4,7 @@ import os
 import platform
 import sys
 import time
+from pathlib import Path
 
 
 def make_log(name, path=None):
@@ -45,3 +46,13 @@ def fmt(value, digits=1):
     if isinstance(value, str):
         return value
     return f"{value:,.{digits}f}"
+
+
+def bench_parser(doc, root):
+    """The argument parser every driver starts from: its description, --kennel and --python."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--kennel", type=Path, default=Path(root) / os.environ.get("BUILD_DIR", "build") / "kennel",
+                        help="the kennel binary")
+    parser.add_argument("--python", default="/usr/bin/python3", help="python with torch + torchvision for the peer")
+    return parser

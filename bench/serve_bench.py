@@ -54,7 +54,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import csv_list, fmt, host_info, make_log  # noqa: E402
+from bench_common import bench_parser, csv_list, fmt, host_info, make_log  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -495,11 +495,7 @@ def print_table(rows):
 # --- main ------------------------------------------------------------------------------------
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--kennel", type=Path, default=ROOT / os.environ.get("BUILD_DIR", "build") / "kennel",
-                        help="the kennel binary")
-    parser.add_argument("--python", default="/usr/bin/python3", help="python with torch + torchvision for the peer")
+    parser = bench_parser(__doc__, ROOT)
     parser.add_argument("--wrk", default="wrk", help="the wrk binary")
     parser.add_argument("--archs", type=lambda s: csv_list(s, ARCHS, "--archs"), default=list(ARCHS),
                         help="comma-separated")

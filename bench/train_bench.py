@@ -22,7 +22,6 @@ to bench/results/train_bench.json.
 The synthetic dataset (`kennel data synth`, 10 classes, ~500x375 JPEGs) is generated
 once per --per-class and kept under bench/results/. Run with Debian's /usr/bin/python3.
 """
-import argparse
 import datetime
 import json
 import os
@@ -36,7 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import csv_list, fmt, host_info, make_log  # noqa: E402
+from bench_common import bench_parser, csv_list, fmt, host_info, make_log  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -218,11 +217,7 @@ def print_table(rows):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--kennel", type=Path, default=ROOT / os.environ.get("BUILD_DIR", "build") / "kennel",
-                        help="the kennel binary")
-    parser.add_argument("--python", default="/usr/bin/python3", help="python with torch + torchvision for the peer")
+    parser = bench_parser(__doc__, ROOT)
     parser.add_argument("--data", help="use this ImageFolder dataset instead of the synthetic one")
     parser.add_argument("--per-class", type=int, default=16, help="synthetic training images per class (10 classes)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run; the first is warm-up, not counted")

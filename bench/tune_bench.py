@@ -30,7 +30,6 @@ writes bench/results/tune_bench-<timestamp>.json and .log. The dataset is genera
 per --per-class and kept under bench/results/. Run with Debian's /usr/bin/python3 on an
 idle machine.
 """
-import argparse
 import datetime
 import json
 import math
@@ -44,7 +43,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import fmt, host_info, make_log  # noqa: E402
+from bench_common import bench_parser, fmt, host_info, make_log  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -280,11 +279,7 @@ def format_table(rows):
 
 def main():
     global log
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--kennel", type=Path, default=ROOT / os.environ.get("BUILD_DIR", "build") / "kennel",
-                        help="the kennel binary")
-    parser.add_argument("--python", default="/usr/bin/python3", help="python with torch + torchvision for the peer")
+    parser = bench_parser(__doc__, ROOT)
     parser.add_argument("--data", help="use this ImageFolder dataset (train/ and valid/) instead of the synthetic one")
     parser.add_argument("--per-class", type=int, default=6,
                         help=f"synthetic training images per class ({CLASSES} classes, valid: x{VALID_RATIO})")
