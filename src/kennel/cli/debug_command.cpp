@@ -1,5 +1,7 @@
 // `kennel debug JOB`: the debugger's rule table of a job; `kennel debug
 // tensors JOB` the recorded tensor summaries; `--plot` a chart of the losses.
+#include <algorithm>
+#include <cctype>
 #include <iostream>
 #include <regex>
 
@@ -8,6 +10,7 @@
 #include "kennel/cli/command.h"
 #include "kennel/debug/tensor_store.h"
 #include "kennel/report/html.h"
+#include "kennel/report/png_chart.h"
 #include "kennel/report/svg_chart.h"
 #include "kennel/store/job_registry.h"
 #include "kennel/util/fs.h"
@@ -66,6 +69,7 @@ double number(const json& value) {
 }
 
 void write_plot(const fs::path& dir, const std::string& job, const std::string& pattern, const fs::path& out) {
+  std::vector<report::Chart> charts;
   std::vector<report::Series> series;
   auto add = [&](const std::string& name, const std::string& label) {
     report::Series line;
@@ -78,12 +82,11 @@ void write_plot(const fs::path& dir, const std::string& job, const std::string& 
   };
   add("losses/train_loss", "train loss");
   add("losses/valid_loss", "valid loss");
-  std::string body = "<h1>Debugger: " + report::html_escape(job) + "</h1>";
   report::ChartOptions losses;
   losses.title = "Loss over steps";
   losses.x_label = "step";
   losses.y_label = "loss";
-  body += report::render_svg_chart(losses, series);
+  charts.emplace_back(losses, std::move(series));
   if (!pattern.empty()) {
     std::map<std::string, report::Series> by_name;
     for (const auto& summary : select(dir, pattern, std::nullopt)) {
@@ -98,9 +101,18 @@ void write_plot(const fs::path& dir, const std::string& job, const std::string& 
     means.title = "Mean of " + pattern;
     means.x_label = "step";
     means.y_label = "mean";
-    body += report::render_svg_chart(means, tensors);
+    charts.emplace_back(means, std::move(tensors));
   }
-  Status written = write_file_atomic(out, report::html_page("Debugger — " + job, body));
+  std::string extension = out.extension().string();
+  std::transform(extension.begin(), extension.end(), extension.begin(), [](unsigned char c) { return std::tolower(c); });
+  Status written;
+  if (extension == ".png") {
+    written = report::write_png_charts(out, charts);
+  } else {
+    std::string body = "<h1>Debugger: " + report::html_escape(job) + "</h1>";
+    for (const auto& [options, lines] : charts) body += report::render_svg_chart(options, lines);
+    written = write_file_atomic(out, report::html_page("Debugger — " + job, body));
+  }
   if (!written.ok()) throw Error(written);
 }
 
@@ -119,7 +131,7 @@ void register_debug_commands(CLI::App& app, CommandContext& context) {
   debug->fallthrough();
   debug->add_option("job", flags->job, "Job name");
   debug->add_flag("--json", flags->json_output, "Rule results as JSON");
-  debug->add_option("--plot", flags->plot, "Write an HTML chart of train vs valid loss (and --name tensors) to this file");
+  debug->add_option("--plot", flags->plot, "Write a chart of train vs valid loss (and --name tensors) to this file: .png, else HTML");
   debug->add_option("--name", flags->name_regex, "With --plot: also chart the tensors whose name matches this regex");
   debug->callback([flags, debug, &context] {
     if (!debug->get_subcommands().empty()) return;

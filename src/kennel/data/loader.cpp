@@ -273,7 +273,9 @@ std::optional<Batch> ImageLoader::next() {
 
 LoaderStats ImageLoader::stats() const {
   std::lock_guard lock(mutex_);
-  return stats_;
+  LoaderStats stats = stats_;
+  for (const auto& [index, batch] : pending_) stats.ready_batches += batch->remaining == 0 ? 1 : 0;
+  return stats;
 }
 
 std::vector<SkippedFile> ImageLoader::skipped_files() const {

@@ -76,6 +76,7 @@ struct LoaderStats {
   int64_t batches = 0;         // delivered
   double decode_seconds = 0;   // summed over workers: read + decode + transform
   double wait_seconds = 0;     // consumer time blocked in next()
+  int64_t ready_batches = 0;   // decoded batches waiting for the consumer, when stats() was called
 };
 
 class ImageLoader {

@@ -188,7 +188,13 @@ class PoorWeightInitialization : public RuleBase {
         if (mean > max_var) max_var = mean, max_layer = layer;
       }
       double ratio = min_var > 0 ? max_var / min_var : std::numeric_limits<double>::infinity();
-      if (ratio > config_.threshold) {
+      if (max_var == 0) {
+        report_issue(last_step_, max_layer,
+                     fmt::format("over the first {} steps every activation input is zero ({} layers): the weights "
+                                 "are all zero (or BatchNorm weights are). Initialise them randomly (He "
+                                 "initialisation for ReLU networks) or load pretrained weights",
+                                 train_steps_, relu_variance_.size()));
+      } else if (ratio > config_.threshold) {
         report_issue(last_step_, max_layer,
                      fmt::format("over the first {} steps the variance of activation inputs differs by a factor of "
                                  "{} across layers ({} has {}, {} has {}), above threshold {}: the weights are "

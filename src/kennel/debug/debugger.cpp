@@ -122,6 +122,8 @@ void post_webhook(const std::string& url, const std::string& body) {
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  // A monitoring receiver on this machine must not be routed through an http_proxy from the environment.
+  curl_easy_setopt(curl, CURLOPT_NOPROXY, "localhost,127.0.0.1,::1");
   const CURLcode code = curl_easy_perform(curl);
   long status = 0;
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
@@ -138,7 +140,7 @@ void post_webhook(const std::string& url, const std::string& body) {
 DebuggerSpec default_debugger_spec() {
   DebuggerSpec spec;
   for (const char* name : {"VanishingGradient", "ExplodingTensor", "PoorWeightInitialization", "LossNotDecreasing",
-                           "Overfit", "Overtraining", "WeightUpdateRatio", "AllZero", "ClassImbalance",
+                           "Overfit", "Overtraining", "DeadRelu", "WeightUpdateRatio", "AllZero", "ClassImbalance",
                            "CheckInputImages", "StalledTraining"}) {
     spec.rules.push_back({name, json::object(), "log", ""});
   }
@@ -170,8 +172,23 @@ Result<DebuggerSpec> parse_debugger_spec(const json& object, const std::string& 
         spec.rules.clear();
         if (!value.is_array()) return invalid_argument("{}: 'rules' must be a list", origin);
         for (const auto& rule : value) spec.rules.push_back(parse_rule(rule));
+      } else if (key == "storage") {
+        if (!value.is_object()) return invalid_argument("{}: 'storage' must be a mapping", origin);
+        for (const auto& [field, setting] : value.items()) {
+          if (!setting.is_number() || !(setting.get<double>() > 0)) {
+            return invalid_argument("{}: storage.{} must be a positive number, got {}", origin, field, setting.dump());
+          }
+          if (field == "rotate_megabytes") {
+            spec.rotation.bytes = static_cast<int64_t>(setting.get<double>() * 1024 * 1024);
+          } else if (field == "rotate_minutes") {
+            spec.rotation.seconds = setting.get<double>() * 60;
+          } else {
+            return invalid_argument("{}: unknown storage field '{}' (use rotate_megabytes, rotate_minutes)", origin,
+                                    field);
+          }
+        }
       } else {
-        return invalid_argument("{}: unknown debugger field '{}' (use collections, rules)", origin, key);
+        return invalid_argument("{}: unknown debugger field '{}' (use collections, rules, storage)", origin, key);
       }
     }
   } catch (const Error& error) {
@@ -196,7 +213,7 @@ Result<std::unique_ptr<DebuggerSession>> DebuggerSession::start(const DebuggerSp
   session->dir_ = debug_dir;
   session->rules_ = spec.rules;
   session->stop_training_ = std::move(stop_training);
-  auto store = TensorStore::open(debug_dir);
+  auto store = TensorStore::open(debug_dir, spec.rotation);
   if (!store.ok()) return store.status();
   session->store_ = std::move(*store);
   std::vector<std::unique_ptr<Rule>> rules;

@@ -25,6 +25,7 @@
 
 #include "kennel/debug/hook.h"
 #include "kennel/debug/rules.h"
+#include "kennel/debug/tensor_store.h"
 #include "kennel/util/status.h"
 
 namespace kennel::debug {
@@ -39,6 +40,7 @@ struct RuleSpec {
 struct DebuggerSpec {
   DebugHookConfig hook = DebugHookConfig::defaults();
   std::vector<RuleSpec> rules;
+  Rotation rotation;  // storage: {rotate_megabytes, rotate_minutes}
 };
 
 // A spec file's object (the job reads the file). Errors name the field.

@@ -1,6 +1,7 @@
 #include "kennel/debug/hook.h"
 
 #include <chrono>
+#include <cmath>
 
 #include <torch/torch.h>
 
@@ -44,9 +45,10 @@ DebugHookConfig DebugHookConfig::defaults() {
   CollectionConfig with_histogram = tensors;
   with_histogram.histogram_bins = 30;
   // Labels and predictions are a bincount each: every step, so ClassImbalance sees every sample.
-  config.collections = {{"losses", every_step},      {"metrics", every_step},    {"weights", with_histogram},
+  config.collections = {{"losses", every_step},      {"metrics", every_step},       {"weights", with_histogram},
                         {"biases", with_histogram},  {"gradients", with_histogram}, {"optimizer", tensors},
-                        {"inputs", tensors},         {"labels", every_step},     {"predictions", every_step}};
+                        {"inputs", tensors},         {"labels", every_step},        {"predictions", every_step},
+                        {"relu_input", with_histogram}, {"relu_output", tensors}};
   return config;
 }
 
@@ -66,18 +68,47 @@ void DebugHook::add(const std::string& collection, const std::string& what, cons
   pending_->tensors.push_back(summarize(tensor, collection, what, pending_->step, mode, options));
 }
 
-void DebugHook::on_after_backward(train::Trainer& trainer, const train::TrainBatch& batch, const at::Tensor& logits,
-                                  const at::Tensor& loss) {
+void DebugHook::on_before_forward(train::Trainer& trainer, const train::TrainBatch&) {
   const int64_t step = trainer.state().step;  // steps done before this one = this step's 0-based index
   pending_.reset();
   before_.clear();
+  watching_.reset();
   bool any = false;
   for (const auto& [collection, unused] : config_.collections) any = any || saves(collection, step, Mode::kTrain);
   if (!any) return;
-  const at::NoGradGuard no_grad;
   pending_ = StepRecord{step, Mode::kTrain, wall_now(), {}};
+  if (saves("relu_input", step, Mode::kTrain) || saves("relu_output", step, Mode::kTrain)) watching_.emplace(this);
+}
+
+void DebugHook::observe(const std::string& layer, models::ActivationKind kind, const at::Tensor& pre_activation) {
+  if (!pending_) return;
+  const int64_t step = pending_->step;
+  const at::NoGradGuard no_grad;
+  const at::Tensor pre = pre_activation.detach();
+  if (saves("relu_input", step, Mode::kTrain)) add("relu_input", layer, pre, Mode::kTrain);
+  if (saves("relu_output", step, Mode::kTrain)) {
+    const at::Tensor output = kind == models::ActivationKind::kRelu6 ? pre.clamp(0, 6) : pre.clamp_min(0);
+    add("relu_output", layer, output, Mode::kTrain);
+    // Per unit (channel) share of the batch and positions where the unit fired.
+    std::vector<int64_t> reduce;
+    for (int64_t dim = 0; dim < pre.dim(); ++dim) {
+      if (dim != 1) reduce.push_back(dim);
+    }
+    const at::Tensor active = pre.gt(0).to(torch::kDouble);
+    const at::Tensor per_unit = (pre.dim() >= 2 ? active.mean(reduce) : active.mean().reshape({1})).cpu().contiguous();
+    pending_->tensors.back().values.assign(per_unit.data_ptr<double>(), per_unit.data_ptr<double>() + per_unit.numel());
+  }
+}
+
+void DebugHook::on_after_backward(train::Trainer& trainer, const train::TrainBatch& batch, const at::Tensor& logits,
+                                  const at::Tensor& loss) {
+  watching_.reset();
+  if (!pending_) return;
+  const int64_t step = pending_->step;
+  const at::NoGradGuard no_grad;
+  const double loss_value = loss.detach().item<double>();
   if (saves("losses", step, Mode::kTrain)) {
-    pending_->tensors.push_back(scalar_summary(loss.detach().item<double>(), "losses", "train_loss", step, Mode::kTrain));
+    pending_->tensors.push_back(scalar_summary(loss_value, "losses", "train_loss", step, Mode::kTrain));
   }
   const int64_t classes = trainer.options().num_classes;
   const at::Tensor labels = batch.labels.to(torch::kCPU);
@@ -108,6 +139,12 @@ void DebugHook::on_after_backward(train::Trainer& trainer, const train::TrainBat
     if (bias ? biases : weights) add(bias ? "biases" : "weights", name, parameter, Mode::kTrain);
     if (gradients && parameter.grad().defined()) add("gradients", name, parameter.grad(), Mode::kTrain);
     if (optimizer) before_.emplace_back(name, parameter.detach().clone());
+  }
+  if (!std::isfinite(loss_value)) {
+    // The trainer fails this step right after us: hand the NaN/Inf over now so that ExplodingTensor sees it.
+    before_.clear();
+    sink_(std::move(*pending_));
+    pending_.reset();
   }
 }
 

@@ -4,11 +4,13 @@
 // step to a sink (the rule runner, the storage). The trainer never knows it
 // is there.
 //
-// Collections recorded today: losses, metrics, weights, biases, gradients,
-// optimizer (update ratios), inputs, labels, predictions. Only parameters that
-// require grad are recorded, so a frozen backbone simply contributes nothing
-// (the cloud hook crashes there). Activation collections (relu_input/output)
-// need stage outputs from the backbone and come with the job wiring.
+// Collections: losses, metrics, weights, biases, gradients, optimizer (update
+// ratios), inputs, labels, predictions, and relu_input / relu_output (one
+// activation per backbone stage, seen through models::ActivationObserver
+// during the training forward of a saved step). Only parameters that require
+// grad are recorded, so a frozen backbone simply contributes nothing (the cloud
+// hook crashes there); with cached features the backbone does not run at all,
+// so the activation collections stay empty and their rules say NoData.
 // Thread-safety: called on the training thread; the sink is called there too.
 #pragma once
 
@@ -22,6 +24,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "kennel/debug/tensor_record.h"
+#include "kennel/models/activation_probe.h"
 #include "kennel/train/trainer.h"
 
 namespace kennel::debug {
@@ -53,11 +56,13 @@ struct DebugHookConfig {
   bool records(const std::string& collection) const { return collections.count(collection) > 0; }
 };
 
-class DebugHook : public train::TrainerCallback {
+class DebugHook : public train::TrainerCallback, public models::ActivationObserver {
  public:
   using Sink = std::function<void(StepRecord)>;
   DebugHook(DebugHookConfig config, Sink sink) : config_(std::move(config)), sink_(std::move(sink)) {}
 
+  void on_before_forward(train::Trainer& trainer, const train::TrainBatch& batch) override;
+  void observe(const std::string& layer, models::ActivationKind kind, const at::Tensor& pre_activation) override;
   void on_after_backward(train::Trainer& trainer, const train::TrainBatch& batch, const at::Tensor& logits,
                          const at::Tensor& loss) override;
   void on_step_end(train::Trainer& trainer, const train::StepResult& step) override;
@@ -71,6 +76,7 @@ class DebugHook : public train::TrainerCallback {
   DebugHookConfig config_;
   Sink sink_;
   std::optional<StepRecord> pending_;                      // the step being recorded
+  std::optional<models::ScopedActivationObserver> watching_;  // during a saved step's forward
   std::vector<std::pair<std::string, at::Tensor>> before_;  // trainable parameters before the optimizer step
 };
 

@@ -1,5 +1,6 @@
 #include "kennel/debug/tensor_store.h"
 
+#include <chrono>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -39,9 +40,16 @@ json to_json(const TensorSummary& summary) {
   return out;
 }
 
-Result<std::unique_ptr<TensorStore>> TensorStore::open(const fs::path& debug_dir, int64_t rotate_bytes) {
+namespace {
+double steady_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+Result<std::unique_ptr<TensorStore>> TensorStore::open(const fs::path& debug_dir, Rotation rotation) {
   KENNEL_RETURN_IF_ERROR(kennel::create_directories(debug_dir));
-  std::unique_ptr<TensorStore> store(new TensorStore(debug_dir, std::max<int64_t>(rotate_bytes, 4096)));
+  rotation.bytes = std::max<int64_t>(rotation.bytes, 4096);
+  std::unique_ptr<TensorStore> store(new TensorStore(debug_dir, rotation));
   store->index_ = std::fopen((debug_dir / "index.jsonl").c_str(), "a");
   if (!store->index_) {
     return Status(ErrorCode::kPermissionDenied,
@@ -59,9 +67,6 @@ Result<std::unique_ptr<TensorStore>> TensorStore::open(const fs::path& debug_dir
     }
   }
   KENNEL_RETURN_IF_ERROR(store->rotate());
-  auto events = EventFileWriter::open(debug_dir / "events");
-  if (!events.ok()) return events.status();
-  store->events_ = std::move(*events);
   return store;
 }
 
@@ -78,6 +83,11 @@ Status TensorStore::rotate() {
   if (!data_) return Status(ErrorCode::kPermissionDenied, fmt::format("cannot write '{}'", path.string()));
   std::fseek(data_, 0, SEEK_END);
   offset_ = std::ftell(data_);
+  events_.reset();  // closes the previous event file before the next one starts
+  auto events = EventFileWriter::open(dir_ / "events");
+  if (!events.ok()) return events.status();
+  events_ = std::move(*events);
+  opened_at_ = steady_seconds();
   return {};
 }
 
@@ -123,7 +133,7 @@ Status TensorStore::write(const StepRecord& record) {
   // The index line is written after its data, so an index entry always points at a whole line.
   std::fputs(index_lines.c_str(), index_);
   std::fflush(index_);
-  if (offset_ >= rotate_bytes_) return rotate();
+  if (offset_ >= rotation_.bytes || steady_seconds() - opened_at_ >= rotation_.seconds) return rotate();
   return {};
 }
 

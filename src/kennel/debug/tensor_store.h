@@ -1,12 +1,15 @@
 // Where the debugger's records go, under a job's debug/ folder:
-//   tensors-NNNN.jsonl  every TensorSummary as one JSON line (rotated at
-//                       `rotate_bytes`, so no file grows without bound)
+//   tensors-NNNN.jsonl  every TensorSummary as one JSON line (a new file once
+//                       one reaches Rotation::bytes or Rotation::seconds of
+//                       age, so no file grows without bound and old ones can be
+//                       archived while the job runs)
 //   index.jsonl         one line per summary: name, step, mode, file, byte
 //                       offset and length — a reader fetches one tensor at one
 //                       step with one seek, without scanning the data files
 //   events/             TensorBoard event files (real CRC-32C): scalar
 //                       summaries as scalars, the others as their mean and
-//                       L2 norm, plus histograms where recorded
+//                       L2 norm, plus histograms where recorded (a new event
+//                       file at each rotation)
 // Thread-safety: TensorStore::write is called from one thread (the hook's).
 #pragma once
 
@@ -28,10 +31,14 @@ namespace kennel::debug {
 
 nlohmann::json to_json(const TensorSummary& summary);
 
+struct Rotation {
+  int64_t bytes = int64_t{64} << 20;
+  double seconds = 3600;
+};
+
 class TensorStore {
  public:
-  static Result<std::unique_ptr<TensorStore>> open(const std::filesystem::path& debug_dir,
-                                                   int64_t rotate_bytes = 64 << 20);
+  static Result<std::unique_ptr<TensorStore>> open(const std::filesystem::path& debug_dir, Rotation rotation = {});
   ~TensorStore();
   TensorStore(const TensorStore&) = delete;
   TensorStore& operator=(const TensorStore&) = delete;
@@ -39,11 +46,12 @@ class TensorStore {
   Status write(const StepRecord& record);
 
  private:
-  TensorStore(std::filesystem::path dir, int64_t rotate_bytes) : dir_(std::move(dir)), rotate_bytes_(rotate_bytes) {}
+  TensorStore(std::filesystem::path dir, Rotation rotation) : dir_(std::move(dir)), rotation_(rotation) {}
   Status rotate();
 
   std::filesystem::path dir_;
-  int64_t rotate_bytes_;
+  Rotation rotation_;
+  double opened_at_ = 0;  // steady-clock seconds when the current files were opened
   int64_t file_number_ = -1;
   int64_t offset_ = 0;
   std::FILE* data_ = nullptr;

@@ -161,7 +161,55 @@ bool one_of(const std::string& value, std::initializer_list<const char*> allowed
   return std::any_of(allowed.begin(), allowed.end(), [&](const char* a) { return value == a; });
 }
 
+// debugger / profiler: off, default, or a spec file that exists (made absolute: trials run elsewhere).
+Status resolve_hook_key(const char* key, std::string& value) {
+  if (value.empty()) value = "off";
+  if (value == "off" || value == "default") return {};
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(value, error)) {
+    return invalid_argument("spec key '{}': '{}' is not off, default, or a {} spec file that exists", key, value,
+                            key);
+  }
+  value = std::filesystem::absolute(value, error).lexically_normal().string();
+  return {};
+}
+
 }  // namespace
+
+Result<Normalization> parse_normalization(const std::string& value) {
+  if (value == "imagenet") return Normalization{{0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}};
+  if (value == "none") return Normalization{{0, 0, 0}, {1, 1, 1}};
+  auto fail = [&] {
+    return invalid_argument(
+        "spec key 'normalize' is '{}': use imagenet, none, or three means and three stds as m,m,m/s,s,s "
+        "(e.g. 0.5,0.5,0.5/0.5,0.5,0.5; stds > 0)",
+        value);
+  };
+  const auto slash = value.find('/');
+  if (slash == std::string::npos) return fail();
+  auto three = [](const std::string& text, std::array<float, 3>& out) {
+    size_t start = 0;
+    for (size_t i = 0; i < 3; ++i) {
+      const size_t end = i < 2 ? text.find(',', start) : text.size();
+      if (end == std::string::npos) return false;
+      const std::string item = text.substr(start, end - start);
+      char* stop = nullptr;
+      const double number = std::strtod(item.c_str(), &stop);
+      if (item.empty() || stop != item.c_str() + item.size() || !std::isfinite(number)) return false;
+      out[i] = static_cast<float>(number);
+      start = end + 1;
+    }
+    return true;
+  };
+  Normalization normalization{};
+  if (!three(value.substr(0, slash), normalization.mean) || !three(value.substr(slash + 1), normalization.std)) {
+    return fail();
+  }
+  for (const float s : normalization.std) {
+    if (!(s > 0)) return fail();
+  }
+  return normalization;
+}
 
 const std::vector<SpecKey>& train_spec_keys() {
   static const std::vector<SpecKey> keys = {
@@ -190,6 +238,8 @@ const std::vector<SpecKey>& train_spec_keys() {
       int_key("input_size", &TrainSpec::input_size, "Model input size (crop), pixels"),
       int_key("resize", &TrainSpec::resize, "Shorter side before the center crop (0 = input_size*256/224)"),
       bool_key("augment", &TrainSpec::augment, "Random resized crop + horizontal flip for training"),
+      string_key("normalize", &TrainSpec::normalize,
+                 "Pixel normalisation after /255: imagenet, none, or m,m,m/s,s,s (RGB mean/std)"),
       int_key("seed", &TrainSpec::seed, "Random seed (data order, augmentation, init)"),
       int_key("threads", &TrainSpec::threads, "CPU threads (0 = all cores)"),
       string_key("device", &TrainSpec::device, "auto, cpu, cuda or cuda:N"),
@@ -200,6 +250,8 @@ const std::vector<SpecKey>& train_spec_keys() {
       bool_key("export_pth", &TrainSpec::export_pth, "Also write model/model.pth for PyTorch users"),
       string_key("debugger", &TrainSpec::debugger,
                  "off, default (hook + built-in rules), or a debugger spec file (YAML/JSON)"),
+      string_key("profiler", &TrainSpec::profiler,
+                 "off, default (system monitor + step phases + operator window + rules), or a profiler spec file"),
   };
   return keys;
 }
@@ -267,15 +319,10 @@ Result<TrainSpec> resolve_train_spec(TrainSpec spec) {
     spec.name = fmt::format("{}-{}", spec.arch, stamp);
   }
   KENNEL_RETURN_IF_ERROR(validate_job_name(spec.name, "spec key 'name'"));
-  if (spec.debugger.empty()) spec.debugger = "off";
-  if (spec.debugger != "off" && spec.debugger != "default") {
-    std::error_code error;
-    if (!std::filesystem::is_regular_file(spec.debugger, error)) {
-      return invalid_argument("spec key 'debugger': '{}' is not off, default, or a debugger spec file that exists",
-                              spec.debugger);
-    }
-    spec.debugger = std::filesystem::absolute(spec.debugger, error).lexically_normal().string();
-  }
+  KENNEL_RETURN_IF_ERROR(resolve_hook_key("debugger", spec.debugger));
+  KENNEL_RETURN_IF_ERROR(resolve_hook_key("profiler", spec.profiler));
+  if (spec.normalize.empty()) spec.normalize = "imagenet";
+  KENNEL_RETURN_IF_ERROR(parse_normalization(spec.normalize).status());
   if (!(spec.valid_ratio >= 0 && spec.valid_ratio < 1)) {
     return invalid_argument("spec key 'valid_ratio' must be in [0, 1), got {}", spec.valid_ratio);
   }

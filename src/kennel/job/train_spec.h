@@ -9,6 +9,7 @@
 // a job saves as spec.json. Thread-safety: values.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -49,6 +50,9 @@ struct TrainSpec {
   int64_t input_size = 224;  // crop size fed to the model
   int64_t resize = 0;        // shorter side before the center crop; 0 = input_size * 256 / 224
   bool augment = false;      // random resized crop + flip for training
+  // Pixel normalisation after /255: imagenet (torchvision's mean/std), none
+  // (inputs in [0, 1]), or "m,m,m/s,s,s" per RGB channel.
+  std::string normalize = "imagenet";
   // runtime
   uint64_t seed = 0;
   int64_t threads = 0;            // CPU threads (0 = all); split between decode and compute
@@ -59,7 +63,16 @@ struct TrainSpec {
   bool export_pth = false;        // also write model/model.pth for Python users
   // hooks
   std::string debugger = "off";   // off | default | a debugger spec file (YAML/JSON; docs/debugger.md)
+  std::string profiler = "off";   // off | default | a profiler spec file (YAML/JSON; docs/profiler.md)
 };
+
+// A parsed `normalize` value: (pixel / 255 - mean) / std per RGB channel.
+struct Normalization {
+  std::array<float, 3> mean;
+  std::array<float, 3> std;
+};
+// kInvalidArgument naming the key and value when malformed or a std is <= 0.
+Result<Normalization> parse_normalization(const std::string& value);
 
 enum class SpecKeyType { kString, kInt, kFloat, kBool, kIntList };
 

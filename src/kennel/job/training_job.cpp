@@ -147,6 +147,10 @@ Result<Prepared> prepare(const TrainSpec& requested, const fs::path& home) {
     if (!debugger.ok()) return debugger.status();
     prepared.debugger = std::move(*debugger);
   }
+  if (spec.profiler != "off") {
+    return invalid_argument("spec key 'profiler' is '{}': the profiler is not part of this build yet; use off",
+                            spec.profiler);
+  }
 
   Status home_status = kennel::create_directories(home / "jobs");
   if (!home_status.ok()) {
@@ -282,9 +286,12 @@ TrainJobResult run_job(RunContext& run) {
   const bool channels_last = !run.prepared.device.is_cuda() || spec.precision != "fp32";
   if (channels_last) classifier->to(at::MemoryFormat::ChannelsLast);
 
+  const Normalization normalization = parse_normalization(spec.normalize).value();  // validated by resolve
   data::TransformSpec eval_transform;
   eval_transform.resize = static_cast<int>(spec.resize);
   eval_transform.crop = static_cast<int>(spec.input_size);
+  eval_transform.mean = normalization.mean;
+  eval_transform.std = normalization.std;
   data::TransformSpec train_transform = eval_transform;
   train_transform.augment = spec.augment;
 
@@ -308,8 +315,9 @@ TrainJobResult run_job(RunContext& run) {
   if (use_feature_cache) {
     // Features are computed once per (arch, weights, dataset content, transform) and shared by jobs.
     train::FeatureCache cache(run.home / "cache" / "features");
-    const std::string transform_id = fmt::format("resize={} crop={} mean/std=imagenet layout=rgb", spec.resize,
-                                                 spec.input_size);
+    // "imagenet" keeps the id caches written before `normalize` existed had.
+    const std::string transform_id = fmt::format("resize={} crop={} mean/std={} layout=rgb", spec.resize,
+                                                 spec.input_size, spec.normalize);
     auto features_for = [&](const data::Split& split) {
       const std::string dataset_id = train::dataset_content_hash(split.samples, spec.data);
       const std::string key = train::feature_cache_key(spec.arch, run.prepared.weights_id, dataset_id, transform_id);
@@ -411,14 +419,23 @@ TrainJobResult run_job(RunContext& run) {
     trainer.add_callback(debugger->hook());
   }
 
-  const train::TrainOutcome outcome = trainer.fit();
-  json debug_artifact;
-  if (debugger) {
+  // Rules get the last word (and the registry their statuses) whether the run completes, stops or fails.
+  auto finish_debugger = [&]() -> json {
+    if (!debugger) return nullptr;
     const json rules = debugger->finish();
     json summary = json::object();
     for (const auto& rule : rules) summary[rule.value("rule", std::string())] = rule.value("status", std::string());
-    debug_artifact = {{"dir", (run.job_dir / "debug").string()}, {"rules", summary}};
+    return {{"dir", (run.job_dir / "debug").string()}, {"rules", summary}};
+  };
+  train::TrainOutcome outcome;
+  try {
+    outcome = trainer.fit();
+  } catch (...) {
+    const json debug_artifact = finish_debugger();
+    if (!debug_artifact.is_null()) (void)run.registry.set_artifacts(spec.name, json{{"debug", debug_artifact}}.dump());
+    throw;
   }
+  const json debug_artifact = finish_debugger();
   TrainJobResult result;
   result.name = spec.name;
   result.job_dir = run.job_dir;
@@ -456,6 +473,8 @@ TrainJobResult run_job(RunContext& run) {
   info.classes = index.classes;
   info.input_size = spec.input_size;
   info.resize = spec.resize;
+  info.mean = normalization.mean;
+  info.std = normalization.std;
   info.source_job = spec.name;
   info.pretrained = spec.pretrained;
   classifier->to(at::kCPU);

@@ -10,6 +10,8 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/dropout.h>
 
+#include "kennel/models/activation_probe.h"
+
 namespace kennel::models {
 
 namespace {
@@ -59,11 +61,17 @@ class ConvBnActImpl : public nn::Module {
       x = at::constant_pad_nd(x, {left, right, top, bottom}, 0);
     }
     x = bn_(conv_(x));
-    return config_.activation ? at::hardtanh_(x, 0, 6) : x;  // ReLU6
+    if (!config_.activation) return x;
+    if (!tap_.empty()) probe_activation(tap_, ActivationKind::kRelu6, x);
+    return at::hardtanh_(x, 0, 6);  // ReLU6
   }
+
+  // The stage's name when this ReLU6 is the stage's activation tap.
+  void set_activation_tap(std::string layer) { tap_ = std::move(layer); }
 
  private:
   Config config_;
+  std::string tap_;
   bool pad_in_forward_ = false;
   nn::Conv2d conv_{nullptr};
   nn::BatchNorm2d bn_{nullptr};
@@ -98,6 +106,11 @@ class InvertedResidualImpl : public nn::Module {
   at::Tensor forward(const at::Tensor& x) {
     at::Tensor out = conv_->forward(x);
     return residual_ ? x + out : out;
+  }
+
+  // Taps the depthwise ReLU6, the block's last activation.
+  void set_activation_tap(std::string layer) {
+    conv_[conv_->size() - 3]->as<ConvBnActImpl>()->set_activation_tap(std::move(layer));
   }
 
  private:
@@ -167,6 +180,14 @@ MobileNetV2Impl::MobileNetV2Impl(const MobileNetV2Options& options)
   }
   features_->push_back(
       ConvBnAct(ConvBnActImpl::Config{.in = channels, .out = kLastChannels, .kernel = 1, .eps = eps}));
+  for (const auto& stage : kStages) {
+    const auto& last = features_[stage.last];
+    if (auto* block = last->as<InvertedResidualImpl>()) {
+      block->set_activation_tap(stage.name);
+    } else {
+      last->as<ConvBnActImpl>()->set_activation_tap(stage.name);
+    }
+  }
   register_module("features", features_);
   if (options_.num_classes > 0) {
     classifier_ = register_module(

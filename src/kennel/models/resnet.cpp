@@ -4,6 +4,8 @@
 
 #include <torch/nn/init.h>
 
+#include "kennel/models/activation_probe.h"
+
 namespace kennel::models {
 
 namespace {
@@ -39,10 +41,15 @@ class BasicBlockImpl : public nn::Module {
     at::Tensor out = bn1_(conv1_(x)).relu_();
     out = bn2_(conv2_(out));
     out += downsample_ ? downsample_->forward(x) : x;
+    if (!tap_.empty()) probe_activation(tap_, ActivationKind::kRelu, out);
     return out.relu_();
   }
 
+  // The stage's name when this block's output ReLU is the stage's activation tap.
+  void set_activation_tap(std::string layer) { tap_ = std::move(layer); }
+
  private:
+  std::string tap_;
   nn::Conv2d conv1_{nullptr}, conv2_{nullptr};
   nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
   nn::Sequential downsample_{nullptr};
@@ -72,10 +79,14 @@ class BottleneckImpl : public nn::Module {
     out = bn2_(conv2_(out)).relu_();
     out = bn3_(conv3_(out));
     out += downsample_ ? downsample_->forward(x) : x;
+    if (!tap_.empty()) probe_activation(tap_, ActivationKind::kRelu, out);
     return out.relu_();
   }
 
+  void set_activation_tap(std::string layer) { tap_ = std::move(layer); }
+
  private:
+  std::string tap_;
   nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, conv3_{nullptr};
   nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr}, bn3_{nullptr};
   nn::Sequential downsample_{nullptr};
@@ -102,10 +113,12 @@ const DepthConfig* find_depth(int64_t depth) {
 }
 
 template <typename Block>
-nn::Sequential make_layer(int64_t& in, int64_t planes, int64_t blocks, int64_t stride) {
+nn::Sequential make_layer(const std::string& name, int64_t& in, int64_t planes, int64_t blocks, int64_t stride) {
   nn::Sequential layer;
   for (int64_t i = 0; i < blocks; ++i) {
-    layer->push_back(std::make_shared<Block>(in, planes, i == 0 ? stride : 1));
+    auto block = std::make_shared<Block>(in, planes, i == 0 ? stride : 1);
+    if (i == blocks - 1) block->set_activation_tap(name);
+    layer->push_back(block);
     in = planes * Block::kExpansion;
   }
   return layer;
@@ -131,14 +144,14 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : BackboneImpl("ResNet"), o
       "conv1", nn::Conv2d(nn::Conv2dOptions(3, 64, 7).stride(2).padding(3).bias(false)));
   bn1_ = register_module("bn1", nn::BatchNorm2d(64));
   int64_t channels = 64;
-  auto layer = [&](int64_t planes, int64_t blocks, int64_t stride) {
-    return config.bottleneck ? make_layer<BottleneckImpl>(channels, planes, blocks, stride)
-                             : make_layer<BasicBlockImpl>(channels, planes, blocks, stride);
+  auto layer = [&](const std::string& name, int64_t planes, int64_t blocks, int64_t stride) {
+    return config.bottleneck ? make_layer<BottleneckImpl>(name, channels, planes, blocks, stride)
+                             : make_layer<BasicBlockImpl>(name, channels, planes, blocks, stride);
   };
-  layer1_ = register_module("layer1", layer(64, config.blocks[0], 1));
-  layer2_ = register_module("layer2", layer(128, config.blocks[1], 2));
-  layer3_ = register_module("layer3", layer(256, config.blocks[2], 2));
-  layer4_ = register_module("layer4", layer(512, config.blocks[3], 2));
+  layer1_ = register_module("layer1", layer("layer1", 64, config.blocks[0], 1));
+  layer2_ = register_module("layer2", layer("layer2", 128, config.blocks[1], 2));
+  layer3_ = register_module("layer3", layer("layer3", 256, config.blocks[2], 2));
+  layer4_ = register_module("layer4", layer("layer4", 512, config.blocks[3], 2));
   feature_dim_ = channels;
   if (options_.num_classes > 0) {
     fc_ = register_module("fc", nn::Linear(feature_dim_, options_.num_classes));
@@ -156,7 +169,9 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : BackboneImpl("ResNet"), o
 }
 
 at::Tensor ResNetImpl::features(const at::Tensor& images) {
-  at::Tensor x = bn1_(conv1_(images)).relu_();
+  at::Tensor x = bn1_(conv1_(images));
+  probe_activation("stem", ActivationKind::kRelu, x);
+  x.relu_();
   x = at::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
   x = layer1_->forward(x);
   x = layer2_->forward(x);

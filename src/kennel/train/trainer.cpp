@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include <ATen/autocast_mode.h>
+#include <torch/cuda.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
@@ -101,26 +102,46 @@ TrainOutcome Trainer::fit() {
     train_.start_epoch(epoch, state_.batch);
     auto epoch_start = std::chrono::steady_clock::now();
     const double seconds_before = state_.epoch_seconds;
+    double step_end_callbacks = 0;  // the previous step's on_step_end callbacks, charged to this step
     while (!stop_requested_) {
       if (step_budget_spent()) break;
       const auto step_start = std::chrono::steady_clock::now();
+      StepPhases phases;
+      phases.start = std::chrono::duration<double>(step_start.time_since_epoch()).count();
+      phases.callbacks = step_end_callbacks;
+      auto mark = step_start;
+      // Seconds since the previous mark (synchronising CUDA first when asked), and a new mark.
+      auto lap = [&] {
+        if (options_.synchronize_phases && options_.device.is_cuda()) torch::cuda::synchronize(options_.device.index());
+        const auto now = std::chrono::steady_clock::now();
+        const double seconds = std::chrono::duration<double>(now - mark).count();
+        mark = now;
+        return seconds;
+      };
       auto batch = train_.next();
       if (!batch) break;
+      phases.data = lap();
       const double lr = options_.schedule.lr_at(state_.step);
       set_learning_rate(optimizer_, lr);
       const at::Tensor inputs = prepare_inputs(batch->inputs);
       const at::Tensor labels = batch->labels.to(options_.device);
       optimizer_.zero_grad();
+      phases.copy = lap();
+      for (auto& callback : callbacks_) callback->on_before_forward(*this, *batch);
+      phases.callbacks += lap();
       const at::Tensor logits = forward_with_precision(inputs).to(at::kFloat);
       const at::Tensor loss = F::cross_entropy(logits, labels, loss_options);
+      phases.forward = lap();
+      loss.backward();
+      phases.backward = lap();
+      for (auto& callback : callbacks_) callback->on_after_backward(*this, *batch, logits, loss);
+      phases.callbacks += lap();
       if (!std::isfinite(loss.item<double>())) {
         throw Error(failed_precondition(
             "the training loss became {} at epoch {} step {}: the learning rate ({}) is probably "
             "too high",
             loss.item<double>(), epoch, state_.step + 1, lr));
       }
-      loss.backward();
-      for (auto& callback : callbacks_) callback->on_after_backward(*this, *batch, logits, loss);
       optimizer_.step();
 
       const int64_t n = labels.size(0);
@@ -139,9 +160,12 @@ TrainOutcome Trainer::fit() {
       step.batch_size = n;
       step.loss = loss.item<double>();
       step.lr = lr;
+      phases.optimizer = lap();  // the step, and the metrics' host sync that waits for it
       step.seconds = seconds_since(step_start);
       step.images_per_second = step.seconds > 0 ? static_cast<double>(n) / step.seconds : 0;
+      step.phases = phases;
       for (auto& callback : callbacks_) callback->on_step_end(*this, step);
+      step_end_callbacks = lap();
     }
     state_.epoch_seconds = seconds_before + seconds_since(epoch_start);
     if (stop_requested_) break;  // mid-epoch: the state says where to resume

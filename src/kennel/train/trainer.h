@@ -66,6 +66,20 @@ struct EvalMetrics {
   at::Tensor confusion;  // [C, C] int64: rows = truth, columns = prediction
 };
 
+// Where one training step's time went, in seconds. On CUDA the phases are
+// only exact with TrainerOptions::synchronize_phases (kernels run async).
+struct StepPhases {
+  double start = 0;      // steady-clock time (seconds since its epoch) when the step began
+  double data = 0;       // waiting for the batch from the loader
+  double copy = 0;       // host-to-device copy (and channels-last restride)
+  double forward = 0;    // forward pass and loss
+  double backward = 0;
+  double optimizer = 0;
+  // on_before_forward / on_after_backward callbacks of this step, plus the
+  // on_step_end callbacks of the step before (they run after its result).
+  double callbacks = 0;
+};
+
 struct StepResult {
   int64_t epoch = 0;
   int64_t step = 0;   // global, counting from 1 after the first step
@@ -75,6 +89,7 @@ struct StepResult {
   double lr = 0;
   double seconds = 0;
   double images_per_second = 0;
+  StepPhases phases;
 };
 
 struct EpochResult {
@@ -107,6 +122,7 @@ struct TrainerOptions {
   c10::Device device = c10::Device(c10::kCPU);
   std::string precision = "fp32";  // fp32 | bf16 | fp16 (autocast)
   bool channels_last = false;      // image inputs in channels-last memory format
+  bool synchronize_phases = false;  // CUDA: synchronise at phase boundaries so StepPhases are exact (profiler)
 };
 
 struct TrainOutcome {
@@ -123,7 +139,11 @@ class TrainerCallback {
   virtual ~TrainerCallback() = default;
   virtual void on_train_begin(Trainer&) {}
   virtual void on_epoch_begin(Trainer&, int64_t /*epoch*/) {}
-  // After backward, before the optimizer step: gradients are populated.
+  // Right before a training step's forward pass (on the thread that runs it).
+  virtual void on_before_forward(Trainer&, const TrainBatch&) {}
+  // After backward (also when the loss is not finite, right before the step
+  // fails, so that observers can record the NaN), before the optimizer step:
+  // gradients are populated.
   virtual void on_after_backward(Trainer&, const TrainBatch&, const at::Tensor& /*logits*/,
                                  const at::Tensor& /*loss*/) {}
   virtual void on_step_end(Trainer&, const StepResult&) {}

@@ -98,6 +98,11 @@ TEST(TrainSpecTest, OutOfRangeValuesNameTheKey) {
       {"'head'", [](TrainSpec& s) { s.head = {0}; }},
       {"'input_size'", [](TrainSpec& s) { s.input_size = 8; }},
       {"'resize'", [](TrainSpec& s) { s.resize = 100; }},
+      {"'normalize'", [](TrainSpec& s) { s.normalize = "0.5,0.5/0.5,0.5,0.5"; }},
+      {"'normalize'", [](TrainSpec& s) { s.normalize = "0.5,0.5,0.5/0.5,0,0.5"; }},
+      {"'normalize'", [](TrainSpec& s) { s.normalize = "zscore"; }},
+      {"'debugger'", [](TrainSpec& s) { s.debugger = "/nonexistent/debugger.yaml"; }},
+      {"'profiler'", [](TrainSpec& s) { s.profiler = "/nonexistent/profiler.yaml"; }},
       {"'device'", [](TrainSpec& s) { s.device = "tpu"; }},
       {"'precision'", [](TrainSpec& s) { s.precision = "int8"; }},
       {"'freeze'", [](TrainSpec& s) { s.freeze = "half"; }},
@@ -138,6 +143,27 @@ TEST(TrainSpecTest, EveryKeyHasHelpAndAUniqueName) {
   for (const auto& key : train_spec_keys()) {
     EXPECT_FALSE(key.help.empty()) << key.name;
     EXPECT_TRUE(names.insert(key.name).second) << "duplicate key " << key.name;
+  }
+}
+
+
+TEST(TrainSpecTest, NormalizeTakesPresetsOrExplicitMeanAndStd) {
+  auto imagenet = parse_normalization("imagenet");
+  ASSERT_TRUE(imagenet.ok());
+  EXPECT_FLOAT_EQ(imagenet->mean[0], 0.485f);
+  EXPECT_FLOAT_EQ(imagenet->std[2], 0.225f);
+  auto none = parse_normalization("none");
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->mean, (std::array<float, 3>{0, 0, 0}));
+  EXPECT_EQ(none->std, (std::array<float, 3>{1, 1, 1}));
+  auto explicit_values = parse_normalization("0.5,0.25,0/1,2,0.5");
+  ASSERT_TRUE(explicit_values.ok());
+  EXPECT_EQ(explicit_values->mean, (std::array<float, 3>{0.5f, 0.25f, 0}));
+  EXPECT_EQ(explicit_values->std, (std::array<float, 3>{1, 2, 0.5f}));
+  for (const char* bad : {"", "0.5,0.5,0.5", "1,2,3/4,5,6,7", "a,b,c/1,1,1", "0,0,0/1,1,-1"}) {
+    auto parsed = parse_normalization(bad);
+    EXPECT_FALSE(parsed.ok()) << bad;
+    if (!parsed.ok()) EXPECT_NE(parsed.status().message().find("normalize"), std::string::npos);
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include "kennel/models/activation_probe.h"
 #include "kennel/models/classifier.h"
 
 namespace kennel::models {
@@ -29,6 +30,42 @@ std::vector<std::string> names_of(const StateDict& state) {
 
 bool contains(const std::vector<std::string>& names, const std::string& name) {
   return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+struct RecordingObserver : ActivationObserver {
+  void observe(const std::string& layer, ActivationKind kind, const at::Tensor& pre) override {
+    layers.push_back(layer);
+    kinds.push_back(kind);
+    negatives += pre.lt(0).sum().item<int64_t>();
+  }
+  std::vector<std::string> layers;
+  std::vector<ActivationKind> kinds;
+  int64_t negatives = 0;
+};
+
+TEST(ClassifierTest, BackbonesShowOneActivationPerStageToAnInstalledObserver) {
+  const torch::NoGradGuard no_grad;
+  const at::Tensor images = torch::randn({2, 3, 32, 32});
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"resnet18", {"stem", "layer1", "layer2", "layer3", "layer4"}},
+      {"resnet50", {"stem", "layer1", "layer2", "layer3", "layer4"}},
+      {"mobilenet_v2",
+       {"stem", "features.1", "features.2-3", "features.4-6", "features.7-13", "features.14-18"}}};
+  for (const auto& [arch, expected] : cases) {
+    Classifier classifier = build(arch, 3);
+    classifier->eval();
+    RecordingObserver observer;
+    {
+      const ScopedActivationObserver scope(&observer);
+      classifier->forward(images);
+    }
+    EXPECT_EQ(observer.layers, expected) << arch;
+    EXPECT_GT(observer.negatives, 0) << arch << ": the observer must see the input before the activation";
+    EXPECT_EQ(observer.kinds.front(), arch == "mobilenet_v2" ? ActivationKind::kRelu6 : ActivationKind::kRelu);
+    // Uninstalled: nothing more is seen.
+    classifier->forward(images);
+    EXPECT_EQ(observer.layers.size(), expected.size());
+  }
 }
 
 TEST(ClassifierTest, StateDictUsesTorchvisionNames) {

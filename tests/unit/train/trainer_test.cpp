@@ -164,6 +164,44 @@ TEST(TrainerTest, NonFiniteLossIsAnErrorThatNamesTheLearningRate) {
   }
 }
 
+TEST(TrainerTest, StepPhasesAccountForTheStep) {
+  Fixture f;
+  Trainer trainer = f.make_trainer();
+  auto callback = std::make_shared<RecordingCallback>();
+  trainer.add_callback(callback);
+  trainer.fit();
+  ASSERT_FALSE(callback->steps.empty());
+  double previous_start = 0;
+  for (const StepResult& step : callback->steps) {
+    const StepPhases& p = step.phases;
+    for (double phase : {p.data, p.copy, p.forward, p.backward, p.optimizer, p.callbacks}) EXPECT_GE(phase, 0);
+    EXPECT_GT(p.forward + p.backward, 0);
+    // Everything but the previous step's on_step_end callbacks happened inside this step.
+    EXPECT_LE(p.data + p.copy + p.forward + p.backward + p.optimizer, step.seconds + 1e-9);
+    EXPECT_GT(p.start, previous_start);
+    previous_start = p.start;
+  }
+}
+
+// A NaN loss reaches on_after_backward before the step fails, so observers (the debugger) can record it.
+TEST(TrainerTest, ObserversSeeTheNonFiniteLossBeforeTheStepFails) {
+  Fixture f;
+  f.options.schedule.base_lr = std::numeric_limits<double>::infinity();
+  f.options.schedule.kind = "constant";
+  Trainer trainer = f.make_trainer();
+  struct LossWatcher : TrainerCallback {
+    void on_after_backward(Trainer&, const TrainBatch&, const at::Tensor&, const at::Tensor& loss) override {
+      losses.push_back(loss.item<double>());
+    }
+    std::vector<double> losses;
+  };
+  auto watcher = std::make_shared<LossWatcher>();
+  trainer.add_callback(watcher);
+  EXPECT_THROW(trainer.fit(), Error);
+  ASSERT_FALSE(watcher->losses.empty());
+  EXPECT_FALSE(std::isfinite(watcher->losses.back()));
+}
+
 TEST(TrainerTest, ResumingFromACheckpointGivesTheUninterruptedResult) {
   Fixture reference_fixture;
   Trainer reference = reference_fixture.make_trainer();
