@@ -41,15 +41,12 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PEER = ROOT / "bench" / "peers" / "train_peer.py"
 ARCHS = ("resnet18", "resnet50")
-MODES = ("frozen_nocache", "cached_head", "finetune", "frozen_nocache_debugger", "finetune_debugger")
+MODES = ("frozen_nocache", "cached_head", "finetune")
 DEFAULT_MODES = ("frozen_nocache", "cached_head", "finetune")
 MODE_FLAGS = {
     "frozen_nocache": ["--freeze", "backbone", "--feature-cache", "false"],
     "cached_head": ["--freeze", "backbone", "--feature-cache", "true"],
     "finetune": ["--freeze", "none"],
-    # The debugger's overhead: the same mode with `--debugger default` (no peer: it has no debugger).
-    "frozen_nocache_debugger": ["--freeze", "backbone", "--feature-cache", "false", "--debugger", "default"],
-    "finetune_debugger": ["--freeze", "none", "--debugger", "default"],
 }
 
 
@@ -180,18 +177,6 @@ def measure_peer(args, data, arch, mode):
             "epochs_per_second": 1.0 / epoch_seconds if epoch_seconds else None, "wall_seconds": wall}
 
 
-def print_debugger_overhead(rows):
-    """For each <mode>_debugger row, its images/s against the same arch and mode without the debugger."""
-    rate = {(r["arch"], r["mode"]): (r["kennel"] or {}).get("images_per_second") for r in rows}
-    for (arch, mode), with_debugger in rate.items():
-        if not mode.endswith("_debugger"):
-            continue
-        without = rate.get((arch, mode[: -len("_debugger")]))
-        if with_debugger and without:
-            print(f"debugger overhead, {arch} {mode[: -len('_debugger')]}: {without:.1f} -> {with_debugger:.1f} img/s "
-                  f"({(1 - with_debugger / without) * 100:+.1f} % slower)")
-
-
 def print_table(rows):
     header = ["arch", "mode", "Kennel img/s", "peer img/s", "ratio", "Kennel epochs/s", "peer epochs/s"]
     lines = []
@@ -224,7 +209,7 @@ def main():
     parser.add_argument("--archs", type=lambda s: csv_list(s, ARCHS, "--archs"), default=list(ARCHS),
                         help="comma-separated")
     parser.add_argument("--modes", type=lambda s: csv_list(s, MODES, "--modes"), default=list(DEFAULT_MODES),
-                        help="comma-separated; *_debugger modes add --debugger default (overhead vs the same mode)")
+                        help="comma-separated (the debugger/profiler overhead: run_hook_overhead_bench.sh)")
     parser.add_argument("--no-peer", action="store_true", help="Kennel only")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads on both sides")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -259,7 +244,7 @@ def main():
                 failures += 1
                 row["kennel"] = {"error": str(error)}
                 log(f"{arch} {mode}: kennel FAILED: {error}")
-            if not args.no_peer and not mode.endswith("_debugger"):
+            if not args.no_peer:
                 try:
                     if mode == "cached_head" and peer_frozen is not None:
                         row["peer"] = dict(peer_frozen, reused_from="frozen_nocache")
@@ -305,7 +290,6 @@ def main():
     print(f"Training throughput, 224 px, batch {args.batch_size}, {args.threads} threads, "
           f"{data.name}, {args.epochs} epoch(s), {warmup}")
     print_table(rows)
-    print_debugger_overhead(rows)
     print("ratio = Kennel / peer. cached_head: Kennel trains the head on cached features (epochs/s = head "
           "epochs/s);\n  the peer has no feature cache and re-runs the backbone every epoch "
           "(its frozen_nocache run).")

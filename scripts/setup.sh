@@ -16,6 +16,8 @@ DEBIAN_PACKAGES=(
   # tests and benchmarks (clang + its runtime: the libFuzzer targets; wrk: the serving benchmark)
   libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev wrk
   python3 python3-pytest python3-numpy python3-pil python3-torch python3-torchvision
+  # headless browser: the profiler report test renders report.html in it
+  chromium
   # data
   dataset-fashion-mnist
 )

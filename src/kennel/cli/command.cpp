@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "kennel/job/train_spec.h"
+#include "kennel/store/job_registry.h"
 #include "kennel/util/status.h"
 #include "kennel/util/version.h"
 
@@ -64,6 +65,14 @@ nlohmann::json training_overrides(const std::map<std::string, std::string>& valu
   return overrides;
 }
 
+std::filesystem::path job_dir_of(const CommandContext& context, const std::string& job) {
+  auto registry = store::JobRegistry::open(context.global.home_dir() / "kennel.db");
+  if (!registry.ok()) throw Error(registry.status());
+  auto record = (*registry)->get_job(job);
+  if (!record.ok()) throw Error(not_found("no job named '{}' (`kennel jobs list` shows the jobs)", job));
+  return record->job_dir;
+}
+
 std::string format_duration(double seconds) {
   if (seconds <= 0) return "-";
   const auto s = static_cast<int64_t>(seconds + 0.5);
@@ -96,6 +105,7 @@ void build_cli(CLI::App& app, CommandContext& context) {
   register_transform_command(app, context);
   register_tune_commands(app, context);
   register_debug_commands(app, context);
+  register_profile_command(app, context);
 }
 
 }  // namespace kennel::cli

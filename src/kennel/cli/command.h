@@ -37,6 +37,11 @@ void register_predict_command(CLI::App& app, CommandContext& context);
 void register_transform_command(CLI::App& app, CommandContext& context);
 void register_tune_commands(CLI::App& app, CommandContext& context);
 void register_debug_commands(CLI::App& app, CommandContext& context);
+void register_profile_command(CLI::App& app, CommandContext& context);
+
+// The folder of a training job in the registry under the home (throws
+// kennel::Error kNotFound naming the job and `kennel jobs list`).
+std::filesystem::path job_dir_of(const CommandContext& context, const std::string& job);
 
 // Adds one flag per training spec key (--lr, --batch-size, ...; from the key
 // table), except `excluded`; given values land in `values` as text, by key.

@@ -31,12 +31,7 @@ struct DebugFlags {
 };
 
 fs::path debug_dir_of(const CommandContext& context, const std::string& job) {
-  const fs::path home = context.global.home_dir();
-  auto registry = store::JobRegistry::open(home / "kennel.db");
-  if (!registry.ok()) throw Error(registry.status());
-  auto record = (*registry)->get_job(job);
-  if (!record.ok()) throw Error(not_found("no job named '{}' (`kennel jobs list` shows the jobs)", job));
-  return fs::path(record->job_dir) / "debug";
+  return job_dir_of(context, job) / "debug";
 }
 
 std::regex compile(const std::string& pattern) {

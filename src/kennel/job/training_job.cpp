@@ -18,6 +18,7 @@
 #include "kennel/data/image_folder.h"
 #include "kennel/data/loader.h"
 #include "kennel/debug/debugger.h"
+#include "kennel/profile/profiler.h"
 #include "kennel/models/classifier.h"
 #include "kennel/models/model_dir.h"
 #include "kennel/models/weight_file.h"
@@ -119,6 +120,8 @@ struct Prepared {
   std::vector<std::string> notices;  // what loading the weights dropped or changed
   c10::Device device{c10::kCPU};
   std::optional<debug::DebuggerSpec> debugger;  // --debugger default|SPEC
+  std::optional<profile::ProfilerSpec> profiler;  // --profiler default|SPEC
+  double started_at = 0;                          // Unix seconds: the job's initialisation starts here
 };
 
 c10::Device resolve_device(const std::string& device) {
@@ -136,6 +139,8 @@ Result<Prepared> prepare(const TrainSpec& requested, const fs::path& home) {
   auto resolved = resolve_train_spec(requested);
   if (!resolved.ok()) return resolved.status();
   Prepared prepared;
+  prepared.started_at =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   prepared.spec = std::move(resolved).value();
   const TrainSpec& spec = prepared.spec;
   if (spec.debugger == "default") {
@@ -147,9 +152,14 @@ Result<Prepared> prepare(const TrainSpec& requested, const fs::path& home) {
     if (!debugger.ok()) return debugger.status();
     prepared.debugger = std::move(*debugger);
   }
-  if (spec.profiler != "off") {
-    return invalid_argument("spec key 'profiler' is '{}': the profiler is not part of this build yet; use off",
-                            spec.profiler);
+  if (spec.profiler == "default") {
+    prepared.profiler = profile::ProfilerSpec{};
+  } else if (spec.profiler != "off") {
+    auto object = read_spec_file(spec.profiler);
+    if (!object.ok()) return object.status().with_context("spec key 'profiler'");
+    auto profiler = profile::parse_profiler_spec(*object, spec.profiler);
+    if (!profiler.ok()) return profiler.status();
+    prepared.profiler = std::move(*profiler);
   }
 
   Status home_status = kennel::create_directories(home / "jobs");
@@ -271,6 +281,32 @@ TrainJobResult run_job(RunContext& run) {
   const int64_t num_classes = static_cast<int64_t>(index.classes.size());
   const int threads = spec.threads > 0 ? static_cast<int>(spec.threads) : default_thread_count();
   at::set_num_threads(threads);
+  const bool use_feature_cache = spec.feature_cache && spec.freeze == "backbone" && !spec.augment;
+  std::vector<std::unique_ptr<data::ImageLoader>> loaders;  // [0] feeds training when images are loaded
+
+  // The profiler starts first so that its monitor sees initialisation (weights, feature cache) too.
+  std::unique_ptr<profile::ProfilerSession> profiler;
+  if (run.prepared.profiler) {
+    profile::ProfiledJob job{spec.name, run.prepared.device.str(),
+                             static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency())), threads, threads,
+                             run.prepared.started_at};
+    profile::ProfilerHook::LoaderProbe probe;
+    if (!use_feature_cache) {
+      probe = [&loaders] {
+        profile::LoaderSample sample;
+        sample.time = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+        if (!loaders.empty()) {
+          const data::LoaderStats stats = loaders.front()->stats();
+          sample.queue_depth = stats.ready_batches;
+          sample.decode_seconds = stats.decode_seconds;
+        }
+        return sample;
+      };
+    }
+    auto session = profile::ProfilerSession::start(*run.prepared.profiler, run.job_dir / "profile", job, probe);
+    if (!session.ok()) throw Error(session.status());
+    profiler = std::move(*session);
+  }
 
   auto logger = train::MetricsLogger::create({.metrics_path = run.job_dir / "metrics.jsonl",
                                               .log_path = run.job_dir / "log.txt",
@@ -310,8 +346,6 @@ TrainJobResult run_job(RunContext& run) {
 
   std::unique_ptr<train::TrainableModel> model;
   std::unique_ptr<train::BatchSource> train_source, valid_source, test_source;
-  std::vector<std::unique_ptr<data::ImageLoader>> loaders;
-  const bool use_feature_cache = spec.feature_cache && spec.freeze == "backbone" && !spec.augment;
   if (use_feature_cache) {
     // Features are computed once per (arch, weights, dataset content, transform) and shared by jobs.
     train::FeatureCache cache(run.home / "cache" / "features");
@@ -393,6 +427,7 @@ TrainJobResult run_job(RunContext& run) {
   auto optimizer = train::make_optimizer(model->trainable_parameters(),
                                          {.kind = spec.optimizer, .lr = spec.lr, .momentum = spec.momentum,
                                           .weight_decay = spec.weight_decay});
+  trainer_options.synchronize_phases = profiler != nullptr;
   train::Trainer trainer(*model, *optimizer, *train_source, valid_source.get(), trainer_options);
   const fs::path checkpoint_dir = run.job_dir / "checkpoints";
   if (run.resume) {
@@ -418,6 +453,7 @@ TrainJobResult run_job(RunContext& run) {
     debugger = std::move(*session);
     trainer.add_callback(debugger->hook());
   }
+  if (profiler) trainer.add_callback(profiler->hook());
 
   // Rules get the last word (and the registry their statuses) whether the run completes, stops or fails.
   auto finish_debugger = [&]() -> json {
@@ -427,14 +463,29 @@ TrainJobResult run_job(RunContext& run) {
     for (const auto& rule : rules) summary[rule.value("rule", std::string())] = rule.value("status", std::string());
     return {{"dir", (run.job_dir / "debug").string()}, {"rules", summary}};
   };
+  auto finish_profiler = [&]() -> json {
+    if (!profiler) return nullptr;
+    auto artifact = profiler->finish();
+    if (artifact.ok()) return *artifact;
+    spdlog::warn("profiler: could not write its report: {}", artifact.status().message());
+    return nullptr;
+  };
+  // A job that fails or stops still gets its debugger verdicts and its profile.
+  auto record_unfinished = [&](const json& debug_artifact) {
+    json artifacts = json::object();
+    if (!debug_artifact.is_null()) artifacts["debug"] = debug_artifact;
+    if (profiler) profiler->mark_loop_end();
+    if (json profile_artifact = finish_profiler(); !profile_artifact.is_null()) artifacts["profile"] = profile_artifact;
+    if (!artifacts.empty()) (void)run.registry.set_artifacts(spec.name, artifacts.dump());
+  };
   train::TrainOutcome outcome;
   try {
     outcome = trainer.fit();
   } catch (...) {
-    const json debug_artifact = finish_debugger();
-    if (!debug_artifact.is_null()) (void)run.registry.set_artifacts(spec.name, json{{"debug", debug_artifact}}.dump());
+    record_unfinished(finish_debugger());
     throw;
   }
+  if (profiler) profiler->mark_loop_end();
   const json debug_artifact = finish_debugger();
   TrainJobResult result;
   result.name = spec.name;
@@ -443,7 +494,7 @@ TrainJobResult run_job(RunContext& run) {
     result.status = store::JobStatus::kStopped;
     result.reason = outcome.stop_reason;
     result.final_metrics = final_metrics_from(outcome, std::nullopt);
-    if (!debug_artifact.is_null()) (void)run.registry.set_artifacts(spec.name, json{{"debug", debug_artifact}}.dump());
+    record_unfinished(debug_artifact);
     return result;
   }
 
@@ -483,6 +534,7 @@ TrainJobResult run_job(RunContext& run) {
   Status saved = models::save_model_dir(model_dir, classifier, info, spec.export_pth);
   if (!saved.ok()) throw Error(saved);
   artifacts["model"] = model_dir.string();
+  if (json profile_artifact = finish_profiler(); !profile_artifact.is_null()) artifacts["profile"] = profile_artifact;
 
   result.status = store::JobStatus::kCompleted;
   result.final_metrics = final_metrics_from(outcome, test);

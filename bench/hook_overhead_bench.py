@@ -1,0 +1,95 @@
+"""Hook overhead benchmark: training images/s with `--debugger default` and with
+`--profiler default`, against the same job with both off.
+
+For each arch it runs the three configurations interleaved `--repeat` times
+(the order rotates every round, so slow drift of the machine does not favour one
+configuration), each a full `kennel train` at 224 px on the synthetic dataset
+train_bench.py uses, and takes each configuration's median images/s over the
+epochs after the first (warm-up). Overhead = 1 - hooked / off. Targets: debugger
+<= 5 %, profiler <= 3 %. Writes bench/results/hook_overhead_bench.json.
+Run with Debian's /usr/bin/python3 on an otherwise idle machine.
+"""
+import datetime
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import bench_parser, csv_list, fmt, host_info, make_log  # noqa: E402
+import train_bench  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+HOOKS = {"off": [], "debugger": ["--debugger", "default"], "profiler": ["--profiler", "default"]}
+TARGETS = {"debugger": 5.0, "profiler": 3.0}
+log = make_log("hook_overhead_bench")
+
+
+def main():
+    parser = bench_parser(__doc__, ROOT)
+    parser.add_argument("--archs", type=lambda s: csv_list(s, train_bench.ARCHS, "--archs"),
+                        default=list(train_bench.ARCHS), help="comma-separated")
+    parser.add_argument("--hooks", type=lambda s: csv_list(s, ("debugger", "profiler"), "--hooks"),
+                        default=["debugger", "profiler"], help="comma-separated")
+    parser.add_argument("--mode", choices=("finetune", "frozen_nocache"), default="finetune",
+                        help="what trains (train_bench.py's modes)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of interleaved runs")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per run; the first is warm-up")
+    parser.add_argument("--per-class", type=int, default=16, help="synthetic training images per class (10 classes)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--json-out", type=Path, default=train_bench.RESULTS / "hook_overhead_bench.json")
+    args = parser.parse_args()
+    if args.repeat < 1 or args.epochs < 2:
+        parser.error("--repeat must be >= 1 and --epochs >= 2 (the first epoch is warm-up)")
+    args.kennel = args.kennel.resolve()
+    if not args.kennel.is_file():
+        sys.exit(f"hook_overhead_bench: {args.kennel} not found (bash scripts/build.sh kennel)")
+    args.keep_homes = False
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        log(f"warning: the load average is {load:.1f}: the numbers will be noisy (run on an idle machine)")
+    data = train_bench.ensure_dataset(args.kennel, args.per_class, None)
+    configurations = ["off"] + args.hooks
+    started = time.perf_counter()
+    rates = {(arch, hook): [] for arch in args.archs for hook in configurations}
+    for arch in args.archs:
+        for round_index in range(args.repeat):
+            order = configurations[round_index % len(configurations):] + configurations[:round_index % len(configurations)]
+            for hook in order:
+                mode = f"{args.mode}_{hook}"
+                train_bench.MODE_FLAGS[mode] = train_bench.MODE_FLAGS[args.mode] + HOOKS[hook]
+                result = train_bench.measure_kennel(args, data, arch, mode)
+                rates[(arch, hook)].append(result["images_per_second"])
+                log(f"{arch} round {round_index + 1}/{args.repeat} {hook}: {result['images_per_second']:.2f} img/s")
+
+    rows = []
+    for arch in args.archs:
+        off = statistics.median(rates[(arch, "off")])
+        for hook in args.hooks:
+            hooked = statistics.median(rates[(arch, hook)])
+            rows.append({"arch": arch, "hook": hook, "off_images_per_second": off,
+                         "hooked_images_per_second": hooked, "overhead_percent": (1 - hooked / off) * 100,
+                         "target_percent": TARGETS[hook], "runs_off": rates[(arch, "off")],
+                         "runs_hooked": rates[(arch, hook)]})
+    report = {"benchmark": "hook_overhead", "date": datetime.datetime.now().isoformat(timespec="seconds"),
+              "host": host_info(), "load_average_at_start": load, "total_seconds": time.perf_counter() - started,
+              "settings": {"mode": args.mode, "repeat": args.repeat, "epochs": args.epochs,
+                           "per_class": args.per_class, "threads": args.threads, "batch_size": args.batch_size,
+                           "input_size": 224, "data": str(data)},
+              "rows": rows}
+    args.json_out.parent.mkdir(parents=True, exist_ok=True)
+    args.json_out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"Hook overhead, {args.mode}, 224 px, batch {args.batch_size}, {args.threads} threads, "
+          f"median of {args.repeat} interleaved runs x {args.epochs - 1} timed epochs")
+    print(f"{'arch':<10} {'hook':<9} {'off img/s':>10} {'hooked img/s':>13} {'overhead':>9} {'target':>7}")
+    for row in rows:
+        print(f"{row['arch']:<10} {row['hook']:<9} {fmt(row['off_images_per_second'], 2):>10} "
+              f"{fmt(row['hooked_images_per_second'], 2):>13} {row['overhead_percent']:>+8.1f}% "
+              f"{row['target_percent']:>6.0f}%")
+
+
+if __name__ == "__main__":
+    main()
