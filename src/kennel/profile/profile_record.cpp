@@ -1,5 +1,7 @@
 #include "kennel/profile/profile_record.h"
 
+#include <cmath>
+
 namespace kennel::profile {
 
 using nlohmann::json;
@@ -20,6 +22,15 @@ bool read(const json& object, const char* key, T& out) {
 }
 
 }  // namespace
+
+const StepPhase& biggest_phase(const StepTiming& step) {
+  const StepPhase* biggest = &kStepPhases[0];
+  for (const StepPhase& phase : kStepPhases) {
+    const double value = step.*phase.field;
+    if (std::isfinite(value) && !(value <= step.*biggest->field)) biggest = &phase;
+  }
+  return *biggest;
+}
 
 json to_json(const GpuSample& sample) {
   return {{"index", sample.index},

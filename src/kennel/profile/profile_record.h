@@ -9,6 +9,7 @@
 // percentages 0..100 (process CPU may exceed 100: it is summed over cores).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -52,6 +53,22 @@ struct StepTiming {
   double total = 0;   // the whole step
   double data = 0, copy = 0, forward = 0, backward = 0, optimizer = 0, callbacks = 0;
 };
+
+// A StepTiming's phases in the order they run, with the names the summary,
+// the rules and the report use.
+struct StepPhase {
+  const char* name;
+  double StepTiming::*field;
+};
+inline constexpr std::array<StepPhase, 6> kStepPhases = {{{"data", &StepTiming::data},
+                                                          {"copy", &StepTiming::copy},
+                                                          {"forward", &StepTiming::forward},
+                                                          {"backward", &StepTiming::backward},
+                                                          {"optimizer", &StepTiming::optimizer},
+                                                          {"callbacks", &StepTiming::callbacks}}};
+
+// The phase that took the longest in `step` (non-finite values ignored; the first phase when all are).
+const StepPhase& biggest_phase(const StepTiming& step);
 
 // The data loader's view over the run (for DataloaderBottleneck).
 struct LoaderSample {

@@ -13,6 +13,7 @@
 #include "kennel/profile/detail/stats.h"
 #include "kennel/report/html.h"
 #include "kennel/report/svg_chart.h"
+#include "kennel/report/json_fields.h"
 
 namespace kennel::profile {
 namespace {
@@ -35,16 +36,8 @@ constexpr size_t kMaxCoreLines = 16;
 constexpr double kDefaultOutlierStddev = 3;
 constexpr int64_t kDefaultOutlierSkipSteps = 3;
 
-struct Phase {
-  const char* name;
-  double StepTiming::*field;
-};
-constexpr std::array<Phase, 6> kPhases = {{{"data", &StepTiming::data},
-                                           {"copy", &StepTiming::copy},
-                                           {"forward", &StepTiming::forward},
-                                           {"backward", &StepTiming::backward},
-                                           {"optimizer", &StepTiming::optimizer},
-                                           {"callbacks", &StepTiming::callbacks}}};
+using Phase = StepPhase;
+constexpr const auto& kPhases = kStepPhases;
 
 // ======================================================================== the summary
 
@@ -256,14 +249,6 @@ bool valid_step(const StepTiming& step) {
   return std::isfinite(step.total) && step.total >= 0;
 }
 
-const Phase& biggest_phase(const StepTiming& step) {
-  const Phase* biggest = &kPhases[0];
-  for (const Phase& phase : kPhases) {
-    const double value = step.*phase.field;
-    if (std::isfinite(value) && !(value <= step.*biggest->field)) biggest = &phase;
-  }
-  return *biggest;
-}
 
 // StepOutlier's effective parameter, so the report lists the steps the rule counted.
 double outlier_parameter(const std::vector<RuleResult>& rules, const char* name, double fallback) {
@@ -409,30 +394,12 @@ json phase_series_json(const ProfileData& data) {
 
 // ======================================================================== the page
 
-// ---- Defensive JSON access: a missing key or a wrong type reads as absent. ----
+using report::absent;
+using report::array_field;
+using report::field;
+using report::or_dash;
 
-const json& absent() {
-  static const json kNull;
-  return kNull;
-}
-
-const json& field(const json& object, std::string_view key) {
-  if (!object.is_object()) return absent();
-  const auto it = object.find(key);
-  return it == object.end() ? absent() : *it;
-}
-
-const json& array_field(const json& object, std::string_view key) {
-  static const json kEmpty = json::array();
-  const json& value = field(object, key);
-  return value.is_array() ? value : kEmpty;
-}
-
-std::optional<double> number(const json& value) {
-  if (!value.is_number()) return std::nullopt;
-  const double number = value.get<double>();
-  return std::isfinite(number) ? std::optional(number) : std::nullopt;
-}
+std::optional<double> number(const json& value) { return report::finite_number(value); }
 
 std::vector<double> numbers(const json& array) {
   std::vector<double> out;
@@ -460,10 +427,6 @@ std::string text(const json& value) {
 
 std::string text_field(const json& object, std::string_view key) {
   return text(field(object, key));
-}
-
-std::string or_dash(const std::string& value) {
-  return value.empty() ? "-" : value;
 }
 
 std::string duration_text(const json& seconds, const char* what) {

@@ -851,25 +851,9 @@ RuleResult batch_size(const Context& context, RuleEvaluation rule) {
   return result;
 }
 
-struct Phase {
-  const char* name;
-  double StepTiming::*field;
-};
-constexpr std::array<Phase, 6> kPhases = {{{"data", &StepTiming::data},
-                                           {"copy", &StepTiming::copy},
-                                           {"forward", &StepTiming::forward},
-                                           {"backward", &StepTiming::backward},
-                                           {"optimizer", &StepTiming::optimizer},
-                                           {"callbacks", &StepTiming::callbacks}}};
+using Phase = StepPhase;
+constexpr const auto& kPhases = kStepPhases;
 
-const Phase& biggest_phase(const StepTiming& step) {
-  const Phase* biggest = &kPhases[0];
-  for (const Phase& phase : kPhases) {
-    const double value = step.*phase.field;
-    if (std::isfinite(value) && !(value <= step.*biggest->field)) biggest = &phase;
-  }
-  return *biggest;
-}
 
 std::string phase_advice(const std::string& phase) {
   if (phase == "data") {

@@ -12,25 +12,13 @@
 
 #include "kennel/report/html.h"
 #include "kennel/report/svg_chart.h"
+#include "kennel/report/json_fields.h"
 
 namespace kennel::report {
 
 namespace {
 
 using nlohmann::json;
-
-// ---- Defensive JSON access: a missing key or a wrong type reads as absent. ----
-
-const json& absent() {
-  static const json kNull;
-  return kNull;
-}
-
-const json& field(const json& object, std::string_view key) {
-  if (!object.is_object()) return absent();
-  const auto it = object.find(key);
-  return it == object.end() ? absent() : *it;
-}
 
 // JSON as display text; replaces invalid UTF-8 instead of throwing on it.
 std::string json_text(const json& value) {
@@ -44,19 +32,8 @@ std::string text_field(const json& object, std::string_view key) {
   return json_text(field(object, key));
 }
 
-std::optional<double> number_field(const json& object, std::string_view key) {
-  const json& value = field(object, key);
-  if (!value.is_number()) return std::nullopt;
-  const double number = value.get<double>();
-  return std::isfinite(number) ? std::optional(number) : std::nullopt;
-}
-
 std::string format_number(std::optional<double> value, const char* format = "{:.6g}") {
   return value ? fmt::format(fmt::runtime(format), *value) : "";
-}
-
-std::string or_dash(const std::string& text) {
-  return text.empty() ? "-" : text;
 }
 
 // ---- The study as the report sees it. ----
