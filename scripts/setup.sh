@@ -18,6 +18,8 @@ DEBIAN_PACKAGES=(
   python3 python3-pytest python3-numpy python3-pil python3-torch python3-torchvision
   # headless browser: the profiler report test renders report.html in it
   chromium
+  # the pretrained MobileNetV2 comes from an npm package (scripts/backbone.sh)
+  nodejs npm
   # data
   dataset-fashion-mnist
 )

@@ -181,7 +181,7 @@ Result<Normalization> parse_normalization(const std::string& value) {
   if (value == "none") return Normalization{{0, 0, 0}, {1, 1, 1}};
   auto fail = [&] {
     return invalid_argument(
-        "spec key 'normalize' is '{}': use imagenet, none, or three means and three stds as m,m,m/s,s,s "
+        "spec key 'normalize' is '{}': use auto, imagenet, none, or three means and three stds as m,m,m/s,s,s "
         "(e.g. 0.5,0.5,0.5/0.5,0.5,0.5; stds > 0)",
         value);
   };
@@ -239,7 +239,7 @@ const std::vector<SpecKey>& train_spec_keys() {
       int_key("resize", &TrainSpec::resize, "Shorter side before the center crop (0 = input_size*256/224)"),
       bool_key("augment", &TrainSpec::augment, "Random resized crop + horizontal flip for training"),
       string_key("normalize", &TrainSpec::normalize,
-                 "Pixel normalisation after /255: imagenet, none, or m,m,m/s,s,s (RGB mean/std)"),
+                 "Pixel normalisation after /255: auto (the pretrained backbone's, else imagenet), imagenet, none, or m,m,m/s,s,s"),
       int_key("seed", &TrainSpec::seed, "Random seed (data order, augmentation, init)"),
       int_key("threads", &TrainSpec::threads, "CPU threads (0 = all cores)"),
       string_key("device", &TrainSpec::device, "auto, cpu, cuda or cuda:N"),
@@ -321,8 +321,8 @@ Result<TrainSpec> resolve_train_spec(TrainSpec spec) {
   KENNEL_RETURN_IF_ERROR(validate_job_name(spec.name, "spec key 'name'"));
   KENNEL_RETURN_IF_ERROR(resolve_hook_key("debugger", spec.debugger));
   KENNEL_RETURN_IF_ERROR(resolve_hook_key("profiler", spec.profiler));
-  if (spec.normalize.empty()) spec.normalize = "imagenet";
-  KENNEL_RETURN_IF_ERROR(parse_normalization(spec.normalize).status());
+  if (spec.normalize.empty()) spec.normalize = "auto";
+  if (spec.normalize != "auto") KENNEL_RETURN_IF_ERROR(parse_normalization(spec.normalize).status());
   if (!(spec.valid_ratio >= 0 && spec.valid_ratio < 1)) {
     return invalid_argument("spec key 'valid_ratio' must be in [0, 1), got {}", spec.valid_ratio);
   }

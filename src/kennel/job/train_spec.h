@@ -50,9 +50,10 @@ struct TrainSpec {
   int64_t input_size = 224;  // crop size fed to the model
   int64_t resize = 0;        // shorter side before the center crop; 0 = input_size * 256 / 224
   bool augment = false;      // random resized crop + flip for training
-  // Pixel normalisation after /255: imagenet (torchvision's mean/std), none
+  // Pixel normalisation after /255: auto (what the pretrained backbone was
+  // trained with, else imagenet), imagenet (torchvision's mean/std), none
   // (inputs in [0, 1]), or "m,m,m/s,s,s" per RGB channel.
-  std::string normalize = "imagenet";
+  std::string normalize = "auto";
   // runtime
   uint64_t seed = 0;
   int64_t threads = 0;            // CPU threads (0 = all); split between decode and compute

@@ -122,6 +122,9 @@ struct Prepared {
   std::optional<debug::DebuggerSpec> debugger;  // --debugger default|SPEC
   std::optional<profile::ProfilerSpec> profiler;  // --profiler default|SPEC
   double started_at = 0;                          // Unix seconds: the job's initialisation starts here
+  Normalization normalization;                    // `normalize`, with auto resolved
+  std::string normalize_id;                       // ... as text, for the feature-cache key
+  bool keras_compat = false;                      // the pretrained backbone came from Keras
 };
 
 c10::Device resolve_device(const std::string& device) {
@@ -194,19 +197,38 @@ Result<Prepared> prepare(const TrainSpec& requested, const fs::path& home) {
     return error.status();
   }
 
+  std::string pretrained = spec.pretrained;
+  if (pretrained.empty()) pretrained = models::default_pretrained_weights(spec.arch);
+  // An imported backbone says how it was built (Keras padding) and fed (its preprocessing).
+  std::optional<models::ModelInfo> backbone;
+  if (!pretrained.empty() && pretrained != "none") backbone = models::pretrained_info(pretrained);
+  if (backbone && backbone->arch != spec.arch) {
+    return invalid_argument("spec key 'pretrained': '{}' holds a {} backbone, but arch is {}", pretrained,
+                            backbone->arch, spec.arch);
+  }
+  if (spec.normalize == "auto" && backbone) {
+    prepared.normalization = {backbone->mean, backbone->std};
+    prepared.normalize_id = fmt::format("{},{},{}/{},{},{}", backbone->mean[0], backbone->mean[1], backbone->mean[2],
+                                        backbone->std[0], backbone->std[1], backbone->std[2]);
+  } else {
+    const std::string normalize = spec.normalize == "auto" ? "imagenet" : spec.normalize;
+    prepared.normalization = parse_normalization(normalize).value();  // validated by resolve_train_spec
+    prepared.normalize_id = normalize;
+  }
+
   models::ModelSpec model_spec;
   model_spec.arch = spec.arch;
   model_spec.head_hidden = spec.head;
   model_spec.dropout = spec.dropout;
   model_spec.num_classes = static_cast<int64_t>(classes.size());
   model_spec.freeze = spec.freeze;
+  model_spec.keras_compat = backbone && backbone->keras_compat;
   torch::manual_seed(spec.seed);
   auto classifier = models::build_classifier(model_spec);
   if (!classifier.ok()) return classifier.status();
   prepared.classifier = std::move(classifier).value();
+  prepared.keras_compat = model_spec.keras_compat;
 
-  std::string pretrained = spec.pretrained;
-  if (pretrained.empty()) pretrained = models::default_pretrained_weights(spec.arch);
   if (pretrained.empty() || pretrained == "none") {
     prepared.weights_id = fmt::format("random-init:{}", spec.seed);
     if (spec.freeze == "backbone" && spec.pretrained.empty()) {
@@ -322,7 +344,7 @@ TrainJobResult run_job(RunContext& run) {
   const bool channels_last = !run.prepared.device.is_cuda() || spec.precision != "fp32";
   if (channels_last) classifier->to(at::MemoryFormat::ChannelsLast);
 
-  const Normalization normalization = parse_normalization(spec.normalize).value();  // validated by resolve
+  const Normalization& normalization = run.prepared.normalization;
   data::TransformSpec eval_transform;
   eval_transform.resize = static_cast<int>(spec.resize);
   eval_transform.crop = static_cast<int>(spec.input_size);
@@ -351,7 +373,7 @@ TrainJobResult run_job(RunContext& run) {
     train::FeatureCache cache(run.home / "cache" / "features");
     // "imagenet" keeps the id caches written before `normalize` existed had.
     const std::string transform_id = fmt::format("resize={} crop={} mean/std={} layout=rgb", spec.resize,
-                                                 spec.input_size, spec.normalize);
+                                                 spec.input_size, run.prepared.normalize_id);
     auto features_for = [&](const data::Split& split) {
       const std::string dataset_id = train::dataset_content_hash(split.samples, spec.data);
       const std::string key = train::feature_cache_key(spec.arch, run.prepared.weights_id, dataset_id, transform_id);
@@ -528,6 +550,7 @@ TrainJobResult run_job(RunContext& run) {
   info.std = normalization.std;
   info.source_job = spec.name;
   info.pretrained = spec.pretrained;
+  info.keras_compat = run.prepared.keras_compat;
   classifier->to(at::kCPU);
   classifier->to(at::MemoryFormat::Contiguous);
   const fs::path model_dir = run.job_dir / "model";

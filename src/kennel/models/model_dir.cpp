@@ -1,5 +1,6 @@
 #include "kennel/models/model_dir.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <random>
 
@@ -34,6 +35,8 @@ json to_json(const ModelInfo& info) {
           {"weights", "model.safetensors"},
           {"source_job", info.source_job},
           {"pretrained", info.pretrained},
+          {"keras_compat", info.keras_compat},
+          {"source", info.source},
           {"kennel_version", kVersion},
           {"libtorch_version", TORCH_VERSION}};
 }
@@ -58,6 +61,8 @@ Result<ModelInfo> model_info_from_json(const json& j, const std::string& origin)
     }
     info.source_job = j.value("source_job", "");
     info.pretrained = j.value("pretrained", "");
+    info.keras_compat = j.value("keras_compat", false);
+    if (j.contains("source")) info.source = j.at("source");
     if (info.classes.empty()) return invalid_argument("{}: 'classes' is empty", origin);
     return info;
   } catch (const json::exception& error) {
@@ -112,6 +117,7 @@ Result<LoadedModel> load_model_dir(const fs::path& dir) {
   spec.dropout = info->dropout;
   spec.num_classes = static_cast<int64_t>(info->classes.size());
   spec.freeze = "none";
+  spec.keras_compat = info->keras_compat;
   auto classifier = build_classifier(spec);
   if (!classifier.ok()) return classifier.status().with_context(json_path.string());
   auto state = read_weight_file(dir / "model.safetensors");
@@ -124,16 +130,52 @@ Result<LoadedModel> load_model_dir(const fs::path& dir) {
   return LoadedModel{std::move(info).value(), std::move(classifier).value()};
 }
 
-std::string default_pretrained_weights(const std::string& arch) {
-  fs::path dir;
-  if (const char* env = std::getenv("KENNEL_WEIGHTS_DIR"); env != nullptr && *env != '\0') {
-    dir = env;
-  } else if (const char* home = std::getenv("HOME"); home != nullptr) {
-    dir = fs::path(home) / ".cache" / "kennel" / "weights";
+fs::path pretrained_weights_dir() {
+  if (const char* env = std::getenv("KENNEL_WEIGHTS_DIR"); env != nullptr && *env != '\0') return env;
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+    return fs::path(home) / ".cache" / "kennel" / "weights";
   }
-  const fs::path candidate = dir / (arch + ".safetensors");
+  return {};
+}
+
+std::string default_pretrained_weights(const std::string& arch) {
+  const fs::path dir = pretrained_weights_dir();
+  if (dir.empty()) return {};
   std::error_code error;
-  return fs::exists(candidate, error) ? candidate.string() : std::string();
+  for (const fs::path& candidate : {dir / arch / "model.safetensors", dir / (arch + ".safetensors")}) {
+    if (fs::exists(candidate, error)) return candidate.string();
+  }
+  return {};
+}
+
+std::optional<ModelInfo> pretrained_info(const fs::path& weights_file) {
+  const fs::path json_path = weights_file.parent_path() / "model.json";
+  auto text = read_file_text(json_path);
+  if (!text.ok()) return std::nullopt;
+  const json parsed = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded() || parsed.value("weights", "") != weights_file.filename().string()) return std::nullopt;
+  auto info = model_info_from_json(parsed, json_path.string());
+  if (!info.ok()) return std::nullopt;
+  return *info;
+}
+
+std::vector<PretrainedEntry> list_pretrained_weights() {
+  std::vector<PretrainedEntry> entries;
+  const fs::path dir = pretrained_weights_dir();
+  std::error_code error;
+  if (dir.empty() || !fs::is_directory(dir, error)) return entries;
+  for (const auto& item : fs::directory_iterator(dir, error)) {
+    const fs::path path = item.path();
+    if (item.is_directory(error) && fs::exists(path / "model.safetensors", error)) {
+      auto info = pretrained_info(path / "model.safetensors");
+      entries.push_back({info ? info->arch : path.filename().string(), path / "model.safetensors", info});
+    } else if (path.extension() == ".safetensors") {
+      entries.push_back({path.stem().string(), path, std::nullopt});
+    }
+  }
+  std::sort(entries.begin(), entries.end(),
+            [](const PretrainedEntry& a, const PretrainedEntry& b) { return a.weights < b.weights; });
+  return entries;
 }
 
 Result<std::filesystem::path> resolve_model_dir(const std::string& model, const std::filesystem::path& home) {

@@ -10,10 +10,11 @@
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
+#include <nlohmann/json.hpp>
 
 #include "kennel/models/classifier.h"
 #include "kennel/util/status.h"
@@ -33,6 +34,10 @@ struct ModelInfo {
   std::array<float, 3> std = {0.229f, 0.224f, 0.225f};
   std::string source_job;
   std::string pretrained;
+  // MobileNetV2 converted from Keras: TF "same" padding and BatchNorm eps 1e-3 (ModelSpec::keras_compat).
+  bool keras_compat = false;
+  // Where imported weights came from ({package, version, integrity, license, ...}); null for Kennel's own jobs.
+  nlohmann::json source;
 };
 
 nlohmann::json to_json(const ModelInfo& info);
@@ -53,8 +58,24 @@ Result<LoadedModel> load_model_dir(const std::filesystem::path& dir);
 // a completed job under `home` -> the model directory. kNotFound naming both.
 Result<std::filesystem::path> resolve_model_dir(const std::string& model, const std::filesystem::path& home);
 
+// Where pretrained weights live: $KENNEL_WEIGHTS_DIR, else ~/.cache/kennel/weights.
+std::filesystem::path pretrained_weights_dir();
+
 // The default pretrained weight file for an architecture, or "" when there is
-// none: `<arch>.safetensors` in $KENNEL_WEIGHTS_DIR, else ~/.cache/kennel/weights.
+// none: `<arch>/model.safetensors` (an imported backbone, a model directory)
+// or `<arch>.safetensors` in pretrained_weights_dir().
 std::string default_pretrained_weights(const std::string& arch);
+
+// The model.json beside a weight file, when there is one that describes it
+// (an imported backbone: keras_compat, preprocessing, source). nullopt otherwise.
+std::optional<ModelInfo> pretrained_info(const std::filesystem::path& weights_file);
+
+// Every pretrained weight file under pretrained_weights_dir(), with its info when it has one.
+struct PretrainedEntry {
+  std::string arch;  // from model.json, else the file name
+  std::filesystem::path weights;
+  std::optional<ModelInfo> info;
+};
+std::vector<PretrainedEntry> list_pretrained_weights();
 
 }  // namespace kennel::models
