@@ -18,11 +18,15 @@ DEBIAN_PACKAGES=(
   python3 python3-pytest python3-numpy python3-pil python3-torch python3-torchvision
   # headless browser: the profiler report test renders report.html in it
   chromium
-  # the pretrained MobileNetV2 comes from an npm package (scripts/backbone.sh)
-  nodejs npm
   # data
   dataset-fashion-mnist
 )
+
+# The pretrained MobileNetV2 comes from an npm package (scripts/backbone.sh): Node and
+# npm from Debian, unless a Node that bundles npm (NodeSource's) is already there.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  DEBIAN_PACKAGES+=(nodejs npm)
+fi
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do

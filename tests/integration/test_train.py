@@ -229,11 +229,17 @@ def test_corrupt_weight_file(kennel, synth, tmp_path):
 
 
 def test_weight_file_for_another_architecture(kennel, synth, tmp_path):
-    # A real resnet18 file, offered to resnet34: the missing keys are named.
+    # A real resnet18 file, offered to resnet34. In its model directory, model.json says what it is.
     first = kennel.json("train", "--data", synth, "--name", "small", "--max-steps", 1, *FAST)
     weights = Path(first["job_dir"]) / "model" / "model.safetensors"
     result = kennel.run("train", "--data", synth, "--name", "bad", "--arch", "resnet34",
                         "--pretrained", weights, "--quiet", "--input-size", 32, check=2)
+    assert "holds a resnet18 backbone, but arch is resnet34" in result.stderr, result.stderr
+    # A bare weight file has no model.json: the missing keys are named.
+    bare = tmp_path / "resnet18.safetensors"
+    bare.write_bytes(weights.read_bytes())
+    result = kennel.run("train", "--data", synth, "--name", "bad", "--arch", "resnet34",
+                        "--pretrained", bare, "--quiet", "--input-size", 32, check=2)
     assert "layer1.2" in result.stderr and "missing" in result.stderr.lower()
     assert_nothing_created(kennel, "bad")
 

@@ -383,6 +383,15 @@ std::string all_within_patience(size_t samples, int64_t patience) {
                      patience);
 }
 
+// Why a rule reading system samples after its patience has nothing to judge, or nullopt.
+std::optional<std::string> missing_samples(const ProfileData& data,
+                                           const std::vector<const SystemSample*>& samples,
+                                           int64_t patience) {
+  if (data.system.empty()) return no_system_samples();
+  if (samples.empty()) return all_within_patience(data.system.size(), patience);
+  return std::nullopt;
+}
+
 std::string no_gpu_prefix(const ProfileData& data) {
   return fmt::format("no GPU: no GPU samples were recorded{}",
                      data.device.empty() ? "" : fmt::format(" (device '{}')", data.device));
@@ -394,9 +403,8 @@ RuleResult low_gpu_utilization(const Context& context, RuleEvaluation rule) {
   const double threshold_p5 = rule.value("threshold_p5");
   const int64_t patience = rule.count("patience");
   RuleResult& result = rule.result();
-  if (data.system.empty()) return rule.no_data(no_system_samples());
   const auto samples = after_patience(data, patience);
-  if (samples.empty()) return rule.no_data(all_within_patience(data.system.size(), patience));
+  if (auto missing = missing_samples(data, samples, patience)) return rule.no_data(*missing);
 
   if (!context.has_gpu) {
     // The CPU equivalent of an underused GPU: compute threads that idle
@@ -519,9 +527,8 @@ RuleResult cpu_bottleneck(const Context& context, RuleEvaluation rule) {
   const double cpu_threshold = rule.value("cpu_threshold");
   const int64_t patience = rule.count("patience");
   RuleResult& result = rule.result();
-  if (data.system.empty()) return rule.no_data(no_system_samples());
   const auto samples = after_patience(data, patience);
-  if (samples.empty()) return rule.no_data(all_within_patience(data.system.size(), patience));
+  if (auto missing = missing_samples(data, samples, patience)) return rule.no_data(*missing);
 
   for (const auto* sample : samples) {
     const double core = busiest_core(*sample);
@@ -588,9 +595,8 @@ RuleResult io_bottleneck(const Context& context, RuleEvaluation rule) {
   const double io_threshold = rule.value("io_threshold");
   const int64_t patience = rule.count("patience");
   RuleResult& result = rule.result();
-  if (data.system.empty()) return rule.no_data(no_system_samples());
   const auto samples = after_patience(data, patience);
-  if (samples.empty()) return rule.no_data(all_within_patience(data.system.size(), patience));
+  if (auto missing = missing_samples(data, samples, patience)) return rule.no_data(*missing);
 
   for (const auto* sample : samples) {
     if (!std::isfinite(sample->iowait)) continue;
@@ -782,9 +788,8 @@ RuleResult batch_size(const Context& context, RuleEvaluation rule) {
   const double memory_threshold = rule.value("gpu_memory_threshold_p95");
   const int64_t patience = rule.count("patience");
   RuleResult& result = rule.result();
-  if (data.system.empty()) return rule.no_data(no_system_samples());
   const auto samples = after_patience(data, patience);
-  if (samples.empty()) return rule.no_data(all_within_patience(data.system.size(), patience));
+  if (auto missing = missing_samples(data, samples, patience)) return rule.no_data(*missing);
 
   std::vector<double> cpu, gpu, memory;
   for (const auto* sample : samples) {
