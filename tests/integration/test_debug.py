@@ -195,6 +195,18 @@ def test_webhook_action_posts_the_issue(kennel, synth, tmp_path):
     assert event["result"]["status"] == "IssuesFound" and event["debug_dir"].endswith("debug"), event
 
 
+def test_raw_values_are_opt_in_and_size_capped(kennel, synth, tmp_path):
+    spec = debugger_spec(tmp_path, "collections: {losses: {}, weights: {raw_values: 16, save_interval: 1},"
+                         " biases: {raw_values: 16, save_interval: 1}}\nrules: [ExplodingTensor]\n")
+    outcome = kennel.json("train", "--data", synth, "--name", "raw", "--epochs", 1, "--batch-size", 16,
+                          "--debugger", spec, *FAST)
+    assert outcome["status"] == "Completed", outcome
+    summaries = {json.loads(line)["name"]: json.loads(line) for line in kennel.run(
+        "debug", "tensors", "raw", "--name", "^(weights|biases)/", "--step", 0, "--json", check=0).stdout.splitlines()}
+    assert summaries["biases/fc.bias"]["values"] and len(summaries["biases/fc.bias"]["values"]) == 4
+    assert not summaries["weights/fc.weight"].get("values"), "a 4x512 weight is over the 16-value cap"
+
+
 def test_frozen_backbone_records_only_trainable_gradients(kennel, synth):
     outcome = kennel.json("train", "--data", synth, "--name", "frozen", "--freeze", "backbone", "--feature-cache",
                           "false", "--epochs", 1, "--batch-size", 16, "--debugger", "default", *FAST)
@@ -221,6 +233,7 @@ def test_stop_training_action_stops_the_job_and_names_the_rule(kennel, synth, tm
     ("collections: {bogus: {}}", "unknown collection 'bogus'"),
     ("rules: [{name: Overfit, parameters: {ratio: 2}}]", "ratio"),
     ("rules: [{name: Overfit, action: explode}]", "explode"),
+    ("collections: {weights: {raw_values: -1}}", "raw_values"),
 ])
 def test_bad_debugger_specs_are_clear_errors(kennel, synth, tmp_path, content, message):
     spec = tmp_path / "bad.yaml"

@@ -49,10 +49,16 @@ CollectionConfig parse_collection(const std::string& name, const json& value, Co
       config.save.eval = as_bool(item, field);
     } else if (key == "histogram_bins") {
       config.histogram_bins = as_int(item, field);
+    } else if (key == "raw_values") {
+      config.raw_values = as_int(item, field);
+      if (config.raw_values < 0 || config.raw_values > CollectionConfig::kMaxRawValues) {
+        throw Error(invalid_argument("debugger field '{}': {} is outside [0, {}] (raw values per tensor)", field,
+                                     config.raw_values, CollectionConfig::kMaxRawValues));
+      }
     } else {
       throw Error(invalid_argument(
           "debugger field '{}': unknown (use save_interval, save_steps, start_step, end_step, train, eval, "
-          "histogram_bins)",
+          "histogram_bins, raw_values)",
           field));
     }
   }

@@ -42,8 +42,13 @@ struct SaveConfig {
 };
 
 struct CollectionConfig {
+  static constexpr int64_t kMaxRawValues = 1 << 20;
   SaveConfig save;
   int64_t histogram_bins = 0;  // 0: reductions only
+  // Opt-in raw tensors: a tensor with at most this many elements is also saved
+  // element by element (in `values`); larger ones keep their reductions only.
+  // inputs and relu_output keep their per-channel values instead.
+  int64_t raw_values = 0;
 };
 
 struct DebugHookConfig {
