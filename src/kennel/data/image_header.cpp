@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bitset>
 #include <cctype>
 #include <cstring>
 #include <string_view>
@@ -72,7 +73,10 @@ class ByteReader {
 };
 
 // TIFF structure shared by TIFF files and JPEG EXIF blocks: walks IFD0 and
-// calls `visit(tag, value)` for SHORT/LONG scalar entries.
+// calls `visit(tag, value, count)` for integer scalar entries. A tag repeated in
+// the directory is visited once, for its first entry: libtiff ignores the later
+// ones, so a probe that kept the last could pass a small size to the pixel limit
+// while the decoder allocates for a huge one.
 template <typename Visit>
 bool walk_tiff_ifd0(const ByteReader& reader, size_t base, Visit&& visit) {
   bool big_endian;
@@ -86,16 +90,23 @@ bool walk_tiff_ifd0(const ByteReader& reader, size_t base, Visit&& visit) {
   const size_t ifd = base + reader.u32(base + 4, big_endian);
   if (!reader.has(ifd, 2)) return true;
   const uint16_t entries = reader.u16(ifd, big_endian);
+  std::bitset<65536> seen;
   for (uint16_t i = 0; i < entries; ++i) {
     const size_t entry = ifd + 2 + size_t{i} * 12;
     if (!reader.has(entry, 12)) break;
     const uint16_t tag = reader.u16(entry, big_endian);
+    if (seen.test(tag)) continue;
+    seen.set(tag);
     const uint16_t type = reader.u16(entry + 2, big_endian);
     const uint32_t count = reader.u32(entry + 4, big_endian);
+    // The first value sits in the entry itself for these sizes (libtiff reads
+    // BYTE/SHORT/LONG and their signed twins for the size tags).
     uint32_t value = 0;
-    if (type == 3) {  // SHORT: first value sits in the entry when count <= 2
+    if (type == 1 || type == 6) {  // BYTE, SBYTE
+      value = reader.u8(entry + 8);
+    } else if (type == 3 || type == 8) {  // SHORT, SSHORT
       value = reader.u16(entry + 8, big_endian);
-    } else if (type == 4) {  // LONG
+    } else if (type == 4 || type == 9) {  // LONG, SLONG (a negative size reads as huge: refused)
       value = reader.u32(entry + 8, big_endian);
     } else {
       continue;
@@ -206,18 +217,26 @@ std::optional<ImageHeader> probe_png(const ByteReader& reader) {
 std::optional<ImageHeader> probe_bmp(const ByteReader& reader) {
   ImageHeader header;
   header.format = ImageFormat::kBmp;
-  if (!reader.has(0, 30)) {
+  if (!reader.has(0, 26)) {
     header.truncated = true;
     return header;
   }
   const uint32_t data_offset = reader.u32le(10);
   const uint32_t info_size = reader.u32le(14);
-  const auto width = static_cast<int32_t>(reader.u32le(18));
-  const auto height = static_cast<int32_t>(reader.u32le(22));
-  header.width = std::abs(int64_t{width});
-  header.height = std::abs(int64_t{height});
-  const uint16_t bits = reader.u16le(28);
-  const uint32_t compression = reader.has(30, 4) ? reader.u32le(30) : 0;
+  uint16_t bits = 0;
+  uint32_t compression = 0;
+  if (info_size == 12) {  // OS/2 1.x BITMAPCOREHEADER: 16-bit sizes, never compressed
+    header.width = reader.u16le(18);
+    header.height = reader.u16le(20);
+    bits = reader.u16le(24);
+  } else {
+    const auto width = static_cast<int32_t>(reader.u32le(18));
+    const auto height = static_cast<int32_t>(reader.u32le(22));
+    header.width = std::abs(int64_t{width});
+    header.height = std::abs(int64_t{height});
+    bits = reader.u16le(28);
+    compression = reader.has(30, 4) ? reader.u32le(30) : 0;
+  }
   if (bits <= 8) {
     header.color_model = ColorModel::kPalette;
   } else if (bits == 32 && info_size >= 56 && reader.u32le(54) != 0) {

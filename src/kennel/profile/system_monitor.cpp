@@ -105,23 +105,10 @@ bool starts_with(std::string_view text, std::string_view prefix) { return text.s
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-// Reads a /proc file to its end. /proc files report a size of 0, so
-// read_file_text (which trusts the size) would return nothing.
 std::optional<std::string> read_proc_file(const char* path) {
-  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
-  std::string text;
-  std::array<char, 8192> buffer;
-  while (true) {
-    const ssize_t n = ::read(fd, buffer.data(), buffer.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      ::close(fd);
-      if (n < 0) return std::nullopt;
-      return text;
-    }
-    text.append(buffer.data(), static_cast<size_t>(n));
-  }
+  auto text = read_file_text(path);
+  if (!text.ok()) return std::nullopt;
+  return std::move(*text);
 }
 
 double unix_seconds_now() {

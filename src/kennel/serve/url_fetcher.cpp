@@ -463,7 +463,10 @@ class CurlUrlFetcher final : public UrlFetcher {
                                 "'..' and symlinks)",
                                 shown, path_text(root)));
     }
-    auto bytes = read_file_bytes(target, static_cast<uint64_t>(options_.max_bytes));
+    // The check above resolved every symlink; opening the resolved path without
+    // following any closes the window in which a component could be swapped for one.
+    auto bytes = read_file_beneath(root, target.lexically_relative(root),
+                                   static_cast<uint64_t>(options_.max_bytes));
     if (!bytes.ok()) return bytes.status().with_context(fmt::format("fetching {}", shown));
     return std::string(bytes->begin(), bytes->end());
   }

@@ -22,6 +22,15 @@ Result<std::vector<uint8_t>> read_file_bytes(const std::filesystem::path& path,
                                              uint64_t max_bytes = UINT64_MAX);
 Result<std::string> read_file_text(const std::filesystem::path& path);
 
+// Reads `root / relative` without following any symbolic link below `root`, so a
+// path checked earlier cannot be swapped for a link that leads elsewhere before it
+// is opened. `relative` must be plain (no "..", not absolute). Errors as
+// read_file_bytes, plus kPermissionDenied when a component is a symbolic link and
+// kInvalidArgument for a path that is not plain.
+Result<std::vector<uint8_t>> read_file_beneath(const std::filesystem::path& root,
+                                               const std::filesystem::path& relative,
+                                               uint64_t max_bytes = UINT64_MAX);
+
 // Writes `bytes` to `path` atomically. The parent directory must exist.
 Status write_file_atomic(const std::filesystem::path& path, std::string_view bytes);
 

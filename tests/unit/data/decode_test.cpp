@@ -151,3 +151,98 @@ TEST(DecodeTest, HugeClaimedSizeDoesNotOverflowThePixelLimit) {
 
 }  // namespace
 }  // namespace kennel::data
+
+namespace kennel::data {
+namespace {
+
+struct TiffEntry {
+  uint16_t tag;
+  uint16_t type;  // 3 SHORT, 4 LONG
+  uint32_t value;
+};
+
+void put_le(std::vector<uint8_t>& bytes, uint64_t value, int size) {
+  for (int i = 0; i < size; ++i) bytes.push_back(static_cast<uint8_t>(value >> (8 * i)));
+}
+
+// An uncompressed 8-bit grayscale TIFF with 16x16 mid-grey pixels whose IFD0 holds
+// `size_entries` (width/height, in file order, duplicates allowed) plus the tags a
+// strip needs.
+std::vector<uint8_t> gray_tiff(const std::vector<TiffEntry>& size_entries) {
+  std::vector<TiffEntry> entries = size_entries;
+  const uint32_t kPixels = 16 * 16;
+  const uint32_t ifd_size = 2 + 12 * static_cast<uint32_t>(entries.size() + 7) + 4;
+  const uint32_t strip_offset = 8 + ifd_size;
+  for (const TiffEntry& entry : std::vector<TiffEntry>{
+           {258, 3, 8}, {259, 3, 1}, {262, 3, 1}, {273, 4, strip_offset}, {277, 3, 1}, {278, 3, 16},
+           {279, 4, kPixels}}) {
+    entries.push_back(entry);
+  }
+  std::vector<uint8_t> bytes = {'I', 'I', 42, 0};
+  put_le(bytes, 8, 4);
+  put_le(bytes, entries.size(), 2);
+  for (const TiffEntry& entry : entries) {
+    put_le(bytes, entry.tag, 2);
+    put_le(bytes, entry.type, 2);
+    put_le(bytes, 1, 4);
+    put_le(bytes, entry.value, 4);
+  }
+  put_le(bytes, 0, 4);  // no next IFD
+  bytes.resize(bytes.size() + kPixels, 128);
+  return bytes;
+}
+
+// Regression: the probe kept the last of duplicated ImageWidth/ImageLength tags while
+// libtiff keeps the first, so a file whose first entries claim 60000x60000 passed the
+// pixel limit as 16x16 and the decoder allocated for 3.6 G pixels.
+TEST(DecodeTest, DuplicatedTiffSizeTagsAreReadAsLibtiffReadsThem) {
+  const auto bomb = gray_tiff({{256, 4, 60000}, {257, 4, 60000}, {256, 3, 16}, {257, 3, 16}});
+  auto decoded = decode_image(bomb, {});
+  ASSERT_FALSE(decoded.ok());
+  EXPECT_EQ(decoded.status().code(), ErrorCode::kResourceExhausted) << decoded.status().to_string();
+  EXPECT_NE(decoded.status().message().find("60000x60000"), std::string::npos);
+
+  const auto honest_first = gray_tiff({{256, 3, 16}, {257, 3, 16}, {256, 4, 32}, {257, 4, 32}});
+  decoded = decode_image(honest_first, {});
+  ASSERT_TRUE(decoded.ok()) << decoded.status().to_string();
+  EXPECT_EQ(decoded->header.width, 16);
+  EXPECT_EQ(decoded->rgb.cols, 16);
+  EXPECT_EQ(decoded->rgb.rows, 16);
+}
+
+// Regression: OS/2 1.x bitmaps (12-byte BITMAPCOREHEADER, 16-bit sizes) were read with the
+// Windows layout, so their sizes were garbage and real files were refused or misjudged.
+TEST(DecodeTest, Os2CoreHeaderBitmapsDecode) {
+  const int width = 5, height = 3;
+  const uint32_t stride = (24 * width + 31) / 32 * 4;
+  std::vector<uint8_t> bytes = {'B', 'M'};
+  put_le(bytes, 14 + 12 + stride * height, 4);
+  put_le(bytes, 0, 4);
+  put_le(bytes, 14 + 12, 4);  // pixel data offset
+  put_le(bytes, 12, 4);       // BITMAPCOREHEADER
+  put_le(bytes, width, 2);
+  put_le(bytes, height, 2);
+  put_le(bytes, 1, 2);   // planes
+  put_le(bytes, 24, 2);  // bits per pixel
+  for (int row = 0; row < height; ++row) {
+    for (int x = 0; x < width; ++x) bytes.insert(bytes.end(), {200, 100, 50});  // BGR
+    bytes.resize(bytes.size() + (stride - 3 * width), 0);
+  }
+  const auto header = probe_image_header(bytes);
+  ASSERT_TRUE(header);
+  EXPECT_EQ(header->width, width);
+  EXPECT_EQ(header->height, height);
+  EXPECT_FALSE(header->truncated);
+
+  auto decoded = decode_image(bytes, {});
+  ASSERT_TRUE(decoded.ok()) << decoded.status().to_string();
+  EXPECT_EQ(decoded->rgb.cols, width);
+  EXPECT_EQ(decoded->rgb.rows, height);
+  EXPECT_EQ(decoded->rgb.at<cv::Vec3b>(1, 2), cv::Vec3b(50, 100, 200));
+
+  bytes.resize(bytes.size() - stride);
+  EXPECT_TRUE(probe_image_header(bytes)->truncated);
+}
+
+}  // namespace
+}  // namespace kennel::data
