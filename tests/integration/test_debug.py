@@ -228,6 +228,26 @@ def test_stop_training_action_stops_the_job_and_names_the_rule(kennel, synth, tm
     assert rules_of(kennel, "stuck")["LossNotDecreasing"]["status"] == "IssuesFound"
 
 
+def test_stop_training_inside_a_tuning_job_stops_that_trial_only(kennel, synth, tmp_path):
+    # lr 1e-9 leaves the loss where it is (the rule stops that trial); lr 0.01 on a linear head
+    # over frozen features learns smoothly and must run to the end, and the study goes on.
+    spec = debugger_spec(tmp_path, "rules:\n  - name: LossNotDecreasing\n    action: stop_training\n")
+    outcome = kennel.json("tune", "--name", "watched-study", "--data", synth, *FAST, "--freeze", "backbone",
+                          "--epochs", 4, "--batch-size", 16, "--optimizer", "sgd", "--debugger", spec,
+                          "--param", "lr=1e-9,0.01", "--strategy", "grid", "--max-jobs", 2,
+                          "--max-parallel-jobs", 1, "--early-stopping", "off")
+    assert outcome["status"] == "Completed", outcome
+    trials = {t["hyperparameters"]["lr"]: t for t in outcome["trials"]}
+    stuck, healthy = trials[1e-9], trials[0.01]
+    assert stuck["status"] == "Stopped" and "LossNotDecreasing" in stuck["reason"], stuck
+    assert stuck["epochs_run"] < 4, stuck
+    assert healthy["status"] == "Completed" and healthy["epochs_run"] == 4, healthy
+    assert rules_of(kennel, stuck["name"])["LossNotDecreasing"]["status"] == "IssuesFound"
+    assert rules_of(kennel, healthy["name"])["LossNotDecreasing"]["status"] == "NoIssuesFound"
+    best = json.loads(kennel.run("tune", "best", "watched-study", "--json", check=0).stdout)
+    assert best["name"] == healthy["name"], best
+
+
 @pytest.mark.parametrize("content, message", [
     ("rules: [NoSuchRule]", "NoSuchRule"),
     ("collections: {bogus: {}}", "unknown collection 'bogus'"),
