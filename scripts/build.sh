@@ -11,10 +11,6 @@ BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo}
 SANITIZE=${SANITIZE:-0}
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/kennel-ccache}
 export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}
-# Paths relative to the clone and no working directory in the hash: another clone of
-# the repository (CI builds a fresh one on the same machine) reuses these objects.
-export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
-export CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-1}
 # Precompiled headers and ccache agree only with these (ccache docs, "Precompiled headers").
 export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}
 

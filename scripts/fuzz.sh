@@ -41,8 +41,6 @@ if command -v ccache >/dev/null; then
   launcher="ccache "
   export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/kennel-ccache}
   export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}
-  export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}  # as in build.sh: other clones reuse the objects
-  export CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-1}
 fi
 
 mkdir -p "$FUZZ_DIR"
