@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Configures (once) and builds Kennel with ninja + ccache.
 #   BUILD_DIR   build folder (default: build)
-#   BUILD_TYPE  CMake build type (default: RelWithDebInfo)
+#   BUILD_TYPE  CMake build type (default: Release, at -O2; RelWithDebInfo for a debugger)
 #   SANITIZE=1  ASan + UBSan build (use another BUILD_DIR, e.g. build-asan)
 # Extra arguments are passed to ninja (e.g. a target name).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
-BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo}
+BUILD_TYPE=${BUILD_TYPE:-Release}
 SANITIZE=${SANITIZE:-0}
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/kennel-ccache}
 export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}
