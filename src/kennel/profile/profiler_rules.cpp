@@ -383,18 +383,22 @@ std::string all_within_patience(size_t samples, int64_t patience) {
                      patience);
 }
 
-// Why a rule reading system samples after its patience has nothing to judge, or nullopt.
-std::optional<std::string> missing_samples(const ProfileData& data,
-                                           const std::vector<const SystemSample*>& samples,
-                                           int64_t patience) {
-  if (data.system.empty()) return no_system_samples();
-  if (samples.empty()) return all_within_patience(data.system.size(), patience);
-  return std::nullopt;
-}
-
 std::string no_gpu_prefix(const ProfileData& data) {
   return fmt::format("no GPU: no GPU samples were recorded{}",
                      data.device.empty() ? "" : fmt::format(" (device '{}')", data.device));
+}
+
+// Why a rule reading system samples after its patience has nothing to judge, or nullopt.
+// A short run on a CPU-only machine still says first that there is no GPU: that is
+// what a user reads the GPU rules for, and it stays true however long the run.
+std::optional<std::string> missing_samples(const Context& context,
+                                           const std::vector<const SystemSample*>& samples,
+                                           int64_t patience) {
+  const ProfileData& data = context.data;
+  if (data.system.empty()) return no_system_samples();
+  if (!samples.empty()) return std::nullopt;
+  const std::string reason = all_within_patience(data.system.size(), patience);
+  return context.has_gpu ? reason : fmt::format("{}, and {}", no_gpu_prefix(data), reason);
 }
 
 RuleResult low_gpu_utilization(const Context& context, RuleEvaluation rule) {
@@ -404,7 +408,7 @@ RuleResult low_gpu_utilization(const Context& context, RuleEvaluation rule) {
   const int64_t patience = rule.count("patience");
   RuleResult& result = rule.result();
   const auto samples = after_patience(data, patience);
-  if (auto missing = missing_samples(data, samples, patience)) return rule.no_data(*missing);
+  if (auto missing = missing_samples(context, samples, patience)) return rule.no_data(*missing);
 
   if (!context.has_gpu) {
     // The CPU equivalent of an underused GPU: compute threads that idle
@@ -528,7 +532,7 @@ RuleResult cpu_bottleneck(const Context& context, RuleEvaluation rule) {
   const int64_t patience = rule.count("patience");
   RuleResult& result = rule.result();
   const auto samples = after_patience(data, patience);
-  if (auto missing = missing_samples(data, samples, patience)) return rule.no_data(*missing);
+  if (auto missing = missing_samples(context, samples, patience)) return rule.no_data(*missing);
 
   for (const auto* sample : samples) {
     const double core = busiest_core(*sample);
@@ -596,7 +600,7 @@ RuleResult io_bottleneck(const Context& context, RuleEvaluation rule) {
   const int64_t patience = rule.count("patience");
   RuleResult& result = rule.result();
   const auto samples = after_patience(data, patience);
-  if (auto missing = missing_samples(data, samples, patience)) return rule.no_data(*missing);
+  if (auto missing = missing_samples(context, samples, patience)) return rule.no_data(*missing);
 
   for (const auto* sample : samples) {
     if (!std::isfinite(sample->iowait)) continue;
@@ -789,7 +793,7 @@ RuleResult batch_size(const Context& context, RuleEvaluation rule) {
   const int64_t patience = rule.count("patience");
   RuleResult& result = rule.result();
   const auto samples = after_patience(data, patience);
-  if (auto missing = missing_samples(data, samples, patience)) return rule.no_data(*missing);
+  if (auto missing = missing_samples(context, samples, patience)) return rule.no_data(*missing);
 
   std::vector<double> cpu, gpu, memory;
   for (const auto* sample : samples) {
@@ -858,7 +862,6 @@ RuleResult batch_size(const Context& context, RuleEvaluation rule) {
 
 using Phase = StepPhase;
 constexpr const auto& kPhases = kStepPhases;
-
 
 std::string phase_advice(const std::string& phase) {
   if (phase == "data") {

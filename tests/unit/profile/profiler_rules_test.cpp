@@ -226,6 +226,21 @@ TEST(LowGPUUtilizationTest, CpuOnlyIsNotTriggeredButJudgesIdleComputeWaitingForD
   EXPECT_TRUE(quiet.recommendation.empty()) << quiet.recommendation;
 }
 
+TEST(LowGPUUtilizationTest, ShortCpuOnlyRunStillSaysNoGpu) {
+  // Fewer samples than the patience of 10: a fast CPU run (found on a Release
+  // build, whose 2-epoch test job gave exactly 10 samples).
+  const auto data = make_job(10, [](size_t) { return SampleShape{}; });
+  for (const char* name : {"LowGPUUtilization", "CPUBottleneck", "IOBottleneck", "BatchSize"}) {
+    const auto result = evaluate(data, name);
+    EXPECT_FALSE(result.triggered) << name;
+    EXPECT_TRUE(contains(result.message, "no GPU")) << name << ": " << result.message;
+    EXPECT_TRUE(contains(result.message, "patience")) << name << ": " << result.message;
+  }
+  const auto with_gpu =
+      evaluate(make_job(10, [](size_t) { return gpu_shape(90); }), "LowGPUUtilization");
+  EXPECT_FALSE(contains(with_gpu.message, "no GPU")) << with_gpu.message;
+}
+
 // ---- CPUBottleneck ----
 
 TEST(CPUBottleneckTest, FiresWhenCoresSaturateWhileTheGpuIdles) {
