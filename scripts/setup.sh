@@ -13,6 +13,8 @@ DEBIAN_PACKAGES=(
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
   libsqlite3-dev libcurl4-openssl-dev libcpp-httplib-dev libssl-dev zlib1g-dev libjpeg62-turbo-dev
   libprotobuf-dev protobuf-compiler
+  # the allocator kennel links (docs/decisions.md: glibc malloc halves CPU training speed)
+  libtcmalloc-minimal4
   # tests and benchmarks (clang + its runtime: the libFuzzer targets; wrk: the serving benchmark)
   libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev wrk
   python3 python3-pytest python3-numpy python3-pil python3-torch python3-torchvision

@@ -1,10 +1,35 @@
 """The command line itself: help, version, exit codes, error messages."""
+import os
 import re
+import subprocess
+
+import pytest
+
+from conftest import build_dir
 
 
 def test_version(kennel):
     result = kennel.run("--version", check=0)
     assert re.match(r"kennel \d+\.\d+\.\d+", result.stdout.strip())
+
+
+def configured(option):
+    """The value of a CMake cache option of the build under test, or None."""
+    cache = build_dir() / "CMakeCache.txt"
+    found = re.search(rf"^{option}:[A-Z]+=(.*)$", cache.read_text(), re.M) if cache.exists() else None
+    return found.group(1) if found else None
+
+
+def test_malloc_is_tcmalloc_in_a_default_build(kennel):
+    # glibc's malloc halves CPU training speed (docs/decisions.md): the link must
+    # really replace it, in libtorch's and every other library's calls too.
+    if configured("KENNEL_ALLOCATOR") != "tcmalloc" or configured("KENNEL_SANITIZE") in ("ON", "1", "TRUE"):
+        pytest.skip("this build keeps the system allocator")
+    env = dict(os.environ, LD_DEBUG="bindings")
+    result = subprocess.run([str(kennel.binary), "--version"], capture_output=True, text=True, env=env)
+    bindings = [line for line in result.stderr.splitlines() if "symbol `malloc'" in line]
+    assert bindings, result.stderr[-2000:]
+    assert all("libtcmalloc_minimal" in line.split(" to ", 1)[1] for line in bindings), bindings[:5]
 
 
 def test_help_on_every_level(kennel):
