@@ -86,17 +86,31 @@ def read_metrics(path):
     return records
 
 
-def kennel_rate(metrics_path):
-    """images/s and mean epoch seconds after warm-up, from a job's metrics.jsonl."""
+def steps_rate(steps, excluded_steps):
+    """images/s over step records, leaving out the steps numbered in excluded_steps."""
+    kept = [r for r in steps if r["step"] not in excluded_steps and r.get("images_per_second")]
+    images = sum(r["batch_size"] for r in kept)
+    seconds = sum(r["batch_size"] / r["images_per_second"] for r in kept)
+    return images / seconds if seconds > 0 else None
+
+
+def kennel_rate(metrics_path, excluded_steps=()):
+    """images/s and mean epoch seconds after warm-up, from a job's metrics.jsonl.
+    With excluded_steps (1-based step numbers), also steps_images_per_second: the
+    rate over the timed epochs' steps other than those."""
     records = read_metrics(metrics_path)
     epochs = [r for r in records if r.get("type") == "epoch"]
     timed = epochs[1:]
     if timed:
         seconds = sum(r["epoch_seconds"] for r in timed)
         images = sum(r["images_per_second"] * r["epoch_seconds"] for r in timed)
-        return {"images_per_second": images / seconds if seconds > 0 else 0.0,
-                "epoch_seconds": seconds / len(timed), "timed_epochs": len(timed),
-                "measured_from": "epoch records after the first"}
+        result = {"images_per_second": images / seconds if seconds > 0 else 0.0,
+                  "epoch_seconds": seconds / len(timed), "timed_epochs": len(timed),
+                  "measured_from": "epoch records after the first"}
+        if excluded_steps:
+            timed_steps = [r for r in records if r.get("type") == "step" and r["epoch"] >= timed[0]["epoch"]]
+            result["steps_images_per_second"] = steps_rate(timed_steps, set(excluded_steps))
+        return result
     steps = [r for r in records if r.get("type") == "step"]
     if not steps:
         raise RuntimeError(f"{metrics_path} has no step or epoch records")
@@ -127,7 +141,7 @@ def run_kennel_job(args, data, arch, mode, home, name):
     return wall, done.stderr
 
 
-def measure_kennel(args, data, arch, mode):
+def measure_kennel(args, data, arch, mode, excluded_steps=()):
     RESULTS.mkdir(parents=True, exist_ok=True)
     homes = RESULTS / "homes"
     homes.mkdir(exist_ok=True)
@@ -143,7 +157,7 @@ def measure_kennel(args, data, arch, mode):
             # metrics.jsonl: its wall time is the cost of filling the cache.
             result["fill_wall_seconds"] = fill_wall
         wall, stderr = run_kennel_job(args, data, arch, mode, home, name)
-        result.update(kennel_rate(home / "jobs" / name / "metrics.jsonl"))
+        result.update(kennel_rate(home / "jobs" / name / "metrics.jsonl", excluded_steps))
         result["wall_seconds"] = wall
         if mode == "cached_head":
             epoch_seconds = result["epoch_seconds"]
