@@ -13,8 +13,9 @@ The default profiler records LibTorch operators for a fixed window of steps
 amortises but that fills 3 of the 10 timed steps of this small dataset. So the
 bench reports two figures per configuration: over the whole timed epochs (window
 included), and over the timed steps outside the window ("steady", the same steps
-left out of every configuration), which is the cost every further step pays.
-Writes bench/results/hook_overhead_bench.json.
+left out of every configuration), which is the profiler's cost on every further
+step. For the debugger the whole-epoch figure is the one to read: leaving steps
+out changes the share of its saving steps (one in ten). Writes bench/results/hook_overhead_bench.json.
 Run with Debian's /usr/bin/python3 on an otherwise idle machine.
 """
 import datetime
@@ -85,11 +86,10 @@ def main():
             hooked = statistics.median(rates[(arch, hook)])
             steady_hooked = median_or_none(steady[(arch, hook)])
             rows.append({"arch": arch, "hook": hook, "off_images_per_second": off,
-                         "hooked_images_per_second": hooked, "overhead_percent": (1 - hooked / off) * 100,
+                         "hooked_images_per_second": hooked, "overhead_percent": overhead_percent(off, hooked),
                          "steady_off_images_per_second": steady_off,
                          "steady_hooked_images_per_second": steady_hooked,
-                         "steady_overhead_percent": (1 - steady_hooked / steady_off) * 100
-                         if steady_off and steady_hooked else None,
+                         "steady_overhead_percent": overhead_percent(steady_off, steady_hooked),
                          "target_percent": TARGETS[hook], "runs_off": rates[(arch, "off")],
                          "runs_hooked": rates[(arch, hook)], "steady_runs_off": steady[(arch, "off")],
                          "steady_runs_hooked": steady[(arch, hook)]})
@@ -107,15 +107,22 @@ def main():
     print(f"{'arch':<10} {'hook':<9} {'off img/s':>10} {'hooked img/s':>13} {'overhead':>9} "
           f"{'steady off':>11} {'steady hooked':>14} {'steady':>7} {'target':>7}")
     for row in rows:
-        steady_overhead = row["steady_overhead_percent"]
         print(f"{row['arch']:<10} {row['hook']:<9} {fmt(row['off_images_per_second'], 2):>10} "
-              f"{fmt(row['hooked_images_per_second'], 2):>13} {row['overhead_percent']:>+8.1f}% "
+              f"{fmt(row['hooked_images_per_second'], 2):>13} {percent_cell(row['overhead_percent']):>9} "
               f"{fmt(row['steady_off_images_per_second'], 2):>11} "
               f"{fmt(row['steady_hooked_images_per_second'], 2):>14} "
-              f"{'n/a' if steady_overhead is None else f'{steady_overhead:+.1f}%':>7} "
+              f"{percent_cell(row['steady_overhead_percent']):>7} "
               f"{row['target_percent']:>6.0f}%")
     print(f"steady: the timed steps other than {', '.join(map(str, OPERATOR_WINDOW_STEPS))} "
           "(the profiler's one-off operator window)")
+
+
+def overhead_percent(off, hooked):
+    return (1 - hooked / off) * 100 if off and hooked else None
+
+
+def percent_cell(value):
+    return "n/a" if value is None else f"{value:+.1f}%"
 
 
 def median_or_none(values):
