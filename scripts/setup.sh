@@ -22,6 +22,22 @@ DEBIAN_PACKAGES=(
   chromium
   # data
   dataset-fashion-mnist
+  # scale-out training (issue 14): the headers LibTorch's ProcessGroupGloo.hpp includes.
+  # Debian's libgloo-dev depends on libgloo0 (= its own version), the one libtorch links.
+  libgloo-dev
+  # the shared tuning store (issue 18): libpq to link, the server the tests start
+  libpq-dev postgresql
+  # trials on Slurm (issue 18): slurmctld + slurmd + sbatch/squeue/scontrol, and munge
+  # (its authentication); the tests run a one-node cluster of their own
+  slurm-wlm munge
+  # S3 tests (issue 17): boto3 is the independent client, botocore the independent SigV4
+  # signer in the verifying proxy (tests/integration/services.py)
+  python3-boto3 python3-botocore
+  # Studio's browser tests (issue 19): Selenium with Debian's driver for its chromium
+  python3-selenium chromium-driver
+  # network namespaces, veth pairs and a bridge (iproute2), and ping to check them: tests of
+  # workers and ranks on "other hosts"
+  iproute2 iputils-ping
 )
 
 # The pretrained MobileNetV2 comes from an npm package (scripts/backbone.sh): Node and
@@ -30,11 +46,14 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   DEBIAN_PACKAGES+=(nodejs npm)
 fi
 
+# One dpkg-query for all packages (one per package took seconds on a loaded machine).
+declare -A installed=()
+while read -r pkg status; do
+  if [[ $status == "install ok installed" ]]; then installed[$pkg]=1; fi
+done < <(dpkg-query -W -f='${Package} ${Status}\n' "${DEBIAN_PACKAGES[@]}" 2>/dev/null || true)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$pkg")
-  fi
+  [[ -n ${installed[$pkg]:-} ]] || missing+=("$pkg")
 done
 
 if ((${#missing[@]})); then
