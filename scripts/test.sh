@@ -13,6 +13,8 @@ bash scripts/setup.sh || exit 1
 BUILD_DIR="$BUILD_DIR" bash scripts/build.sh || exit 1
 # The pretrained MobileNetV2 (npm nsfwjs, converted once): the parity and main-job tests use it.
 BUILD_DIR="$BUILD_DIR" bash scripts/backbone.sh || exit 1
+# Pinned npm tools of the real-service tests (s3rver); the fixtures would install it too.
+bash scripts/services.sh >/dev/null || exit 1
 export KENNEL_BUILD_DIR
 KENNEL_BUILD_DIR=$(realpath "$BUILD_DIR")
 
