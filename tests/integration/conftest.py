@@ -58,3 +58,9 @@ def planted_dataset(kennel_bin, tmp_path_factory):
     kennel.run("data", "synth", "--out", root, "--classes", 4, "--per-class", 6,
                "--size", "48x40", "--corrupt", 11, "--seed", 3, check=0)
     return root
+
+
+# Real services (PostgreSQL, Slurm, S3, network namespaces, Chromium) as fixtures any test
+# file can use: see services.py.
+from services import (chromium, make_postgres, netns_hosts, postgres,  # noqa: E402,F401
+                      postgres_server, s3, slurm)
