@@ -4,6 +4,7 @@
 
 #include "kennel/job/train_spec.h"
 #include "kennel/store/job_registry.h"
+#include "kennel/store/layout.h"
 #include "kennel/util/status.h"
 #include "kennel/util/version.h"
 
@@ -66,7 +67,7 @@ nlohmann::json training_overrides(const std::map<std::string, std::string>& valu
 }
 
 std::filesystem::path job_dir_of(const CommandContext& context, const std::string& job) {
-  auto registry = store::JobRegistry::open(context.global.home_dir() / "kennel.db");
+  auto registry = store::JobRegistry::open(store::HomeLayout(context.global.home_dir()).registry());
   if (!registry.ok()) throw Error(registry.status());
   auto record = (*registry)->get_job(job);
   if (!record.ok()) throw Error(not_found("no job named '{}' (`kennel jobs list` shows the jobs)", job));

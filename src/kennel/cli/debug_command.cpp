@@ -13,6 +13,7 @@
 #include "kennel/report/png_chart.h"
 #include "kennel/report/svg_chart.h"
 #include "kennel/store/job_registry.h"
+#include "kennel/store/layout.h"
 #include "kennel/util/fs.h"
 
 namespace kennel::cli {
@@ -31,7 +32,7 @@ struct DebugFlags {
 };
 
 fs::path debug_dir_of(const CommandContext& context, const std::string& job) {
-  return job_dir_of(context, job) / "debug";
+  return store::JobPaths{job_dir_of(context, job)}.debug();
 }
 
 std::regex compile(const std::string& pattern) {

@@ -14,6 +14,7 @@
 
 #include "kennel/cli/command.h"
 #include "kennel/store/job_registry.h"
+#include "kennel/store/layout.h"
 
 namespace kennel::cli {
 
@@ -57,7 +58,7 @@ json record_to_json(const JobRecord& job) {
 }
 
 std::unique_ptr<store::JobRegistry> open_registry(const CommandContext& context) {
-  const auto db = context.global.home_dir() / "kennel.db";
+  const auto db = store::HomeLayout(context.global.home_dir()).registry();
   std::error_code error;
   if (!std::filesystem::exists(db, error)) {
     throw Error(not_found("no job registry at '{}': no job has run with this --home yet", db.string()));
@@ -152,7 +153,7 @@ void register_logs(CLI::App& jobs, CommandContext& context) {
   logs->callback([name, follow, &context] {
     auto registry = open_registry(context);
     auto job = registry->get_job(*name).value();
-    const auto path = std::filesystem::path(job.job_dir) / "log.txt";
+    const auto path = store::JobPaths{job.job_dir}.log();
     std::ifstream in(path);
     if (!in) throw Error(not_found("job '{}' has no log at '{}' yet", *name, path.string()));
     std::string line;

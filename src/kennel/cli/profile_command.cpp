@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kennel/cli/command.h"
+#include "kennel/store/layout.h"
 #include "kennel/util/fs.h"
 #include "kennel/util/status.h"
 
@@ -38,7 +39,7 @@ void register_profile_command(CLI::App& app, CommandContext& context) {
   profile->add_option("job", flags->job, "Job name")->required();
   profile->add_flag("--json", flags->json_output, "The whole summary as JSON");
   profile->callback([flags, &context] {
-    const fs::path dir = job_dir_of(context, flags->job) / "profile";
+    const fs::path dir = store::JobPaths{job_dir_of(context, flags->job)}.profile();
     auto text = read_file_text(dir / "summary.json");
     if (!text.ok()) {
       throw Error(not_found("job '{}' has no profile ({} is missing): train with --profiler default, and the "

@@ -7,6 +7,7 @@
 #include "kennel/cli/command.h"
 #include "kennel/job/train_spec.h"
 #include "kennel/job/training_job.h"
+#include "kennel/store/layout.h"
 
 namespace kennel::cli {
 
@@ -76,7 +77,7 @@ void register_train_command(CLI::App& app, CommandContext& context) {
                 << "\n";
     } else if (outcome.status == store::JobStatus::kCompleted) {
       std::cout << fmt::format("job {} completed: {}\nmodel: {}\n", outcome.name, outcome.final_metrics.dump(),
-                               (outcome.job_dir / "model").string());
+                               store::JobPaths{outcome.job_dir}.model().string());
     } else if (outcome.status == store::JobStatus::kStopped) {
       std::cerr << fmt::format("job {} stopped: {} (continue with `kennel train --resume {}`)\n", outcome.name,
                                outcome.reason, outcome.name);

@@ -8,6 +8,7 @@
 
 #include "kennel/cli/command.h"
 #include "kennel/job/train_spec.h"
+#include "kennel/store/layout.h"
 #include "kennel/tune/study_spec.h"
 #include "kennel/tune/tuning_job.h"
 
@@ -197,17 +198,17 @@ void finish_run(CommandContext& context, const Result<tune::TuningResult>& resul
   if (json_output) {
     json out = summary;
     out["wall_seconds"] = result->wall_seconds;
-    out["report"] = (result->tuning_dir / "report.html").string();
+    out["report"] = store::StudyPaths{result->tuning_dir}.report().string();
     out["best"] = tune::best_trial_json(context.global.home_dir(), state);
     std::cout << out.dump(2) << "\n";
   } else {
     std::cout << "\n";
     print_describe(summary, false);
-    std::cout << fmt::format("report: {}\n", (result->tuning_dir / "report.html").string());
+    std::cout << fmt::format("report: {}\n", store::StudyPaths{result->tuning_dir}.report().string());
     if (result->status == store::JobStatus::kCompleted) {
       std::cout << fmt::format("next: `kennel tune best {}` prints the best hyperparameters; train with them using "
                                "`kennel train --spec {}`\n",
-                               result->name, (result->tuning_dir / "best-spec.json").string());
+                               result->name, store::StudyPaths{result->tuning_dir}.best_spec().string());
     }
   }
   if (result->status == store::JobStatus::kStopped) {

@@ -28,15 +28,6 @@ class EvalModel : public train::TrainableModel {
   models::Classifier classifier_;
 };
 
-train::ConfusionMatrix to_matrix(const at::Tensor& confusion) {
-  const at::Tensor cpu = confusion.to(at::kCPU).contiguous();
-  const int64_t n = cpu.size(0);
-  train::ConfusionMatrix matrix(static_cast<size_t>(n), std::vector<int64_t>(static_cast<size_t>(n)));
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = 0; j < n; ++j) matrix[static_cast<size_t>(i)][static_cast<size_t>(j)] = cpu[i][j].item<int64_t>();
-  }
-  return matrix;
-}
 }  // namespace
 
 Result<EvaluateResult> evaluate_model(const std::string& model, const fs::path& data, const fs::path& home,
@@ -84,7 +75,7 @@ Result<EvaluateResult> evaluate_model(const std::string& model, const fs::path& 
 
   EvaluateResult result;
   result.split = split_name;
-  result.report = train::make_classification_report(to_matrix(metrics.confusion), index->classes);
+  result.report = train::make_classification_report(train::to_confusion_matrix(metrics.confusion), index->classes);
   result.report.loss = metrics.loss;
   result.report.top5_accuracy = metrics.top5_accuracy;
   result.skipped = loader.stats().skipped;

@@ -2,12 +2,11 @@
 // the inputs before creating anything (a bad spec, dataset or weight file
 // leaves nothing behind), creates the job directory and registry row, builds
 // data, model, optimizer and trainer, attaches the callbacks the job needs
-// (metrics, checkpoints, heartbeat, stop-on-signal), and records the outcome:
-// Completed with final metrics and artifacts (model/, evaluation), Stopped
-// (SIGINT/SIGTERM, resumable), or Failed with the reason.
+// (metrics, checkpoints, heartbeat, stop-on-signal, debugger, profiler), and
+// records the outcome: Completed with final metrics and artifacts (model/,
+// evaluation), Stopped (SIGINT/SIGTERM, resumable), or Failed with the reason.
 //
-// Job directory: <home>/jobs/<name>/{spec.json, log.txt, metrics.jsonl,
-// events/, checkpoints/, model/, evaluation/}. Thread-safety: one job per process.
+// The job directory's layout belongs to store/layout.h. Thread-safety: one job per process.
 #pragma once
 
 #include <filesystem>
@@ -41,7 +40,5 @@ struct TrainJobResult {
 Result<TrainJobResult> run_training_job(const TrainSpec& spec, const TrainJobOptions& options);
 // Continues a Stopped or Failed job from its last checkpoint with its saved spec.
 Result<TrainJobResult> resume_training_job(const std::string& name, const TrainJobOptions& options);
-
-std::filesystem::path job_directory(const std::filesystem::path& home, const std::string& name);
 
 }  // namespace kennel::job

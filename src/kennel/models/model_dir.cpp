@@ -8,6 +8,7 @@
 #include <torch/version.h>
 
 #include "kennel/models/weight_file.h"
+#include "kennel/store/layout.h"
 #include "kennel/util/fs.h"
 #include "kennel/util/version.h"
 
@@ -185,7 +186,7 @@ Result<std::filesystem::path> resolve_model_dir(const std::string& model, const 
     if (fs::exists(fs::path(model) / "model.json", error)) return fs::path(model);
     if (fs::exists(fs::path(model) / "model" / "model.json", error)) return fs::path(model) / "model";
   }
-  const fs::path job_model = home / "jobs" / model / "model";
+  const fs::path job_model = store::HomeLayout(home).job(model).model();
   if (fs::exists(job_model / "model.json", error)) return job_model;
   return not_found("'{}' is neither a model directory (with model.json) nor a completed job in '{}'", model,
                    home.string());

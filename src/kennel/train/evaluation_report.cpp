@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -9,6 +10,17 @@
 #include "kennel/util/fs.h"
 
 namespace kennel::train {
+
+ConfusionMatrix to_confusion_matrix(const at::Tensor& confusion) {
+  const at::Tensor cpu = confusion.to(at::kCPU, at::kLong).contiguous();
+  const int64_t n = cpu.size(0);
+  ConfusionMatrix matrix(static_cast<size_t>(n), std::vector<int64_t>(static_cast<size_t>(n)));
+  const auto* data = cpu.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < n; ++j) matrix[static_cast<size_t>(i)][static_cast<size_t>(j)] = data[i * n + j];
+  }
+  return matrix;
+}
 
 namespace {
 std::string csv_field(const std::string& text) {

@@ -13,6 +13,10 @@
 
 #include "kennel/util/status.h"
 
+namespace at {
+class Tensor;
+}
+
 namespace kennel::train {
 
 using ConfusionMatrix = std::vector<std::vector<int64_t>>;  // [truth][prediction]
@@ -32,6 +36,9 @@ struct ClassificationReport {
   std::vector<ClassScores> classes;
   ConfusionMatrix confusion;
 };
+
+// A [C, C] int64 tensor (any device) as a matrix.
+ConfusionMatrix to_confusion_matrix(const at::Tensor& confusion);
 
 ClassificationReport make_classification_report(const ConfusionMatrix& confusion,
                                                  const std::vector<std::string>& class_names);

@@ -5,7 +5,7 @@
 
 #include <fmt/format.h>
 
-#include "kennel/job/training_job.h"
+#include "kennel/store/layout.h"
 #include "kennel/report/tuning_report.h"
 #include "kennel/tune/tuning_job.h"
 #include "kennel/util/fs.h"
@@ -16,38 +16,38 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 Result<StudyState> load_study(const fs::path& home, const std::string& name) {
-  auto registry = store::JobRegistry::open(home / "kennel.db");
+  auto registry = store::JobRegistry::open(store::HomeLayout(home).registry());
   if (!registry.ok()) return registry.status();
   auto record = (*registry)->get_job(name);
   if (!record.ok()) {
     return not_found("no tuning job named '{}' in {} (`kennel jobs list` shows the jobs)", name,
-                     (home / "kennel.db").string());
+                     store::HomeLayout(home).registry().string());
   }
   if (record->kind != "tuning") {
     return invalid_argument("'{}' is a {} job, not a tuning job", name, record->kind);
   }
   StudyState state;
   state.record = *record;
-  const fs::path dir = tuning_directory(home, name);
-  auto study_text = read_file_text(dir / "study.json");
+  const store::StudyPaths study = store::HomeLayout(home).study(name);
+  auto study_text = read_file_text(study.study());
   if (!study_text.ok()) return study_text.status();
   try {
     auto spec = study_spec_from_json(json::parse(*study_text));
-    if (!spec.ok()) return spec.status().with_context((dir / "study.json").string());
+    if (!spec.ok()) return spec.status().with_context((study.study()).string());
     state.spec = std::move(*spec);
   } catch (const json::exception& error) {
-    return Status(ErrorCode::kDataLoss, fmt::format("'{}' is not valid JSON: {}", (dir / "study.json").string(), error.what()));
+    return Status(ErrorCode::kDataLoss, fmt::format("'{}' is not valid JSON: {}", (study.study()).string(), error.what()));
   }
   std::error_code exists_error;
-  if (fs::exists(dir / "trials.json", exists_error)) {
-    auto trials_text = read_file_text(dir / "trials.json");
+  if (fs::exists(study.trials(), exists_error)) {
+    auto trials_text = read_file_text(study.trials());
     if (!trials_text.ok()) return trials_text.status();
     try {
       const json trials = json::parse(*trials_text);
       for (const auto& trial : trials.value("trials", json::array())) state.trials.push_back(Trial::from_json(trial));
     } catch (const json::exception& error) {
       return Status(ErrorCode::kDataLoss,
-                    fmt::format("'{}' is not valid JSON: {}", (dir / "trials.json").string(), error.what()));
+                    fmt::format("'{}' is not valid JSON: {}", (study.trials()).string(), error.what()));
     }
   }
   return state;
@@ -80,7 +80,7 @@ json best_trial_json(const fs::path& home, const StudyState& state) {
   const auto best = best_trial(state);
   if (!best) return nullptr;
   const Trial& trial = state.trials[*best];
-  const fs::path job_dir = job::job_directory(home, trial.name);
+  const store::JobPaths job = store::HomeLayout(home).job(trial.name);
   json out = {{"name", trial.name},
               {"tuning_job", state.spec.name},
               {"status", trial.state},
@@ -91,17 +91,17 @@ json best_trial_json(const fs::path& home, const StudyState& state) {
                 {"value", *trial.objective}}},
               {"hyperparameters", trial.hyperparameters},
               {"epochs_run", trial.epochs_run},
-              {"job_dir", job_dir.string()},
+              {"job_dir", job.dir.string()},
               {"model", nullptr}};
   std::error_code error;
-  if (trial.state == "Completed" && fs::exists(job_dir / "model" / "model.json", error)) {
-    out["model"] = (job_dir / "model").string();
+  if (trial.state == "Completed" && fs::exists(job.model() / "model.json", error)) {
+    out["model"] = job.model().string();
   }
   if (state.spec.command.empty()) {
     // The trial's full training spec, ready for `kennel train --spec`: its own name
     // and the per-trial thread split are dropped.
     json spec = state.spec.training;
-    if (auto text = read_file_text(job_dir / "spec.json"); text.ok()) {
+    if (auto text = read_file_text(job.spec()); text.ok()) {
       try {
         spec = json::parse(*text);
       } catch (const json::exception&) {
@@ -158,7 +158,7 @@ json study_summary_json(const fs::path& home, const StudyState& state) {
   json best = best_trial_json(home, state);
   if (!best.is_null()) {
     json curve = json::array();
-    std::ifstream in(job::job_directory(home, best["name"].get<std::string>()) / "metrics.jsonl");
+    std::ifstream in(store::HomeLayout(home).job(best["name"].get<std::string>()).metrics());
     std::string line;
     while (std::getline(in, line)) {
       try {
@@ -191,13 +191,13 @@ json study_summary_json(const fs::path& home, const StudyState& state) {
           {"max_parallel_jobs", state.spec.max_parallel_jobs},
           {"seed", state.spec.seed},
           {"counts", counts},
-          {"tuning_dir", tuning_directory(home, state.spec.name).string()},
+          {"tuning_dir", store::HomeLayout(home).study(state.spec.name).dir.string()},
           {"trials", trials},
           {"best", report_best}};
 }
 
 Result<fs::path> write_tuning_report(const fs::path& home, const StudyState& state) {
-  const fs::path path = tuning_directory(home, state.spec.name) / "report.html";
+  const fs::path path = store::HomeLayout(home).study(state.spec.name).report();
   KENNEL_RETURN_IF_ERROR(write_file_atomic(path, report::render_tuning_report(study_summary_json(home, state))));
   return path;
 }

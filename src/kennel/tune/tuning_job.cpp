@@ -15,7 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "kennel/job/train_spec.h"
-#include "kennel/job/training_job.h"
+#include "kennel/store/layout.h"
 #include "kennel/report/tuning_report.h"
 #include "kennel/tune/trial_process.h"
 #include "kennel/util/fs.h"
@@ -28,7 +28,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using store::JobStatus;
 
-fs::path tuning_directory(const fs::path& home, const std::string& name) { return home / "tuning" / name; }
 
 json Trial::to_json() const {
   return {{"index", index},
@@ -194,14 +193,14 @@ class StudyRunner {
         options_(std::move(options)),
         registry_(std::move(registry)),
         trials_(std::move(trials)),
-        dir_(tuning_directory(options_.home, spec_.name)) {}
+        study_(store::HomeLayout(options_.home).study(spec_.name)) {}
 
   Result<TuningResult> run();
 
  private:
   bool external() const { return !spec_.command.empty(); }
   int64_t parallel() const { return spec_.max_parallel_jobs; }
-  fs::path trial_job_dir(const Trial& trial) const { return job::job_directory(options_.home, trial.name); }
+  store::JobPaths trial_paths(const Trial& trial) const { return store::HomeLayout(options_.home).job(trial.name); }
 
   Status load_warm_start();
   std::vector<Observation> history_for(int64_t index) const;
@@ -217,7 +216,7 @@ class StudyRunner {
   // Progress goes to stdout (unless quiet) and, time-stamped, to tuning/<name>/log.txt.
   void say(const std::string& line) const {
     if (!options_.quiet) std::cout << line << std::endl;
-    std::ofstream(dir_ / "log.txt", std::ios::app) << fmt::format("{:.3f} {}\n", store::unix_now(), line);
+    std::ofstream(study_.log(), std::ios::app) << fmt::format("{:.3f} {}\n", store::unix_now(), line);
   }
   Status save_trials() const;
   int64_t total_threads() const;
@@ -228,7 +227,7 @@ class StudyRunner {
   TuneOptions options_;
   std::unique_ptr<store::JobRegistry> registry_;
   std::vector<Trial> trials_;
-  fs::path dir_;
+  store::StudyPaths study_;
   std::vector<Observation> warm_start_;
   std::unique_ptr<Sampler> sampler_;
   std::unique_ptr<Stopper> stopper_;
@@ -240,7 +239,7 @@ class StudyRunner {
 Status StudyRunner::save_trials() const {
   json array = json::array();
   for (const auto& trial : trials_) array.push_back(trial.to_json());
-  return write_file_atomic(dir_ / "trials.json", json{{"trials", array}}.dump(1) + "\n");
+  return write_file_atomic(study_.trials(), json{{"trials", array}}.dump(1) + "\n");
 }
 
 int64_t StudyRunner::total_threads() const {
@@ -360,7 +359,7 @@ Status StudyRunner::launch(size_t slot) {
 }
 
 Status StudyRunner::launch_kennel(RunningTrial& running, Trial& trial) {
-  const fs::path log = dir_ / "trials" / (trial.name + ".log");
+  const fs::path log = study_.trial_log(trial.name);
   std::vector<std::string> argv = {options_.executable.string(), "--home", options_.home.string(), "--log-level", "warn",
                                    "train"};
   auto existing = registry_->get_job(trial.name);
@@ -377,7 +376,7 @@ Status StudyRunner::launch_kennel(RunningTrial& running, Trial& trial) {
     for (const auto& [key, value] : trial.hyperparameters.items()) trial_spec[key] = value;
     trial_spec["name"] = trial.name;
     if (!spec_.space.find("threads")) trial_spec["threads"] = threads_for(trial.index);
-    const fs::path spec_path = dir_ / "trials" / (trial.name + ".spec.json");
+    const fs::path spec_path = study_.trial_spec(trial.name);
     KENNEL_RETURN_IF_ERROR(write_file_atomic(spec_path, trial_spec.dump(2) + "\n"));
     argv.insert(argv.end(), {"--spec", spec_path.string(), "--parent", spec_.name});
   }
@@ -385,15 +384,15 @@ Status StudyRunner::launch_kennel(RunningTrial& running, Trial& trial) {
   auto process = TrialProcess::start(argv, {}, log);
   if (!process.ok()) return process.status();
   running.process = std::move(*process);
-  running.tailer = LineTailer(trial_job_dir(trial) / "metrics.jsonl");
+  running.tailer = LineTailer(trial_paths(trial).metrics());
   // A resumed trial's earlier epochs are already in metrics.jsonl; the tailer re-reads them from the start.
   trial.intermediate.clear();
   return {};
 }
 
 Status StudyRunner::launch_command(RunningTrial& running, Trial& trial) {
-  const fs::path job_dir = trial_job_dir(trial);
-  KENNEL_RETURN_IF_ERROR(kennel::create_directories(job_dir));
+  const store::JobPaths paths = trial_paths(trial);
+  KENNEL_RETURN_IF_ERROR(kennel::create_directories(paths.dir));
   const std::string command = substitute_command(spec_.command, trial.hyperparameters);
   const json record_spec = {{"command", command}, {"hyperparameters", trial.hyperparameters}};
   auto existing = registry_->get_job(trial.name);
@@ -405,21 +404,21 @@ Status StudyRunner::launch_command(RunningTrial& running, Trial& trial) {
     record.kind = "command";
     record.parent = spec_.name;
     record.spec_json = record_spec.dump();
-    record.job_dir = job_dir.string();
+    record.job_dir = paths.dir.string();
     KENNEL_RETURN_IF_ERROR(registry_->create_job(record));
   }
-  KENNEL_RETURN_IF_ERROR(write_file_atomic(job_dir / "spec.json", record_spec.dump(2) + "\n"));
+  KENNEL_RETURN_IF_ERROR(write_file_atomic(paths.spec(), record_spec.dump(2) + "\n"));
   // A re-run starts its output and metrics afresh.
-  KENNEL_RETURN_IF_ERROR(write_file_atomic(job_dir / "log.txt", ""));
-  KENNEL_RETURN_IF_ERROR(write_file_atomic(job_dir / "metrics.jsonl", ""));
+  KENNEL_RETURN_IF_ERROR(write_file_atomic(paths.log(), ""));
+  KENNEL_RETURN_IF_ERROR(write_file_atomic(paths.metrics(), ""));
   std::map<std::string, std::string> env = {{"KENNEL_TRIAL_NAME", trial.name},
-                                            {"KENNEL_TRIAL_DIR", job_dir.string()},
+                                            {"KENNEL_TRIAL_DIR", paths.dir.string()},
                                             {"KENNEL_TUNING_JOB", spec_.name},
                                             {"KENNEL_HYPERPARAMETERS", trial.hyperparameters.dump()}};
-  auto process = TrialProcess::start({"/bin/sh", "-c", command}, env, job_dir / "log.txt");
+  auto process = TrialProcess::start({"/bin/sh", "-c", command}, env, paths.log());
   if (!process.ok()) return process.status();
   running.process = std::move(*process);
-  running.tailer = LineTailer(job_dir / "log.txt");
+  running.tailer = LineTailer(paths.log());
   trial.intermediate.clear();
   return {};
 }
@@ -449,7 +448,7 @@ void StudyRunner::watch(RunningTrial& running) {
       }
     }
     if (!metrics_out.empty()) {
-      std::ofstream(trial_job_dir(trial) / "metrics.jsonl", std::ios::app) << metrics_out;
+      std::ofstream(trial_paths(trial).metrics(), std::ios::app) << metrics_out;
     }
   } else {
     for (const auto& line : lines) absorb_epoch_line(line, spec_.objective.metric, running.values);
@@ -484,13 +483,13 @@ void StudyRunner::finish(RunningTrial& running, const ExitInfo& exit) {
   watch(running);  // the last lines
   if (!external()) {
     // The file is the record; re-read it whole in case the tail raced the final write.
-    running.values = read_epoch_values(trial_job_dir(trial) / "metrics.jsonl", spec_.objective.metric);
+    running.values = read_epoch_values(trial_paths(trial).metrics(), spec_.objective.metric);
     trial.intermediate = running.values.values;
     trial.epochs_run = static_cast<int64_t>(trial.intermediate.size());
   }
   trial.objective = objective_of(trial.intermediate, spec_.objective);
   trial.ended_at = store::unix_now();
-  const fs::path log = external() ? trial_job_dir(trial) / "log.txt" : dir_ / "trials" / (trial.name + ".log");
+  const fs::path log = external() ? trial_paths(trial).log() : study_.trial_log(trial.name);
 
   std::optional<JobStatus> row_status;
   std::string row_reason;
@@ -580,7 +579,7 @@ void StudyRunner::settle_interrupted_trials() {
       }
       auto row = registry_->get_job(trial.name);
       if (row.ok() && row->status == JobStatus::kCompleted) {
-        const auto values = read_epoch_values(trial_job_dir(trial) / "metrics.jsonl", spec_.objective.metric);
+        const auto values = read_epoch_values(trial_paths(trial).metrics(), spec_.objective.metric);
         trial.intermediate = values.values;
         trial.epochs_run = static_cast<int64_t>(values.values.size());
         trial.objective = objective_of(trial.intermediate, spec_.objective);
@@ -602,7 +601,7 @@ Result<TuningResult> StudyRunner::run() {
   const auto started = std::chrono::steady_clock::now();
   TuningResult result;
   result.name = spec_.name;
-  result.tuning_dir = dir_;
+  result.tuning_dir = study_.dir;
   KENNEL_RETURN_IF_ERROR(load_warm_start());
   auto sampler = make_sampler(spec_.sampler, spec_.space, spec_.seed);
   if (!sampler.ok()) return sampler.status();
@@ -681,13 +680,13 @@ Result<TuningResult> StudyRunner::run() {
   if (!state.ok()) return state.status();
   const auto best = best_trial(*state);
   json final_metrics = json::object();
-  json artifacts = {{"tuning_dir", dir_.string()}, {"trials", (dir_ / "trials.json").string()}};
+  json artifacts = {{"tuning_dir", study_.dir.string()}, {"trials", (study_.trials()).string()}};
   if (best) {
     const json best_json = best_trial_json(options_.home, *state);
-    KENNEL_RETURN_IF_ERROR(write_file_atomic(dir_ / "best.json", best_json.dump(2) + "\n"));
+    KENNEL_RETURN_IF_ERROR(write_file_atomic(study_.best(), best_json.dump(2) + "\n"));
     if (best_json.contains("spec")) {
-      KENNEL_RETURN_IF_ERROR(write_file_atomic(dir_ / "best-spec.json", best_json["spec"].dump(2) + "\n"));
-      artifacts["best_spec"] = (dir_ / "best-spec.json").string();
+      KENNEL_RETURN_IF_ERROR(write_file_atomic(study_.best_spec(), best_json["spec"].dump(2) + "\n"));
+      artifacts["best_spec"] = (study_.best_spec()).string();
     }
     final_metrics[spec_.objective.metric] = best_json["objective"]["value"];
     final_metrics["best_trial"] = best_json["name"];
@@ -720,7 +719,7 @@ Result<TuningResult> StudyRunner::run() {
 }
 
 Result<std::unique_ptr<store::JobRegistry>> open_registry(const fs::path& home) {
-  return store::JobRegistry::open(home / "kennel.db");
+  return store::JobRegistry::open(store::HomeLayout(home).registry());
 }
 
 }  // namespace
@@ -737,11 +736,11 @@ Result<TuningResult> run_tuning_job(const StudySpec& requested, const TuneOption
                               "`kennel tune resume {}`",
                               spec->name, store::job_status_name(existing->status), spec->name));
   }
-  const fs::path dir = tuning_directory(options.home, spec->name);
+  const store::StudyPaths study_paths = store::HomeLayout(options.home).study(spec->name);
   std::error_code error;
-  if (fs::exists(dir, error)) {
+  if (fs::exists(study_paths.dir, error)) {
     return Status(ErrorCode::kAlreadyExists,
-                  fmt::format("tuning directory '{}' already exists: choose another --name", dir.string()));
+                  fmt::format("tuning directory '{}' already exists: choose another --name", study_paths.dir.string()));
   }
   for (const auto& source : spec->warm_start) {
     auto other = (*registry)->get_job(source);
@@ -754,10 +753,10 @@ Result<TuningResult> run_tuning_job(const StudySpec& requested, const TuneOption
   record.name = spec->name;
   record.kind = "tuning";
   record.spec_json = study.dump();
-  record.job_dir = dir.string();
+  record.job_dir = study_paths.dir.string();
   KENNEL_RETURN_IF_ERROR((*registry)->create_job(record));
-  Status created = kennel::create_directories(dir / "trials");
-  if (created.ok()) created = write_file_atomic(dir / "study.json", study.dump(2) + "\n");
+  Status created = kennel::create_directories(study_paths.trial_files());
+  if (created.ok()) created = write_file_atomic(study_paths.study(), study.dump(2) + "\n");
   if (!created.ok()) {
     (void)(*registry)->set_status(spec->name, JobStatus::kFailed, created.message());
     return created;

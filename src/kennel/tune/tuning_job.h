@@ -71,8 +71,6 @@ Result<TuningResult> run_tuning_job(const StudySpec& spec, const TuneOptions& op
 // Continues a tuning job that was stopped or whose tuner died.
 Result<TuningResult> resume_tuning_job(const std::string& name, const TuneOptions& options);
 
-std::filesystem::path tuning_directory(const std::filesystem::path& home, const std::string& name);
-
 // ---- reading a study back (describe, best, report) ----
 
 struct StudyState {

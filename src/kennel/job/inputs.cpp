@@ -1,0 +1,161 @@
+#include "kennel/job/inputs.h"
+
+#include <spdlog/spdlog.h>
+
+#include "kennel/train/batch_sources.h"
+#include "kennel/train/feature_cache.h"
+#include "kennel/util/fs.h"
+
+namespace kennel::job {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// ---- the trainable models: a whole classifier, or only its head ----------
+class ClassifierModel : public train::TrainableModel {
+ public:
+  explicit ClassifierModel(models::Classifier classifier) : classifier_(std::move(classifier)) {}
+  at::Tensor forward(const at::Tensor& inputs) override { return classifier_->forward(inputs); }
+  void set_training(bool training) override { classifier_->set_training(training); }
+  std::vector<at::Tensor> trainable_parameters() override { return classifier_->trainable_parameters(); }
+  torch::nn::Module& module() override { return *classifier_; }
+
+ private:
+  models::Classifier classifier_;
+};
+
+class HeadModel : public train::TrainableModel {
+ public:
+  explicit HeadModel(models::Classifier classifier) : classifier_(std::move(classifier)) {}
+  at::Tensor forward(const at::Tensor& features) override { return classifier_->head_forward(features); }
+  void set_training(bool training) override { classifier_->set_training(training); }
+  std::vector<at::Tensor> trainable_parameters() override { return classifier_->head_parameters(); }
+  torch::nn::Module& module() override { return *classifier_; }
+
+ private:
+  models::Classifier classifier_;
+};
+
+std::unique_ptr<data::ImageLoader> make_loader(const PreparedJob& prepared, const InputOptions& options,
+                                               const data::Split& split, const data::TransformSpec& transform,
+                                               bool shuffle, bool channels_last) {
+  data::LoaderOptions loader_options;
+  loader_options.batch_size = prepared.spec.batch_size;
+  loader_options.shuffle = shuffle;
+  loader_options.seed = prepared.spec.seed;
+  loader_options.threads = options.threads;
+  loader_options.layout = channels_last ? data::PixelLayout::kHwc : data::PixelLayout::kChw;
+  return std::make_unique<data::ImageLoader>(split.samples, data::ImagePipeline(transform), loader_options);
+}
+
+// The frozen backbone's output for a split.
+train::FeatureSet backbone_features(const PreparedJob& prepared, const InputOptions& options, const data::Split& split,
+                                    bool channels_last) {
+  auto loader = make_loader(prepared, options, split, eval_transform_of(prepared), false, channels_last);
+  models::Classifier classifier = prepared.classifier;
+  classifier->set_training(false);
+  auto set = train::compute_features(
+      *loader,
+      [&](const at::Tensor& images) {
+        at::Tensor input = images.to(prepared.device);
+        return classifier->features(input);
+      },
+      fmt::format("computing {} features", split.name), options.quiet);
+  for (const auto& skipped : loader->skipped_files()) spdlog::warn("skipped '{}': {}", skipped.path, skipped.reason);
+  return set;
+}
+
+// Features are computed once per (arch, weights, dataset content, transform) and shared by jobs.
+train::FeatureSet features_of(const PreparedJob& prepared, const InputOptions& options, const data::Split& split,
+                              bool channels_last) {
+  const TrainSpec& spec = prepared.spec;
+  const fs::path cache_dir = options.home.feature_cache();
+  const train::FeatureCache cache(cache_dir);
+  // "imagenet" keeps the ids that caches written before `normalize` existed had.
+  const std::string transform_id = fmt::format("resize={} crop={} mean/std={} layout=rgb", spec.resize,
+                                               spec.input_size, prepared.normalize_id);
+  const std::string dataset_id = train::dataset_content_hash(split.samples, spec.data);
+  const std::string key = train::feature_cache_key(spec.arch, prepared.weights_id, dataset_id, transform_id);
+  if (auto cached = cache.load(key, split.name)) {
+    spdlog::info("features of {} ({} images): reused from the feature cache ({})", split.name,
+                 cached->labels.size(0), key);
+    return *cached;
+  }
+  // Parallel trials of a tuning job want the same entry: one computes, the others wait and reuse it.
+  (void)kennel::create_directories(cache_dir);
+  const FileLock lock(cache_dir / fmt::format("{}-{}.lock", key, split.name));
+  if (auto cached = cache.load(key, split.name)) {
+    spdlog::info("features of {} ({} images): computed by a concurrent job, reused ({})", split.name,
+                 cached->labels.size(0), key);
+    return *cached;
+  }
+  auto set = backbone_features(prepared, options, split, channels_last);
+  Status stored = cache.store(key, split.name, set);
+  if (!stored.ok()) spdlog::warn("could not store features in the cache: {}", stored.message());
+  return set;
+}
+
+}  // namespace
+
+std::optional<data::LoaderStats> JobInputs::train_loader_stats() const {
+  if (loaders.empty()) return std::nullopt;
+  return loaders.front()->stats();
+}
+
+bool uses_feature_cache(const TrainSpec& spec) {
+  return spec.feature_cache && spec.freeze == "backbone" && !spec.augment;
+}
+
+data::TransformSpec eval_transform_of(const PreparedJob& prepared) {
+  data::TransformSpec transform;
+  transform.resize = static_cast<int>(prepared.spec.resize);
+  transform.crop = static_cast<int>(prepared.spec.input_size);
+  transform.mean = prepared.normalization.mean;
+  transform.std = prepared.normalization.std;
+  return transform;
+}
+
+JobInputs build_job_inputs(const PreparedJob& prepared, const InputOptions& options) {
+  const TrainSpec& spec = prepared.spec;
+  JobInputs inputs;
+  inputs.on_cached_features = uses_feature_cache(spec);
+  models::Classifier classifier = prepared.classifier;
+  classifier->to(prepared.device);
+  const bool channels_last = !prepared.device.is_cuda() || spec.precision != "fp32";
+  if (channels_last) classifier->to(at::MemoryFormat::ChannelsLast);
+  inputs.channels_last = channels_last && !inputs.on_cached_features;
+
+  const data::Split* train_split = prepared.index.find_split("train");
+  const data::Split* valid_split = prepared.index.find_split("valid");
+  const data::Split* test_split = prepared.index.find_split("test");
+  auto has_images = [](const data::Split* split) { return split != nullptr && !split->samples.empty(); };
+
+  if (inputs.on_cached_features) {
+    auto to_source = [&](const train::FeatureSet& set, bool shuffle) {
+      return std::make_unique<train::TensorBatchSource>(
+          set.features, set.labels,
+          train::TensorBatchOptions{.batch_size = spec.batch_size, .shuffle = shuffle, .seed = spec.seed});
+    };
+    inputs.train = to_source(features_of(prepared, options, *train_split, channels_last), true);
+    if (has_images(valid_split)) inputs.valid = to_source(features_of(prepared, options, *valid_split, channels_last), false);
+    if (has_images(test_split)) inputs.test = to_source(features_of(prepared, options, *test_split, channels_last), false);
+    inputs.model = std::make_unique<HeadModel>(classifier);
+    return inputs;
+  }
+
+  const data::TransformSpec eval_transform = eval_transform_of(prepared);
+  data::TransformSpec train_transform = eval_transform;
+  train_transform.augment = spec.augment;
+  auto image_source = [&](const data::Split& split, const data::TransformSpec& transform, bool shuffle) {
+    inputs.loaders.push_back(make_loader(prepared, options, split, transform, shuffle, channels_last));
+    return std::make_unique<train::ImageBatchSource>(*inputs.loaders.back());
+  };
+  inputs.train = image_source(*train_split, train_transform, true);
+  if (has_images(valid_split)) inputs.valid = image_source(*valid_split, eval_transform, false);
+  if (has_images(test_split)) inputs.test = image_source(*test_split, eval_transform, false);
+  inputs.model = std::make_unique<ClassifierModel>(classifier);
+  return inputs;
+}
+
+}  // namespace kennel::job
