@@ -32,7 +32,8 @@ constexpr SpecialRange kNonPublicRanges[] = {
     {"127.0.0.0/8", "loopback"},
     {"169.254.0.0/16", "link-local"},
     {"172.16.0.0/12", "private-use (RFC 1918)"},
-    // Whole, although IANA marks two anycast addresses in it (.9, .10) global: no image lives there.
+    // Whole, although IANA marks two anycast addresses in it (.9, .10) global: no image lives
+    // there.
     {"192.0.0.0/24", "IETF protocol assignments"},
     {"192.0.2.0/24", "documentation (TEST-NET-1)"},
     {"192.88.99.0/24", "6to4 relay anycast (deprecated)"},
@@ -167,7 +168,9 @@ bool Network::contains(const IpAddress& address) const {
   return prefix_matches(*address_v4, network_v4->base, network_v4->prefix_bits);
 }
 
-std::span<const SpecialRange> non_public_ranges() { return kNonPublicRanges; }
+std::span<const SpecialRange> non_public_ranges() {
+  return kNonPublicRanges;
+}
 
 Result<AddressPolicy> AddressPolicy::make(const std::vector<std::string>& allowed_networks,
                                           const std::vector<std::string>& denied_networks) {

@@ -58,7 +58,7 @@ Result<std::optional<std::string>> load_auth_token(const std::filesystem::path& 
     return std::optional<std::string>(std::move(token));
   }
   const std::string name = file.string();
-  struct stat info{};
+  struct stat info {};
   if (::stat(file.c_str(), &info) != 0) {
     const int error = errno;
     return Status(error == ENOENT ? ErrorCode::kNotFound : ErrorCode::kPermissionDenied,

@@ -1,6 +1,5 @@
 #include "kennel/serve/http_listener.h"
 
-#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -9,7 +8,6 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,276 +25,49 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "kennel/serve/detail/connection.h"
+#include "kennel/serve/detail/request_stream.h"
 #include "kennel/serve/request_framing.h"
 
 namespace kennel::serve {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using detail::Clock;
+using detail::Connection;
+using detail::listen_on;
+using detail::ListeningSocket;
+using detail::make_tls_context;
+using detail::Phase;
+using detail::read_available;
+using detail::ReadResult;
+using detail::RequestStream;
+using detail::Router;
+using detail::TlsContext;
+using detail::write_all;
 
 Clock::duration seconds(double value) {
   return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(value));
 }
 
-// ---- TLS ---------------------------------------------------------------------
-
-std::string openssl_errors() {
-  std::string out;
-  while (const unsigned long code = ERR_get_error()) {
-    char text[256];
-    ERR_error_string_n(code, text, sizeof(text));
-    out += (out.empty() ? "" : "; ") + std::string(text);
-  }
-  return out.empty() ? "unknown OpenSSL error" : out;
-}
-
-struct TlsContextDeleter {
-  void operator()(SSL_CTX* context) const { SSL_CTX_free(context); }
-};
-using TlsContext = std::unique_ptr<SSL_CTX, TlsContextDeleter>;
-
-Result<TlsContext> make_tls_context(const std::filesystem::path& cert,
-                                    const std::filesystem::path& key) {
-  struct stat info{};
-  if (::stat(key.c_str(), &info) == 0 && (info.st_mode & S_IROTH)) {
-    return invalid_argument(
-        "--tls-key '{}' is readable by every user of this machine: run `chmod o-r {}` (or "
-        "chmod 600)",
-        key.string(), key.string());
-  }
-  ERR_clear_error();
-  TlsContext context(SSL_CTX_new(TLS_server_method()));
-  if (!context) return internal_error("cannot create a TLS context: {}", openssl_errors());
-  SSL_CTX_set_min_proto_version(context.get(), TLS1_2_VERSION);
-  SSL_CTX_set_mode(context.get(), SSL_MODE_ENABLE_PARTIAL_WRITE |
-                                      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  if (SSL_CTX_use_certificate_chain_file(context.get(), cert.c_str()) != 1) {
-    return invalid_argument("--tls-cert '{}' is not a readable PEM certificate (chain): {}",
-                            cert.string(), openssl_errors());
-  }
-  if (SSL_CTX_use_PrivateKey_file(context.get(), key.c_str(), SSL_FILETYPE_PEM) != 1) {
-    return invalid_argument("--tls-key '{}' is not a readable PEM private key: {}", key.string(),
-                            openssl_errors());
-  }
-  if (SSL_CTX_check_private_key(context.get()) != 1) {
-    return invalid_argument("--tls-key '{}' does not belong to the certificate in --tls-cert '{}'",
-                            key.string(), cert.string());
-  }
-  return context;
-}
-
-// ---- one connection ------------------------------------------------------------
-
-enum class Phase {
-  kHandshake,  // TLS handshake
-  kHead,       // reading the request line and headers
-  kBody,       // reading the body
-  kIdle,       // keep-alive: waiting for the next request
-  kHandler,    // a handler thread has it
-  kLinger,     // answered and shut down for writing; reading what is left, then close
-};
-
-struct Connection {
-  int fd = -1;
-  SSL* ssl = nullptr;
-  std::string remote_ip;
-  std::string local_ip;
-  int remote_port = 0;
-  int local_port = 0;
-
-  Phase phase = Phase::kHead;
-  Clock::time_point deadline;
-  std::string buffer;    // received and not yet consumed; a request starts at 0
-  size_t head_end = 0;   // just past the head's CRLFCRLF; 0 while incomplete
-  size_t head_scanned = 0;
-  RequestFraming framing;
-  size_t request_end = 0;  // just past the whole request; 0 while incomplete
-  bool want_write = false;  // TLS must write before it can read on
-  bool peer_closed = false;
-  bool close_after_handler = false;
-  int requests = 0;
-  int64_t accounted = 0;  // bytes of `buffer` counted in the listener's budget
-
-  void start_next_request() {
-    buffer.erase(0, std::min(request_end, buffer.size()));
-    head_end = head_scanned = request_end = 0;
-    framing = RequestFraming{};
-  }
-};
-
-enum class ReadResult { kData, kWouldBlock, kClosed, kError };
-
-// Appends what can be read now, at most `limit` bytes, to the buffer.
-ReadResult read_available(Connection& c, size_t limit) {
-  char chunk[16 << 10];
-  bool got = false;
-  size_t total = 0;
-  while (total < limit) {
-    const size_t want = std::min(sizeof(chunk), limit - total);
-    if (c.ssl) {
-      size_t n = 0;
-      ERR_clear_error();
-      const int result = SSL_read_ex(c.ssl, chunk, want, &n);
-      if (result == 1) {
-        c.buffer.append(chunk, n);
-        total += n;
-        got = true;
-        continue;
-      }
-      switch (SSL_get_error(c.ssl, result)) {
-        case SSL_ERROR_WANT_READ:
-          c.want_write = false;
-          return got ? ReadResult::kData : ReadResult::kWouldBlock;
-        case SSL_ERROR_WANT_WRITE:
-          c.want_write = true;
-          return got ? ReadResult::kData : ReadResult::kWouldBlock;
-        case SSL_ERROR_ZERO_RETURN:
-          c.peer_closed = true;
-          return got ? ReadResult::kData : ReadResult::kClosed;
-        default:
-          c.peer_closed = true;
-          return got ? ReadResult::kData : ReadResult::kError;
-      }
-    }
-    const ssize_t n = ::recv(c.fd, chunk, want, MSG_DONTWAIT);
-    if (n > 0) {
-      c.buffer.append(chunk, static_cast<size_t>(n));
-      total += static_cast<size_t>(n);
-      got = true;
-      continue;
-    }
-    if (n == 0) {
-      c.peer_closed = true;
-      return got ? ReadResult::kData : ReadResult::kClosed;
-    }
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      return got ? ReadResult::kData : ReadResult::kWouldBlock;
-    }
-    c.peer_closed = true;
-    return got ? ReadResult::kData : ReadResult::kError;
-  }
-  return ReadResult::kData;
-}
-
-bool wait_for(int fd, short events, Clock::time_point deadline) {
-  while (true) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) return false;
-    pollfd entry{fd, events, 0};
-    const int ready = ::poll(&entry, 1, static_cast<int>(std::min<int64_t>(left, 1000)));
-    if (ready > 0) return (entry.revents & events) != 0;
-    if (ready < 0 && errno != EINTR) return false;
-  }
-}
-
-// Writes everything before `deadline` (0 timeout: one non-blocking attempt). False on failure.
-bool write_all(Connection& c, std::string_view data, Clock::time_point deadline) {
-  size_t done = 0;
-  while (done < data.size()) {
-    short wanted = POLLOUT;
-    if (c.ssl) {
-      size_t n = 0;
-      ERR_clear_error();
-      const int result = SSL_write_ex(c.ssl, data.data() + done, data.size() - done, &n);
-      if (result == 1) {
-        done += n;
-        continue;
-      }
-      const int error = SSL_get_error(c.ssl, result);
-      if (error == SSL_ERROR_WANT_READ) {
-        wanted = POLLIN;
-      } else if (error != SSL_ERROR_WANT_WRITE) {
-        return false;
-      }
-    } else {
-      const ssize_t n =
-          ::send(c.fd, data.data() + done, data.size() - done, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n > 0) {
-        done += static_cast<size_t>(n);
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return false;
-    }
-    if (!wait_for(c.fd, wanted, deadline)) return false;
-  }
-  return true;
-}
-
 const char* reason_phrase(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 400: return "Bad Request";
-    case 408: return "Request Timeout";
-    case 413: return "Payload Too Large";
-    case 431: return "Request Header Fields Too Large";
-    case 503: return "Service Unavailable";
-    default: return "Error";
+    case 100:
+      return "Continue";
+    case 400:
+      return "Bad Request";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Payload Too Large";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Error";
   }
 }
-
-// ---- the bridge to httplib -------------------------------------------------------
-
-// httplib parses and routes; process_request is protected for subclasses.
-class Router final : public httplib::Server {
- public:
-  bool handle(httplib::Stream& stream, bool close_connection, bool& connection_closed) {
-    return process_request(stream, close_connection, connection_closed, nullptr);
-  }
-};
-
-// One request, already in memory, as httplib reads it; answers go out in
-// one write when the handler is done (or every 64 KiB), so a small answer is
-// one TCP segment.
-class RequestStream final : public httplib::Stream {
- public:
-  RequestStream(Connection& connection, double write_timeout_seconds)
-      : c_(connection), end_(connection.request_end), write_timeout_(seconds(write_timeout_seconds)) {}
-
-  bool is_readable() const override { return position_ < end_; }
-  bool is_writable() const override { return !failed_; }
-  ssize_t read(char* ptr, size_t size) override {
-    const size_t n = std::min(size, end_ - position_);
-    std::memcpy(ptr, c_.buffer.data() + position_, n);
-    position_ += n;
-    return static_cast<ssize_t>(n);
-  }
-  ssize_t write(const char* ptr, size_t size) override {
-    if (failed_) return -1;
-    output_.append(ptr, size);
-    if (output_.size() >= (64 << 10) && !flush()) return -1;
-    return static_cast<ssize_t>(size);
-  }
-  void get_remote_ip_and_port(std::string& ip, int& port) const override {
-    ip = c_.remote_ip;
-    port = c_.remote_port;
-  }
-  void get_local_ip_and_port(std::string& ip, int& port) const override {
-    ip = c_.local_ip;
-    port = c_.local_port;
-  }
-  socket_t socket() const override { return c_.fd; }
-
-  bool flush() {
-    if (failed_ || output_.empty()) return !failed_;
-    if (deadline_ == Clock::time_point{}) deadline_ = Clock::now() + write_timeout_;
-    failed_ = !write_all(c_, output_, deadline_);
-    output_.clear();
-    return !failed_;
-  }
-
- private:
-  Connection& c_;
-  size_t position_ = 0;
-  size_t end_;
-  Clock::duration write_timeout_;
-  Clock::time_point deadline_{};
-  std::string output_;
-  bool failed_ = false;
-};
 
 }  // namespace
 
@@ -304,7 +75,8 @@ class RequestStream final : public httplib::Stream {
 
 Status ListenerOptions::validate() const {
   auto positive = [](double value) { return std::isfinite(value) && value > 0; };
-  if (port < 0 || port > 65535) return invalid_argument("--port must be in [0, 65535], got {}", port);
+  if (port < 0 || port > 65535)
+    return invalid_argument("--port must be in [0, 65535], got {}", port);
   if (threads < 1 || threads > 1024) {
     return invalid_argument("--http-threads must be in [1, 1024], got {}", threads);
   }
@@ -391,7 +163,6 @@ class HttpListener::Impl {
  private:
   using Owned = std::unique_ptr<Connection>;
 
-  Status bind_socket();
   void wake() {
     if (wake_fd_ < 0) return;
     const uint64_t one = 1;
@@ -435,49 +206,6 @@ class HttpListener::Impl {
   std::vector<Owned> returned_;  // from handler threads back to the poller
 };
 
-Status HttpListener::Impl::bind_socket() {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  addrinfo* found = nullptr;
-  const std::string port_text = std::to_string(options_.port);
-  const char* host = options_.host.empty() ? nullptr : options_.host.c_str();
-  if (const int error = ::getaddrinfo(host, port_text.c_str(), &hints, &found); error != 0) {
-    return Status(ErrorCode::kUnavailable,
-                  fmt::format("cannot listen on {}:{}: {}: choose another --host", options_.host,
-                              options_.port, gai_strerror(error)));
-  }
-  std::string why = "no address";
-  for (addrinfo* candidate = found; candidate; candidate = candidate->ai_next) {
-    const int fd = ::socket(candidate->ai_family, candidate->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                            candidate->ai_protocol);
-    if (fd < 0) continue;
-    // SO_REUSEADDR restarts cleanly; SO_REUSEPORT (httplib's default) would let a
-    // second server bind the same port and silently take a share of its connections.
-    const int yes = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-    if (::bind(fd, candidate->ai_addr, candidate->ai_addrlen) == 0 && ::listen(fd, 511) == 0) {
-      sockaddr_storage bound{};
-      socklen_t length = sizeof(bound);
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &length);
-      port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                                : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-      listen_fd_ = fd;
-      break;
-    }
-    why = std::strerror(errno);
-    ::close(fd);
-  }
-  ::freeaddrinfo(found);
-  if (listen_fd_ < 0) {
-    return Status(ErrorCode::kUnavailable,
-                  fmt::format("cannot listen on {}:{} ({}): choose another --port or --host",
-                              options_.host, options_.port, why));
-  }
-  return {};
-}
-
 Status HttpListener::Impl::start() {
   KENNEL_RETURN_IF_ERROR(options_.validate());
   std::signal(SIGPIPE, SIG_IGN);  // a client gone mid-answer is an error return, not a crash
@@ -486,7 +214,10 @@ Status HttpListener::Impl::start() {
     if (!context.ok()) return context.status();
     tls_ = std::move(context).value();
   }
-  KENNEL_RETURN_IF_ERROR(bind_socket());
+  auto listening = listen_on(options_.host, options_.port);
+  if (!listening.ok()) return listening.status();
+  listen_fd_ = listening->fd;
+  port_ = listening->port;
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) return internal_error("eventfd failed: {}", std::strerror(errno));
   for (int i = 0; i < options_.threads; ++i) workers_.emplace_back([this] { worker_loop(); });
@@ -532,13 +263,12 @@ void HttpListener::Impl::linger(Connection& c) {
 
 void HttpListener::Impl::reject(Connection& c, int status, const char* reason,
                                 const std::string& detail) {
-  const std::string kind = status == 408 ? "request timeout"
+  const std::string kind = status == 408   ? "request timeout"
                            : status == 413 ? "payload too large"
                            : status == 431 ? "headers too large"
                            : status == 503 ? "unavailable"
                                            : "bad request";
-  const std::string body =
-      nlohmann::json{{"error", kind}, {"detail", detail}}.dump() + "\n";
+  const std::string body = nlohmann::json{{"error", kind}, {"detail", detail}}.dump() + "\n";
   std::string answer = fmt::format(
       "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n"
       "Connection: close\r\n{}\r\n{}",
@@ -656,7 +386,8 @@ bool HttpListener::Impl::advance(Owned& c) {
       conn.request_end = conn.head_end;
       return dispatch(c);
     }
-    if (conn.framing.body == RequestFraming::Body::kLength && conn.framing.content_length > max_body) {
+    if (conn.framing.body == RequestFraming::Body::kLength &&
+        conn.framing.content_length > max_body) {
       reject(conn, 413, "payload_too_large",
              fmt::format("the request body ({} bytes) is larger than the server's --max-body limit "
                          "of {} bytes",
@@ -727,8 +458,8 @@ bool HttpListener::Impl::service(Owned& c, bool readable) {
     if (conn.phase == Phase::kHead || conn.phase == Phase::kIdle) {
       limit = static_cast<size_t>(options_.max_header_bytes) + 1;
     } else if (conn.phase == Phase::kBody) {
-      const bool over_budget = buffered_.load() > options_.max_buffered_bytes &&
-                               conn.buffer.size() > conn.head_end;
+      const bool over_budget =
+          buffered_.load() > options_.max_buffered_bytes && conn.buffer.size() > conn.head_end;
       if (over_budget) limit = 0;
       if (conn.framing.body == RequestFraming::Body::kLength) {
         const size_t needed = conn.head_end + conn.framing.content_length - conn.buffer.size();
@@ -835,10 +566,10 @@ void HttpListener::Impl::poll_loop() {
       next_deadline = std::min(next_deadline, c->deadline);
       if (c->ssl && SSL_pending(c->ssl) > 0) decrypted_waiting = true;
     }
-    const auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                             next_deadline - Clock::now())
-                             .count();
-    const int timeout = decrypted_waiting ? 0 : static_cast<int>(std::clamp<int64_t>(wait_ms + 1, 0, 1000));
+    const auto wait_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(next_deadline - Clock::now()).count();
+    const int timeout =
+        decrypted_waiting ? 0 : static_cast<int>(std::clamp<int64_t>(wait_ms + 1, 0, 1000));
     const int ready = ::poll(entries.data(), entries.size(), timeout);
     if (ready < 0 && errno != EINTR) break;
     if (entries[0].revents & POLLIN) {
@@ -848,7 +579,8 @@ void HttpListener::Impl::poll_loop() {
     const size_t count = connections.size();
     for (size_t i = 0; i < count; ++i) {
       const short revents = entries[first_connection + i].revents;
-      const bool readable = revents != 0 || (connections[i]->ssl && SSL_pending(connections[i]->ssl) > 0);
+      const bool readable =
+          revents != 0 || (connections[i]->ssl && SSL_pending(connections[i]->ssl) > 0);
       if (!service(connections[i], readable)) connections[i].reset();
     }
     std::erase_if(connections, [](const Owned& c) { return c == nullptr || c->fd < 0; });
@@ -873,12 +605,12 @@ void HttpListener::Impl::worker_loop() {
 
 void HttpListener::Impl::handle(Owned c) {
   ++c->requests;
-  const bool close_after = stopping_ || c->peer_closed ||
-                           c->requests >= options_.max_requests_per_connection;
+  const bool close_after =
+      stopping_ || c->peer_closed || c->requests >= options_.max_requests_per_connection;
   bool connection_closed = false;
   bool answered = false;
   {
-    RequestStream stream(*c, options_.write_timeout_seconds);
+    RequestStream stream(*c, seconds(options_.write_timeout_seconds));
     try {
       answered = router_.handle(stream, close_after, connection_closed);
     } catch (...) {
@@ -902,14 +634,26 @@ void HttpListener::Impl::handle(Owned c) {
 HttpListener::HttpListener(ListenerOptions options)
     : impl_(std::make_unique<Impl>(std::move(options))) {}
 HttpListener::~HttpListener() = default;
-httplib::Server& HttpListener::routes() { return impl_->router_; }
+httplib::Server& HttpListener::routes() {
+  return impl_->router_;
+}
 void HttpListener::set_rejection_observer(RejectionObserver observer) {
   impl_->observer_ = std::move(observer);
 }
-Status HttpListener::start() { return impl_->start(); }
-int HttpListener::port() const { return impl_->port(); }
-void HttpListener::stop() { impl_->stop(); }
-void HttpListener::wait() { impl_->wait(); }
-int HttpListener::open_connections() const { return impl_->open_connections(); }
+Status HttpListener::start() {
+  return impl_->start();
+}
+int HttpListener::port() const {
+  return impl_->port();
+}
+void HttpListener::stop() {
+  impl_->stop();
+}
+void HttpListener::wait() {
+  impl_->wait();
+}
+int HttpListener::open_connections() const {
+  return impl_->open_connections();
+}
 
 }  // namespace kennel::serve

@@ -41,7 +41,7 @@ namespace kennel::serve {
 
 struct ListenerOptions {
   std::string host = "127.0.0.1";
-  int port = 8080;  // 0 = any free port
+  int port = 8080;   // 0 = any free port
   int threads = 32;  // requests handled at once
   int max_connections = 256;
   double header_timeout_seconds = 10;

@@ -43,7 +43,8 @@ Result<RequestFraming> parse_framing(std::string_view head) {
   std::optional<uint64_t> content_length;
   bool chunked = false;
   size_t line_begin = head.find("\r\n");
-  if (line_begin == std::string_view::npos) return invalid_argument("the request has no request line");
+  if (line_begin == std::string_view::npos)
+    return invalid_argument("the request has no request line");
   line_begin += 2;  // past the request line
   while (line_begin < head.size()) {
     const size_t line_end = head.find("\r\n", line_begin);
@@ -60,14 +61,14 @@ Result<RequestFraming> parse_framing(std::string_view head) {
     const std::string_view value = trim(line.substr(colon + 1));
     if (equals_ignoring_case(name, "Content-Length")) {
       uint64_t length = 0;
-      const bool digits = !value.empty() && value.size() <= 18 &&
-                          std::all_of(value.begin(), value.end(),
-                                      [](char c) { return c >= '0' && c <= '9'; });
+      const bool digits =
+          !value.empty() && value.size() <= 18 &&
+          std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; });
       if (!digits) return invalid_argument("Content-Length '{}' is not a byte count", shown(value));
       for (const char c : value) length = length * 10 + static_cast<uint64_t>(c - '0');
       if (content_length && *content_length != length) {
-        return invalid_argument("two different Content-Length headers ({} and {})",
-                                *content_length, length);
+        return invalid_argument("two different Content-Length headers ({} and {})", *content_length,
+                                length);
       }
       content_length = length;
     } else if (equals_ignoring_case(name, "Transfer-Encoding")) {
@@ -78,7 +79,8 @@ Result<RequestFraming> parse_framing(std::string_view head) {
             shown(value));
       }
       chunked = true;
-    } else if (equals_ignoring_case(name, "Expect") && equals_ignoring_case(value, "100-continue")) {
+    } else if (equals_ignoring_case(name, "Expect") &&
+               equals_ignoring_case(value, "100-continue")) {
       framing.expects_continue = true;
       framing.expect_line_begin = line_begin;
       framing.expect_line_end = line_end + 2;

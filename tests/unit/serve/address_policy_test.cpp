@@ -149,10 +149,10 @@ TEST(AddressPolicy, RefusesEveryNonPublicRangeByDefault) {
 
 TEST(AddressPolicy, AllowsPublicUnicast) {
   const AddressPolicy defaults = policy();
-  for (const char* address : {"8.8.8.8", "1.1.1.1", "93.184.216.34", "100.63.255.255",
-                              "100.128.0.0", "172.15.255.255", "172.32.0.0", "198.17.255.255",
-                              "198.20.0.0", "223.255.255.255", "11.0.0.1", "2606:4700::1111",
-                              "2a00:1450:4001::200e", "2001:4860:4860::8888", "2c0f:fb50::1"}) {
+  for (const char* address :
+       {"8.8.8.8", "1.1.1.1", "93.184.216.34", "100.63.255.255", "100.128.0.0", "172.15.255.255",
+        "172.32.0.0", "198.17.255.255", "198.20.0.0", "223.255.255.255", "11.0.0.1",
+        "2606:4700::1111", "2a00:1450:4001::200e", "2001:4860:4860::8888", "2c0f:fb50::1"}) {
     const auto why = refusal_of(defaults, address);
     EXPECT_FALSE(why.has_value()) << address << " refused as " << why->network;
   }

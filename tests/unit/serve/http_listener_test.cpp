@@ -65,7 +65,8 @@ class RawClient {
     while (Clock::now() < deadline) {
       if (!until.empty() && received_.find(until) != std::string::npos) break;
       pollfd entry{fd_, POLLIN, 0};
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (::poll(&entry, 1, static_cast<int>(std::max<int64_t>(1, left.count()))) <= 0) continue;
       char chunk[4096];
       const ssize_t n = ::recv(fd_, chunk, sizeof(chunk), 0);
@@ -158,8 +159,9 @@ TEST_F(Listener, AnswersKeepsAliveAndPipelines) {
   ASSERT_TRUE(client.send(get("/hello") + get("/hello")));
   std::string response = client.receive(3s, "hellohello");
   EXPECT_EQ(status_of(response), 200) << response;
-  ASSERT_TRUE(client.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
-                          "Connection: close\r\n\r\nabcde"));
+  ASSERT_TRUE(
+      client.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                  "Connection: close\r\n\r\nabcde"));
   response = client.receive(3s);
   EXPECT_NE(response.find("abcde"), std::string::npos) << response;
   EXPECT_TRUE(client.closed());
@@ -169,15 +171,17 @@ TEST_F(Listener, AnswersKeepsAliveAndPipelines) {
 TEST_F(Listener, ChunkedAndExpectContinueBodiesReachTheHandlerWhole) {
   start({});
   RawClient chunked(port_);
-  ASSERT_TRUE(chunked.send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-                           "3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\n\r\n"));
+  ASSERT_TRUE(
+      chunked.send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\n\r\n"));
   const std::string response = chunked.receive(3s, "abcdefg");
   EXPECT_EQ(status_of(response), 200) << response;
   EXPECT_NE(response.find("abcdefg"), std::string::npos) << response;
 
   RawClient expecting(port_);
-  ASSERT_TRUE(expecting.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n"
-                             "Expect: 100-continue\r\n\r\n"));
+  ASSERT_TRUE(
+      expecting.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n"
+                     "Expect: 100-continue\r\n\r\n"));
   const std::string interim = expecting.receive(3s, "\r\n\r\n");
   EXPECT_EQ(interim, "HTTP/1.1 100 Continue\r\n\r\n");
   ASSERT_TRUE(expecting.send("wxyz"));

@@ -35,13 +35,15 @@ TEST(ParseFraming, ReadsTheBodyFraming) {
   EXPECT_EQ(head.substr(expecting->expect_line_begin,
                         expecting->expect_line_end - expecting->expect_line_begin),
             "Expect: 100-Continue\r\n");
-  EXPECT_FALSE(framing_of("Expect: 100-continue\r\n").expects_continue);  // no body: nothing to wait for
+  EXPECT_FALSE(
+      framing_of("Expect: 100-continue\r\n").expects_continue);  // no body: nothing to wait for
 }
 
 TEST(ParseFraming, RefusesAmbiguousFraming) {
   for (const char* headers :
-       {"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n", "Content-Length: 3\r\nContent-Length: 4\r\n",
-        "Content-Length: -1\r\n", "Content-Length: 3, 3\r\n", "Content-Length: 0x10\r\n",
+       {"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n",
+        "Content-Length: 3\r\nContent-Length: 4\r\n", "Content-Length: -1\r\n",
+        "Content-Length: 3, 3\r\n", "Content-Length: 0x10\r\n",
         "Content-Length: 99999999999999999999\r\n", "Transfer-Encoding: gzip, chunked\r\n",
         "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", "Host: a\r\n folded\r\n",
         "no colon here\r\n"}) {
@@ -57,7 +59,8 @@ TEST(ScanChunkedBody, FindsTheEndAndRefusesTooMuch) {
   ASSERT_EQ(scan_chunked_body(body, 100, 100, end), ChunkedScan::kComplete);
   EXPECT_EQ(body.substr(end), "NEXT");
   for (size_t cut = 0; cut < body.size() - 4; ++cut) {
-    EXPECT_EQ(scan_chunked_body(body.substr(0, cut), 100, 100, end), ChunkedScan::kIncomplete) << cut;
+    EXPECT_EQ(scan_chunked_body(body.substr(0, cut), 100, 100, end), ChunkedScan::kIncomplete)
+        << cut;
   }
   EXPECT_EQ(scan_chunked_body(body, 12, 100, end), ChunkedScan::kTooLarge);
   EXPECT_EQ(scan_chunked_body("FFFFFFFFFF\r\n", 1000, 100, end), ChunkedScan::kTooLarge);
