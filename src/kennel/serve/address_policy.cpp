@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstring>
 #include <string_view>
@@ -217,6 +219,19 @@ std::optional<AddressRefusal> AddressPolicy::refusal(const IpAddress& address,
     return AddressRefusal{network.text, range->what, range->metadata, false};
   }
   return std::nullopt;
+}
+
+bool is_loopback_host(const std::string& host) {
+  std::string lowered = host;
+  std::transform(lowered.begin(), lowered.end(), lowered.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (lowered == "localhost") return true;
+  const auto address = IpAddress::parse(host);
+  if (!address) return false;
+  for (const char* loopback : {"127.0.0.0/8", "::1/128"}) {
+    if (Network::parse(loopback).value().contains(*address)) return true;
+  }
+  return false;
 }
 
 Result<bool> address_in_network(const std::string& address, const std::string& cidr) {

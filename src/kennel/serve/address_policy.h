@@ -93,6 +93,10 @@ class AddressPolicy {
   std::vector<std::pair<Network, const SpecialRange*>> special_;
 };
 
+// True for "localhost" and addresses in 127.0.0.0/8 or ::1 (or their
+// IPv4-mapped forms): a server bound there is reachable from this machine only.
+bool is_loopback_host(const std::string& host);
+
 // True when `address` (IPv4 or IPv6 text) falls in `cidr` ("10.0.0.0/8",
 // "fd00:ec2::254/128"), as Network::contains; kInvalidArgument for a bad CIDR or address.
 Result<bool> address_in_network(const std::string& address, const std::string& cidr);

@@ -404,6 +404,9 @@ bool HttpListener::Impl::advance(Owned& c) {
     }
     conn.phase = Phase::kBody;
     conn.deadline = Clock::now() + seconds(options_.body_timeout_seconds);
+    if (conn.framing.body == RequestFraming::Body::kLength) {
+      conn.buffer.reserve(conn.head_end + conn.framing.content_length);  // one allocation, not doublings
+    }
   }
   if (conn.phase == Phase::kBody) {
     const std::string_view body = std::string_view(conn.buffer).substr(conn.head_end);

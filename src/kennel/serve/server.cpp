@@ -122,11 +122,12 @@ std::optional<FetchFailure> fetch_urls(UrlFetcher& fetcher, const std::vector<Im
 }
 
 // What decoding an image may cost, from its header: width x height, or
-// `unknown` when the header does not say. (Both sides fit 32 bits: no overflow.)
+// `unknown` when an image header does not say. (Both sides fit 32 bits: no overflow.)
 int64_t pixels_to_decode(const std::string& bytes, int64_t unknown) {
   const auto header = data::probe_image_header(
       std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
-  if (!header || header->width <= 0 || header->height <= 0) return unknown;
+  if (!header) return 0;  // not an image: decoding stops at the signature, allocating nothing
+  if (header->width <= 0 || header->height <= 0) return unknown;
   return header->width * header->height;
 }
 
@@ -138,19 +139,6 @@ int64_t resolved_pixel_budget(const ServeOptions& options) {
 }
 
 }  // namespace
-
-bool is_loopback_host(const std::string& host) {
-  std::string lowered = host;
-  std::transform(lowered.begin(), lowered.end(), lowered.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  if (lowered == "localhost") return true;
-  const auto address = IpAddress::parse(host);
-  if (!address) return false;
-  for (const char* loopback : {"127.0.0.0/8", "::1/128"}) {
-    if (Network::parse(loopback).value().contains(*address)) return true;
-  }
-  return false;
-}
 
 Status ServeOptions::validate() const {
   KENNEL_RETURN_IF_ERROR(listener.validate());

@@ -70,8 +70,6 @@ struct ServeOptions {
   Status validate() const;  // kInvalidArgument naming the flag, and saying why for an open host
 };
 
-// True for "localhost" and addresses in 127.0.0.0/8 or ::1.
-bool is_loopback_host(const std::string& host);
 
 class InferenceServer {
  public:

@@ -212,3 +212,20 @@ TEST(AddressPolicy, MakeNamesTheBadEntry) {
 
 }  // namespace
 }  // namespace kennel::serve
+
+namespace kennel::serve {
+namespace {
+
+TEST(IsLoopbackHost, OnlyThisMachine) {
+  for (const char* host : {"127.0.0.1", "127.0.0.2", "127.255.255.254", "::1", "localhost",
+                           "LocalHost", "::ffff:127.0.0.1"}) {
+    EXPECT_TRUE(is_loopback_host(host)) << host;
+  }
+  for (const char* host : {"0.0.0.0", "::", "", "10.0.0.1", "192.168.1.2", "example.com",
+                           "localhost.example.com", "128.0.0.1", "::2"}) {
+    EXPECT_FALSE(is_loopback_host(host)) << host;
+  }
+}
+
+}  // namespace
+}  // namespace kennel::serve

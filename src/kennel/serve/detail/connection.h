@@ -54,6 +54,8 @@ struct Connection {
 
   void start_next_request() {
     buffer.erase(0, std::min(request_end, buffer.size()));
+    // An idle connection must not keep the room its last 6 MB body needed.
+    if (buffer.capacity() > (64 << 10) && buffer.size() < (16 << 10)) std::string(buffer).swap(buffer);
     head_end = head_scanned = request_end = 0;
     framing = RequestFraming{};
   }
