@@ -54,7 +54,8 @@ struct ServeOptions {
   // A host beyond loopback without both a token and TLS is refused unless this is set.
   bool insecure_no_auth = false;
   // One request's URLs: fetched this many at once, all within this deadline
-  // (counted from the end of its head; the cloud endpoint's invocation limit).
+  // (counted from when a handler takes the request, already read whole; the
+  // cloud endpoint's invocation limit).
   int fetch_concurrency = 4;
   double request_timeout_seconds = 60;
   // Pixels decoded at once across handlers; 0 = twice predictor.max_pixels.
