@@ -201,8 +201,11 @@ def test_allow_network_opens_exactly_what_it_names(setup):
                                                      name="allow") as server:
         logits_rows(invoke(server.port, {"url": upstream + "/a.jpg"}, "application/json"), 1)
         port = upstream.rsplit(":", 1)[1]
-        assert_json_error(invoke(server.port, {"url": f"http://localhost:{port}/a.jpg"}, "application/json"),
-                          400, "denied")  # localhost may also mean ::1, which is not opened
+        # Opened: 127.0.0.1 only, not the rest of loopback.
+        assert_json_error(invoke(server.port, {"url": f"http://127.0.0.2:{port}/a.jpg"}, "application/json"),
+                          400, "denied", "127.0.0.2")
+        assert_json_error(invoke(server.port, {"url": f"http://[::1]:{port}/a.jpg"}, "application/json"),
+                          400, "denied")
         assert_json_error(invoke(server.port, {"url": "http://192.168.0.1/x.jpg"}, "application/json"), 400,
                           "denied")
 
@@ -373,7 +376,7 @@ def test_open_connections_are_capped(setup):
             except AssertionError:
                 assert time.time() < deadline
                 time.sleep(0.1)
-        assert error_reasons(server.port).get(("none", 503, "too_many_connections")) == 1
+        assert error_reasons(server.port).get(("none", 503, "too_many_connections"), 0) >= 1
 
 
 def test_one_requests_urls_are_fetched_concurrently_within_its_deadline(setup):
