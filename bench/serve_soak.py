@@ -2,8 +2,10 @@
 
 For --seconds (30) at --concurrency (64) client threads, all on 127.0.0.1:
 
-  good   (half)      keep-alive clients sending real requests: a 500x375 JPEG as image/jpeg,
-                     the same as base64 JSON with ?top_k=3, GET /ping, /models, /metrics
+  good   (half)      clients sending real requests: a 500x375 JPEG as image/jpeg, the same
+                     as base64 JSON with ?top_k=3, GET /ping, /models, /metrics; each keeps
+                     its connection for 4 requests, then opens a new one (as clients behind
+                     a load balancer do)
   bad    (a quarter) garbage bytes, a PNG header claiming 50000x50000 pixels, malformed
                      JSON, text/plain, a URL to a loopback address (refused: not public),
                      an unknown route, a 7 MB body (over --max-body)
@@ -13,7 +15,7 @@ For --seconds (30) at --concurrency (64) client threads, all on 127.0.0.1:
 and passes when every well-behaved request got an HTTP answer (no reset, no timeout:
 200, or 503 + Retry-After if the queue was full), every bad one its 4xx, and the
 server's RSS stayed within --rss-slack-mb (30) of its value after --warmup seconds.
-The server runs with its defaults (32 handler threads, 256 connections, 10 s header
+Also reports the latency of the good requests (p50, p99, max). The server runs with its defaults (32 handler threads, 256 connections, 10 s header
 and 30 s body deadlines) except --header-timeout/--body-timeout (2 s, so the slow
 clients cycle during the run) and --no-access-log.
 
@@ -87,6 +89,7 @@ class Tally:
         self.lock = threading.Lock()
         self.counts = Counter()      # (kind, outcome) -> n
         self.failures = []           # what went wrong for well-behaved or bad requests
+        self.good_seconds = []       # latency of each answered good request
 
     def add(self, kind, outcome, failure=None):
         with self.lock:
@@ -103,14 +106,22 @@ def good_client(port, stop_at, tally, jpeg, seed):
                 ("GET", "/ping", None, {}), ("GET", "/models", None, {}), ("GET", "/metrics", None, {})]
     weights = [6, 3, 1, 1, 1]
     connection = None
+    sent_on_connection = 0
     while time.time() < stop_at:
         method, path, body, headers = rng.choices(requests, weights)[0]
         try:
-            if connection is None:
+            if connection is None or sent_on_connection == 4:
+                if connection is not None:
+                    connection.close()
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                sent_on_connection = 0
+            sent_on_connection += 1
+            started = time.time()
             connection.request(method, path, body=body, headers=headers)
             response = connection.getresponse()
             response.read()
+            with tally.lock:
+                tally.good_seconds.append(time.time() - started)
             if response.status == 200:
                 tally.add("good", "200")
             elif response.status == 503 and response.getheader("Retry-After") == "1":
@@ -198,6 +209,8 @@ def main():
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rss-slack-mb", type=float, default=30)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--server-args", default="--header-timeout 2 --body-timeout 2",
+                        help="extra `kennel serve` flags (\"\" for a build that has no deadlines)")
     args = parser.parse_args()
     if not args.kennel.exists():
         sys.exit(f"{args.kennel} does not exist: build it first (scripts/build.sh kennel)")
@@ -216,7 +229,7 @@ def main():
         stdout = open(home / "serve.stdout", "wb")
         stderr = open(home / "serve.stderr", "wb")
         server = subprocess.Popen([str(args.kennel), "serve", model, "--port", str(args.port), "--no-access-log",
-                                   "--header-timeout", "2", "--body-timeout", "2"],
+                                   *args.server_args.split()],
                                   env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL)
         try:
             deadline = time.time() + 120
@@ -272,20 +285,26 @@ def main():
     dropped = good_counts.get("dropped", 0) + sum(n for o, n in good_counts.items() if o.startswith("unexpected"))
     bad_wrong = [f for f in tally.failures if f.startswith("bad")]
     passed = alive and dropped == 0 and not bad_wrong and worst <= args.rss_slack_mb
+    latencies = sorted(tally.good_seconds) or [float("nan")]
+    latency = {"p50": latencies[len(latencies) // 2], "p99": latencies[int(len(latencies) * 0.99)],
+               "max": latencies[-1]}
     result = {
         "cpu": cpu_model(), "host": host_info(), "seconds": args.seconds, "concurrency": args.concurrency,
         "clients": {"good": good, "bad": bad, "slow": slow},
         "outcomes": {f"{kind}: {outcome}": n for (kind, outcome), n in sorted(tally.counts.items())},
         "failures": tally.failures, "rss_mb": rss, "rss_baseline_mb": baseline, "rss_max_deviation_mb": worst,
         "server_errors_by_reason": {labels: int(n) for labels, n in errors}, "server_alive": alive,
+        "good_latency_seconds": latency,
         "passed": passed,
     }
+    result["server_args"] = args.server_args
     (RESULTS / "serve_soak.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"CPU: {cpu_model()}")
     print(f"{args.seconds:g}s at c={args.concurrency} ({good} good, {bad} bad, {slow} slow clients)")
     for (kind, outcome), n in sorted(tally.counts.items()):
         print(f"  {kind:5} {outcome:40} {n:7,}")
-    print(f"well-behaved requests dropped or mis-answered: {dropped}")
+    print(f"well-behaved requests dropped or mis-answered: {dropped}; latency p50 {latency['p50'] * 1000:.0f} ms, "
+          f"p99 {latency['p99'] * 1000:.0f} ms, max {latency['max'] * 1000:.0f} ms")
     print(f"RSS after {args.warmup:g}s warm-up {baseline:.1f} MB; min {min(v for _, v in rss):.1f}, "
           f"max {max(v for _, v in rss):.1f}, end {rss[-1][1]:.1f} MB; largest deviation {worst:.1f} MB "
           f"(limit {args.rss_slack_mb:g})")
