@@ -210,6 +210,24 @@ def test_allow_network_opens_exactly_what_it_names(setup):
                           "denied")
 
 
+def test_predict_and_transform_fetch_by_the_same_rules(setup, tmp_path):
+    with upstream_server(setup) as upstream:
+        url = upstream + "/a.jpg"
+        refused = setup.kennel.run("predict", "--model", "m", "--url", url, "--json")
+        assert refused.returncode == 1, refused
+        assert "denied" in refused.stdout and "--allow-network" in refused.stdout, refused.stdout
+        allowed = setup.kennel.run("predict", "--model", "m", "--url", url, *ALLOW_LOOPBACK, "--json", check=0)
+        assert len(json.loads(allowed.stdout)["logits"]) == 3
+        manifest = tmp_path / "manifest.txt"
+        manifest.write_text(url + "\n")
+        out = tmp_path / "refused.jsonl"
+        setup.kennel.run("transform", "m", manifest, "--out", out, "--quiet", check=1)
+        assert "denied" in json.loads(out.read_text())["error"]
+        out = tmp_path / "allowed.jsonl"
+        setup.kennel.run("transform", "m", manifest, "--out", out, "--quiet", *ALLOW_LOOPBACK, check=0)
+        assert "label" in json.loads(out.read_text())
+
+
 # ---- 2. authentication and transport ----------------------------------------------------------
 
 def test_a_token_guards_every_route_but_ping(setup, tmp_path):
