@@ -36,7 +36,6 @@ namespace {
 using detail::Clock;
 using detail::Connection;
 using detail::listen_on;
-using detail::ListeningSocket;
 using detail::make_tls_context;
 using detail::Phase;
 using detail::read_available;
