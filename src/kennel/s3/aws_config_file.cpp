@@ -75,8 +75,8 @@ Result<AwsIniFile> parse_aws_ini(std::string_view text, const std::filesystem::p
         std::string& value = section->values[last_key];
         value += (value.empty() ? "" : "\n") + std::string(content);
       } else {
-        return invalid_argument("{}: '{}' under the nested block '{}' is not 'key = value'",
-                                where(), content, last_key);
+        return invalid_argument("{}: the line under the nested block '{}' is not 'key = value'",
+                                where(), last_key);
       }
       continue;
     }
@@ -92,16 +92,17 @@ Result<AwsIniFile> parse_aws_ini(std::string_view text, const std::filesystem::p
     }
     if (!section) {
       return invalid_argument(
-          "{}: '{}' comes before any [section] (profiles start with [default] or [profile NAME])",
-          where(), content);
+          "{}: a setting comes before any [section] (profiles start with [default] or "
+          "[profile NAME])",
+          where());
     }
     const size_t equals = content.find('=');
     if (equals == std::string_view::npos) {
-      return invalid_argument("{}: '{}' is not 'key = value'", where(), content);
+      return invalid_argument("{}: the line is not 'key = value'", where());
     }
     last_key = lower(trim(content.substr(0, equals)));
     if (last_key.empty()) {
-      return invalid_argument("{}: '{}' has no key before '='", where(), content);
+      return invalid_argument("{}: the line has no key before '='", where());
     }
     section->values[last_key] = std::string(trim(content.substr(equals + 1)));
     section->nested.erase(last_key);

@@ -3,7 +3,8 @@
 // ~/.aws/config (`[default]`, `[profile ml]`, `[services name]`). Keys are
 // lower-cased; values are trimmed; full-line comments start with '#' or ';';
 // an empty value followed by indented `key = value` lines is a nested block
-// (`s3 =` then `    addressing_style = path`).
+// (`s3 =` then `    addressing_style = path`). Parse errors name the file
+// and line but never echo the line: in a credentials file it may hold a secret.
 // Thread-safety: values and pure functions.
 #pragma once
 

@@ -149,12 +149,25 @@ Result<HttpResponse> S3Client::send(const S3Request& request, BodySink* sink) co
 }
 
 Result<GetResult> S3Client::get_object(const S3Uri& object, const GetOptions& options) const {
+  if (object.key.empty()) return invalid_argument("{}: a GET needs a key", object.text());
+  const auto& range = options.range;
+  if (range && range->last && *range->last < range->first) {
+    return invalid_argument("{}: byte range {}-{} ends before it starts", object.text(),
+                            range->first, *range->last);
+  }
   MemorySink sink(options.max_bytes, object.text());
-  auto response = send(get_object_request(object, options.range, options.if_match), &sink);
+  auto response = send(get_object_request(object, range, options.if_match), &sink);
   if (!response.ok()) return response.status();
   GetResult result;
   result.info = object_info_from_headers(*response);
   result.body = sink.take();
+  if (range && response->status == 200) {
+    // A server that ignores Range sends the whole object: cut the range out here.
+    const uint64_t first = std::min<uint64_t>(range->first, result.body.size());
+    const uint64_t end =
+        range->last ? std::min<uint64_t>(*range->last + 1, result.body.size()) : result.body.size();
+    result.body = result.body.substr(first, end > first ? end - first : 0);
+  }
   return result;
 }
 

@@ -101,6 +101,8 @@ class S3Client {
   // written; so does a later call after the process was killed, as long as
   // the object's ETag still matches (If-Match), else it starts over. The
   // parent directory is created. Returns what the GET said about the object.
+  // Two downloads to one destination at once (threads or processes) would
+  // share the .part file: callers that may race hold a FileLock (util/fs.h).
   Result<ObjectInfo> download_file(const S3Uri& object, const std::filesystem::path& destination,
                                    const DownloadOptions& options = {}) const;
 

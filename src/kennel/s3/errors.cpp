@@ -1,5 +1,6 @@
 #include "kennel/s3/errors.h"
 
+#include "kennel/s3/retry.h"
 #include "kennel/s3/xml_responses.h"
 
 namespace kennel::s3 {
@@ -149,7 +150,7 @@ Status status_for_response(const HttpResponse& response, const S3Request& reques
                               endpoint, status, request.operation, subject,
                               detail.empty() ? "" : " (" + detail + ")", tried));
   }
-  if (code == "RequestTimeout" || status >= 500) {
+  if (is_retryable_http_status(status, code)) {
     return Status(
         ErrorCode::kUnavailable,
         fmt::format("{} answered HTTP {} to {} {}{}{}", endpoint, status, request.operation,

@@ -324,11 +324,15 @@ Result<ObjectInfo> S3Client::download_file(const S3Uri& object, const fs::path& 
     const long status = exchange.response.status;
     if (exchange.completed() && !exchange.sink_refused && is_success(status)) break;
 
-    // The .part file belongs to another version of the object, or is longer
-    // than the object: begin again, once.
+    // The bytes so far belong to another version of the object (the .part file
+    // of an earlier call, or the first attempt of this one), or the .part file
+    // is as long as the object: begin again, once. A version the caller asked
+    // for (options.if_match) is never swapped for another.
+    const bool version_changed = (exchange.completed() && status == 412) || sink.object_changed();
+    const bool past_the_end = exchange.completed() && status == 416 && from_part;
     const bool stale_part =
-        from_part && !started_over &&
-        ((exchange.completed() && (status == 412 || status == 416)) || sink.object_changed());
+        !started_over &&
+        (past_the_end || (version_changed && (from_part || options.if_match.empty())));
     if (stale_part) {
       if (!start_over()) return file_error("truncating", part_path, errno).with_context(context);
       continue;
