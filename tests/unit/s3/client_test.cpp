@@ -4,7 +4,7 @@
 
 #include <gtest/gtest.h>
 
-#include "s3/scripted_transport.h"
+#include "unit/s3/scripted_transport.h"
 
 namespace kennel::s3 {
 namespace {

@@ -5,7 +5,7 @@
 #include <fstream>
 #include <map>
 
-#include "test_util.h"
+#include "unit/test_util.h"
 
 namespace kennel::s3 {
 namespace {

@@ -8,8 +8,8 @@
 
 #include "kennel/s3/client.h"
 #include "kennel/util/hash.h"
-#include "s3/scripted_transport.h"
-#include "test_util.h"
+#include "unit/s3/scripted_transport.h"
+#include "unit/test_util.h"
 
 namespace kennel::s3 {
 namespace {
