@@ -44,6 +44,7 @@ void register_train_command(CLI::App& app, CommandContext& context) {
   train->callback([flags, &context] {
     job::TrainJobOptions options;
     options.home = context.global.home_dir();
+    options.store = context.global.store_location();
     options.quiet = flags->quiet || flags->json_output;
     options.parent = flags->parent;
     Result<job::TrainJobResult> result = Status(ErrorCode::kInternal, "not run");

@@ -45,7 +45,8 @@ class StopOnSignal : public train::TrainerCallback {
 // and long steps must not look like a dead job).
 class HeartbeatThread {
  public:
-  HeartbeatThread(fs::path db, std::string name) : db_(std::move(db)), name_(std::move(name)) {
+  HeartbeatThread(store::StoreLocation location, std::string name)
+      : location_(std::move(location)), name_(std::move(name)) {
     thread_ = std::thread([this] { run(); });
   }
   ~HeartbeatThread() {
@@ -61,14 +62,14 @@ class HeartbeatThread {
 
  private:
   void run() {
-    auto registry = store::JobRegistry::open(db_);
+    auto registry = store::open_store(location_);  // its own connection: one per thread
     if (!registry.ok()) return;
     std::unique_lock lock(mutex_);
     while (!wake_.wait_for(lock, std::chrono::seconds(5), [&] { return stopping_; })) {
       (void)(*registry)->heartbeat(name_);
     }
   }
-  fs::path db_;
+  store::StoreLocation location_;
   std::string name_;
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -247,15 +248,24 @@ Status create_job(const PreparedJob& prepared, const TrainJobOptions& options, s
   return created;
 }
 
-// The home's registry, creating the home when needed.
-Result<std::unique_ptr<store::JobRegistry>> open_registry(const store::HomeLayout& home) {
+// Where the job registers: --store, else the home's own registry.
+store::StoreLocation registry_location(const TrainJobOptions& options) {
+  if (options.store.kind != store::StoreLocation::Kind::kEmbedded) return options.store;
+  return store::parse_store_location("", options.home).value();
+}
+
+// The registry, creating the home when needed.
+Result<std::unique_ptr<store::JobRegistry>> open_registry(const TrainJobOptions& options) {
+  const store::HomeLayout home(options.home);
   Status created = kennel::create_directories(home.jobs());
   if (!created.ok()) {
     return Status(ErrorCode::kPermissionDenied,
                   fmt::format("the Kennel home '{}' is not writable ({}): pass --home DIR or set KENNEL_HOME",
                               home.home().string(), created.message()));
   }
-  return store::JobRegistry::open(home.registry());
+  auto opened = store::open_store(registry_location(options));
+  if (!opened.ok()) return opened.status();
+  return std::unique_ptr<store::JobRegistry>(std::move(*opened));
 }
 
 Result<TrainJobResult> execute(const PreparedJob& prepared, const TrainJobOptions& options,
@@ -265,7 +275,7 @@ Result<TrainJobResult> execute(const PreparedJob& prepared, const TrainJobOption
   KENNEL_RETURN_IF_ERROR(resume ? registry.reopen_job(spec.name) : create_job(prepared, options, registry));
 
   StopSignalScope signals;
-  HeartbeatThread heartbeat(home.registry(), spec.name);
+  HeartbeatThread heartbeat(registry_location(options), spec.name);
   const RunContext run{.prepared = prepared,
                        .home = home,
                        .paths = home.job(spec.name),
@@ -316,7 +326,7 @@ Result<TrainSpec> resumable_spec(const std::string& name, const store::HomeLayou
 Result<TrainJobResult> run_training_job(const TrainSpec& spec, const TrainJobOptions& options) {
   auto prepared = prepare_training_job(spec);
   if (!prepared.ok()) return prepared.status();
-  auto registry = open_registry(store::HomeLayout(options.home));
+  auto registry = open_registry(options);
   if (!registry.ok()) return registry.status();
   if (auto job = (*registry)->get_job(prepared->spec.name); job.ok()) {
     return Status(ErrorCode::kAlreadyExists,
@@ -329,7 +339,7 @@ Result<TrainJobResult> run_training_job(const TrainSpec& spec, const TrainJobOpt
 
 Result<TrainJobResult> resume_training_job(const std::string& name, const TrainJobOptions& options) {
   const store::HomeLayout home(options.home);
-  auto registry = open_registry(home);
+  auto registry = open_registry(options);
   if (!registry.ok()) return registry.status();
   auto spec = resumable_spec(name, home, **registry);
   if (!spec.ok()) return spec.status();

@@ -16,6 +16,7 @@
 
 #include "kennel/job/train_spec.h"
 #include "kennel/store/job_registry.h"
+#include "kennel/store/store.h"
 #include "kennel/util/status.h"
 
 namespace kennel::job {
@@ -24,6 +25,8 @@ struct TrainJobOptions {
   std::filesystem::path home;  // KENNEL_HOME
   bool quiet = false;          // no progress bars or metric lines on stdout
   std::string parent;          // tuning job that owns this trial
+  // Where the job's registry row goes (`--store`); kEmbedded: the home's own kennel.db.
+  store::StoreLocation store;
 };
 
 struct TrainJobResult {
