@@ -61,7 +61,8 @@ ClaimPlan plan_claim(const StudyRecord& study, bool study_in_progress, std::vect
     ++trial.attempts;
     trial.worker = request.worker;
     trial.host = request.host;
-    trial.launch_id.clear();
+    // launch_id still names the previous attempt's process or job (the store
+    // clears it): a worker can cancel a batch job its lost predecessor left.
     trial.early_stopped = false;
     trial.lease_expires_at = now + study.lease_seconds;
     trial.heartbeat_at = now;

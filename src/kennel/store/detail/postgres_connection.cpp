@@ -148,33 +148,44 @@ Result<int64_t> PostgresConnection::execute(std::string_view sql, const std::vec
   return changed;
 }
 
-Status PostgresConnection::transaction(const std::function<Status()>& body, bool write) {
-  if (in_transaction_) return body();
+Status PostgresConnection::with_retries(const std::function<Status()>& attempt) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(retry_seconds_);
   double backoff = 0.1;
   std::mt19937 jitter(std::random_device{}());
-  for (int attempt = 1;; ++attempt) {
+  for (int tries = 1;; ++tries) {
     Status status;
     if (connection_lost_ || !connection_ || PQstatus(connection_) != CONNECTION_OK) status = connect();
-    if (status.ok()) status = run("BEGIN", {}, nullptr, nullptr);
-    if (status.ok()) {
-      in_transaction_ = true;
-      status = body();
-      in_transaction_ = false;
-      if (status.ok()) status = run("COMMIT", {}, nullptr, nullptr);
-      // A failed statement aborts the transaction; ROLLBACK ends it (and fails harmlessly on a lost connection).
-      if (!status.ok() && !connection_lost_) (void)run("ROLLBACK", {}, nullptr, nullptr);
-    }
+    if (status.ok()) status = attempt();
     if (status.ok() || status.code() != ErrorCode::kUnavailable) return status;
     if (std::chrono::steady_clock::now() + std::chrono::duration<double>(backoff) > deadline) {
       return Status(ErrorCode::kUnavailable,
-                    fmt::format("{} (gave up after {} tries in {:.0f} s)", status.message(), attempt, retry_seconds_));
+                    fmt::format("{} (gave up after {} tries in {:.0f} s)", status.message(), tries, retry_seconds_));
     }
     spdlog::debug("store {}: {}; retrying in {:.1f} s", display_, status.message(), backoff);
     std::this_thread::sleep_for(
         std::chrono::duration<double>(backoff * std::uniform_real_distribution<double>(0.5, 1.0)(jitter)));
     backoff = std::min(backoff * 2, 2.0);
   }
+}
+
+Status PostgresConnection::transaction(const std::function<Status()>& body, bool write) {
+  if (in_transaction_) return body();
+  return with_retries([&]() -> Status {
+    Status status = run("BEGIN", {}, nullptr, nullptr);
+    if (!status.ok()) return status;
+    in_transaction_ = true;
+    status = body();
+    in_transaction_ = false;
+    if (status.ok()) status = run("COMMIT", {}, nullptr, nullptr);
+    // A failed statement aborts the transaction; ROLLBACK ends it (and fails harmlessly on a lost connection).
+    if (!status.ok() && !connection_lost_) (void)run("ROLLBACK", {}, nullptr, nullptr);
+    return status;
+  });
+}
+
+Status PostgresConnection::retried(const std::function<Status()>& body) {
+  if (in_transaction_) return body();
+  return with_retries(body);  // one statement: atomic on its own (autocommit)
 }
 
 }  // namespace kennel::store::detail

@@ -28,6 +28,7 @@ class PostgresConnection final : public SqlConnection {
   Result<SqlRows> query(std::string_view sql, const std::vector<SqlValue>& params = {}) override;
   Result<int64_t> execute(std::string_view sql, const std::vector<SqlValue>& params = {}) override;
   Status transaction(const std::function<Status()>& body, bool write = true) override;
+  Status retried(const std::function<Status()>& body) override;
   const SqlDialect& dialect() const override { return dialect_; }
   bool last_error_was_unique_violation() const override { return last_sqlstate_ == "23505"; }
 
@@ -39,6 +40,7 @@ class PostgresConnection final : public SqlConnection {
   Status connect();
   Status run(std::string_view sql, const std::vector<SqlValue>& params, SqlRows* rows, int64_t* changed);
   bool transient() const;
+  Status with_retries(const std::function<Status()>& attempt);
 
   std::string url_, display_;
   pg_conn* connection_ = nullptr;

@@ -65,18 +65,18 @@ std::string SqlDialect::expand(std::string_view sql) const {
 
 Result<SqlRows> SqlConnection::query_retried(std::string_view sql, const std::vector<SqlValue>& params) {
   SqlRows rows;
-  KENNEL_RETURN_IF_ERROR(transaction([&]() -> Status {
+  KENNEL_RETURN_IF_ERROR(retried([&]() -> Status {
     auto result = query(sql, params);
     if (!result.ok()) return result.status();
     rows = std::move(*result);
     return {};
-  }, /*write=*/false));
+  }));
   return rows;
 }
 
 Result<int64_t> SqlConnection::execute_retried(std::string_view sql, const std::vector<SqlValue>& params) {
   int64_t changed = 0;
-  KENNEL_RETURN_IF_ERROR(transaction([&]() -> Status {
+  KENNEL_RETURN_IF_ERROR(retried([&]() -> Status {
     auto result = execute(sql, params);
     if (!result.ok()) return result.status();
     changed = *result;

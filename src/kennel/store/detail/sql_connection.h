@@ -56,9 +56,11 @@ class SqlConnection {
   // failure (see the file comment) rolls back and runs it again, within the
   // retry budget. A body's own non-OK Status rolls back and is returned.
   virtual Status transaction(const std::function<Status()>& body, bool write = true) = 0;
-  // One statement outside a transaction, retried like one.
+  // One statement on its own (atomic by itself), retried like a transaction.
   Result<SqlRows> query_retried(std::string_view sql, const std::vector<SqlValue>& params = {});
   Result<int64_t> execute_retried(std::string_view sql, const std::vector<SqlValue>& params = {});
+  // Runs `body` (one statement) with the transaction's retries but no BEGIN/COMMIT round trips.
+  virtual Status retried(const std::function<Status()>& body) { return transaction(body, /*write=*/false); }
   virtual const SqlDialect& dialect() const = 0;
   // Whether the last failure was a unique-key violation (a name taken).
   virtual bool last_error_was_unique_violation() const = 0;

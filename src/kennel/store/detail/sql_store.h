@@ -65,7 +65,7 @@ class SqlStore final : public Store {
   Status mark_stale_jobs();
   Status insert_job(const JobRecord& record);
   Status insert_study(const StudyRecord& study);
-  Result<std::vector<TrialRecord>> read_trials(const std::string& study, bool lock);
+  Result<std::vector<TrialRecord>> read_trials(const std::string& study);
   Status write_trial(const std::string& study, const TrialRecord& trial);
 
   std::unique_ptr<SqlConnection> db_;

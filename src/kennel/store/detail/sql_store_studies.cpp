@@ -124,10 +124,8 @@ Result<StudyRecord> SqlStore::get_study(const std::string& name) {
   return read_study(rows->front());
 }
 
-Result<std::vector<TrialRecord>> SqlStore::read_trials(const std::string& study, bool lock) {
-  auto rows = db_->query(fmt::format("SELECT {} FROM {{trials}} WHERE study = $1 ORDER BY idx{}", kTrialColumns,
-                                     lock ? "{for_update}" : ""),
-                         {study});
+Result<std::vector<TrialRecord>> SqlStore::read_trials(const std::string& study) {
+  auto rows = db_->query(fmt::format("SELECT {} FROM {{trials}} WHERE study = $1 ORDER BY idx", kTrialColumns), {study});
   if (!rows.ok()) return rows.status();
   std::vector<TrialRecord> trials;
   trials.reserve(rows->size());
@@ -139,7 +137,7 @@ Result<std::vector<TrialRecord>> SqlStore::list_trials(const std::string& study)
   std::vector<TrialRecord> trials;
   KENNEL_RETURN_IF_ERROR(db_->transaction(
       [&]() -> Status {
-        auto read = read_trials(study, false);
+        auto read = read_trials(study);
         if (!read.ok()) return read.status();
         trials = std::move(*read);
         return {};
@@ -172,29 +170,59 @@ Result<ClaimResult> SqlStore::claim_trial(const ClaimRequest& request) {
   ClaimResult result;
   KENNEL_RETURN_IF_ERROR(db_->transaction([&]() -> Status {
     // The study's lock first: every claim of this study waits here, which is what
-    // makes max_jobs and max_parallel_jobs exact across workers.
-    auto studies = db_->query(fmt::format("SELECT {} FROM {{studies}} WHERE name = $1{{for_update}}", kStudyColumns),
-                              {request.study});
+    // makes max_jobs and max_parallel_jobs exact across workers. The study's
+    // status and the store's clock come in the same round trip.
+    auto studies = db_->query(
+        fmt::format("SELECT {}, (SELECT status FROM {{jobs}} WHERE {{jobs}}.name = $1), {{now}} FROM {{studies}} "
+                    "WHERE name = $1{{for_update}}",
+                    kStudyColumns),
+        {request.study});
     if (!studies.ok()) return studies.status();
     if (studies->empty()) return not_found("no study named '{}' in the store {}", request.study, describe());
     const StudyRecord study = read_study(studies->front());
-    auto status = db_->query("SELECT status FROM {jobs} WHERE name = $1", {request.study});
-    if (!status.ok()) return status.status();
-    const bool in_progress = !status->empty() && status->front().text(0) == "InProgress";
-    // Trial rows too: a lease renewed meanwhile must not be re-queued from a stale read.
-    auto trials = read_trials(request.study, true);
+    const bool in_progress = studies->front().text(9) == "InProgress";
+    const double now = studies->front().real(10);
+    // A cheap look first: a worker that asks while every slot is taken (or
+    // nothing is left) must not read the whole study every time.
+    auto counts = db_->query(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END), 0), "
+        "COALESCE(SUM(CASE WHEN state = 'running' AND lease_expires_at > 0 AND lease_expires_at < $2 THEN 1 ELSE 0 "
+        "END), 0), COALESCE(SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END), 0) FROM {trials} WHERE study = $1",
+        {request.study, now - study.requeue_grace_seconds});
+    if (!counts.ok()) return counts.status();
+    const int64_t total = counts->front().integer(0), running = counts->front().integer(1),
+                  expired = counts->front().integer(2), pending = counts->front().integer(3);
+    const bool all_created = study.exhausted || total >= study.max_jobs;
+    if (in_progress && expired == 0 && running > 0) {
+      if (running >= study.max_parallel_jobs) {
+        result.kind = ClaimResult::Kind::kBusy;
+        result.detail = fmt::format("{} trials run already (max_parallel_jobs {})", running, study.max_parallel_jobs);
+        return {};
+      }
+      if (all_created && pending == 0) {
+        result.kind = ClaimResult::Kind::kNothingLeft;
+        result.detail = "every trial is claimed; waiting for those still running";
+        return {};
+      }
+    }
+    // Trial rows are read without row locks: renewals do not take the study's
+    // lock, so a re-queue below re-checks the expiry it decided on.
+    auto trials = read_trials(request.study);
     if (!trials.ok()) return trials.status();
-    auto clock = db_->query("SELECT {now}");
-    if (!clock.ok()) return clock.status();
-    const double now = clock->front().real(0);
 
     ClaimPlan plan = plan_claim(study, in_progress, std::move(*trials), now, request, new_token());
     for (const auto& [trial, old_token] : plan.requeued) {
       auto updated = db_->execute(
           "UPDATE {trials} SET state = $3, reason = $4, token = '', lease_expires_at = 0, ended_at = $5 "
-          "WHERE study = $1 AND idx = $2 AND token = $6",
-          {request.study, trial.index, trial.state, trial.reason, trial.ended_at, old_token});
+          "WHERE study = $1 AND idx = $2 AND token = $6 AND state = 'running' AND lease_expires_at < $7",
+          {request.study, trial.index, trial.state, trial.reason, trial.ended_at, old_token,
+           now - study.requeue_grace_seconds});
       if (!updated.ok()) return updated.status();
+      if (*updated != 1) {
+        // Renewed (or finished) since it was read: plan again on fresh rows.
+        return Status(ErrorCode::kUnavailable, fmt::format("trial {} of '{}' changed during the claim: retrying",
+                                                           trial.index, request.study));
+      }
       if (trial.state == kTrialFailed) {
         // The trial's registry row, if a worker kept one here, says so too.
         auto job = db_->execute(

@@ -1,4 +1,4 @@
-// SqlConnection on an SQLite file: WAL mode, a 30 s busy timeout, prepared
+// SqlConnection on an SQLite file: WAL mode, a ~30 s wait for a busy lock, prepared
 // statements cached per SQL text, BEGIN IMMEDIATE for write transactions (the
 // whole database's write lock: what makes a claim atomic on one host).
 #pragma once
