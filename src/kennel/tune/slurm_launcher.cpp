@@ -177,6 +177,7 @@ class SlurmLauncher final : public TrialLauncher {
     KENNEL_RETURN_IF_ERROR(kennel::create_directories(launch.work_dir));
     std::string script = fmt::format("#!/bin/sh\n# kennel tune: trial {}\n", launch.name);
     for (const auto& [key, value] : launch.env) script += fmt::format("export {}={}\n", key, shell_quote(value));
+    script += fmt::format("echo \"{}${{SLURM_RESTART_COUNT:-0}}\"\n", kTrialStartMarker);
     if (!launch.restart_argv.empty()) {
       // A requeued run (preemption, `scontrol requeue`) continues instead of starting over.
       script += fmt::format("if [ \"${{SLURM_RESTART_COUNT:-0}}\" -gt 0 ]; then\n  {}\nfi\n",

@@ -412,13 +412,21 @@ void StudyWorker::Impl::watch(RunningTrial& running) {
     running.restarts_seen = restarts;
     say(fmt::format("trial {} was requeued by the scheduler (restart {}, now {}): it runs again{}", trial.name,
                     restarts, running.process->scheduler_state(), external() ? "" : " from its checkpoint"));
-    if (external()) {
+  }
+  auto lines = running.tailer.read_new_lines();
+  // A restarted batch job's output begins at its start marker: what came before is the killed run's.
+  const std::string marker = kTrialStartMarker;
+  for (size_t i = lines.size(); i-- > 0;) {
+    if (lines[i].rfind(marker, 0) != 0) continue;
+    const bool restarted = lines[i].substr(marker.size()) != "0";
+    lines.erase(lines.begin(), lines.begin() + static_cast<long>(i) + 1);
+    if (restarted && external()) {
       trial.intermediate.clear();
       running.command_metrics = std::make_unique<CommandMetrics>(spec_.metrics, spec_.objective.metric);
       (void)write_file_atomic(home_.job(trial.name).metrics(), "");
     }
+    break;
   }
-  const auto lines = running.tailer.read_new_lines();
   if (lines.empty()) return;
   const size_t before = trial.intermediate.size();
   if (external()) {

@@ -28,6 +28,12 @@ struct TrialLaunch {
   std::filesystem::path work_dir;         // scripts and the working directory (Slurm)
 };
 
+// The first line a batch-job trial prints at each start ("kennel-trial-start
+// run=N", N = the scheduler's restart count): the worker knows from it, in the
+// log itself, where a restarted run's output begins — the killed run's last
+// lines can reach the log after the restart is announced.
+inline constexpr const char* kTrialStartMarker = "kennel-trial-start run=";
+
 struct TrialEnd {
   enum class Verdict {
     kExited,             // ended on its own or by our signal: `exit` says how

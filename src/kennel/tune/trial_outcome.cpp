@@ -17,12 +17,15 @@ ClassifiedEnd classify_trial_end(const TrialEndFacts& facts) {
   const bool we_stopped = facts.terminated_by_us && !scheduler_verdict;
   // A crash: the process died in a way no training error explains (a signal we
   // did not send, a lost node, or no outcome recorded).
+  // `kennel train` exits 1 for a failed job and 2 for a usage error (a bad spec,
+  // refused before any row exists): both are answers, not crashes.
+  const bool clean_exit = !exit.signaled && (exit.code == 1 || exit.code == 2);
   const bool crashed =
       facts.end.verdict == TrialEnd::Verdict::kLostNode ||
       (!completed && !we_stopped && !scheduler_verdict &&
        (facts.external ? exit.signaled || exit.died_in_shell()
-                       : (exit.signaled || !facts.row_status || facts.row_status == JobStatus::kInProgress ||
-                          (exit.code != 0 && exit.code != 1 && exit.code != 2))));
+                       : (exit.signaled || facts.row_status == JobStatus::kInProgress ||
+                          (!facts.row_status && !clean_exit) || (exit.code != 0 && !clean_exit))));
 
   if (completed && facts.objective) {
     out.state = store::kTrialCompleted;
