@@ -96,6 +96,7 @@ void register_train_command(CLI::App& app, CommandContext& context) {
     if (Status valid = flags->launch.validate(); !valid.ok()) throw Error(valid);
     job::TrainJobOptions options;
     options.home = context.global.home_dir();
+    options.store = context.global.store_location();
     options.quiet = flags->quiet || flags->json_output;
     options.parent = flags->parent;
     options.dist_timeout_seconds = flags->launch.timeout_seconds;

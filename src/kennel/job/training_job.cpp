@@ -49,7 +49,8 @@ class StopOnSignal : public train::TrainerCallback {
 // and long steps must not look like a dead job).
 class HeartbeatThread {
  public:
-  HeartbeatThread(fs::path db, std::string name) : db_(std::move(db)), name_(std::move(name)) {
+  HeartbeatThread(store::StoreLocation location, std::string name)
+      : location_(std::move(location)), name_(std::move(name)) {
     thread_ = std::thread([this] { run(); });
   }
   ~HeartbeatThread() {
@@ -65,14 +66,14 @@ class HeartbeatThread {
 
  private:
   void run() {
-    auto registry = store::JobRegistry::open(db_);
+    auto registry = store::open_store(location_);  // its own connection: one per thread
     if (!registry.ok()) return;
     std::unique_lock lock(mutex_);
     while (!wake_.wait_for(lock, std::chrono::seconds(5), [&] { return stopping_; })) {
       (void)(*registry)->heartbeat(name_);
     }
   }
-  fs::path db_;
+  store::StoreLocation location_;
   std::string name_;
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -330,15 +331,24 @@ Status create_job(const PreparedJob& prepared, const TrainJobOptions& options, s
   return created;
 }
 
-// The home's registry, creating the home when needed.
-Result<std::unique_ptr<store::JobRegistry>> open_registry(const store::HomeLayout& home) {
+// Where the job registers: --store, else the home's own registry.
+store::StoreLocation registry_location(const TrainJobOptions& options) {
+  if (options.store.kind != store::StoreLocation::Kind::kEmbedded) return options.store;
+  return store::parse_store_location("", options.home).value();
+}
+
+// The registry, creating the home when needed.
+Result<std::unique_ptr<store::JobRegistry>> open_registry(const TrainJobOptions& options) {
+  const store::HomeLayout home(options.home);
   Status created = kennel::create_directories(home.jobs());
   if (!created.ok()) {
     return Status(ErrorCode::kPermissionDenied,
                   fmt::format("the Kennel home '{}' is not writable ({}): pass --home DIR or set KENNEL_HOME",
                               home.home().string(), created.message()));
   }
-  return store::JobRegistry::open(home.registry());
+  auto opened = store::open_store(registry_location(options));
+  if (!opened.ok()) return opened.status();
+  return std::unique_ptr<store::JobRegistry>(std::move(*opened));
 }
 
 // Creates (or re-opens) the job, runs it and records the outcome. `registry`
@@ -358,7 +368,7 @@ Result<TrainJobResult> execute(const PreparedJob& prepared, const TrainJobOption
 
   StopSignalScope signals;
   std::optional<HeartbeatThread> heartbeat;
-  if (registry != nullptr) heartbeat.emplace(home.registry(), spec.name);
+  if (registry != nullptr) heartbeat.emplace(registry_location(options), spec.name);
   const RunContext run{.prepared = prepared,
                        .home = home,
                        .paths = home.job(spec.name),
@@ -442,7 +452,7 @@ Result<TrainJobResult> run_as_rank(const dist::RankEnvironment& rank, const Trai
   Result<TrainSpec> spec = Status(ErrorCode::kInternal, "no spec");
   int previous_world_size = rank.world_size;
   if (group.leader()) {
-    auto opened = open_registry(home);
+    auto opened = open_registry(options);
     if (!opened.ok()) {
       spec = opened.status();
     } else {
@@ -542,7 +552,7 @@ Result<TrainJobResult> run_training_job(const TrainSpec& spec, const TrainJobOpt
   if (rank->has_value()) return run_as_rank(**rank, &spec, "", options);
   auto prepared = prepare_training_job(spec);
   if (!prepared.ok()) return prepared.status();
-  auto registry = open_registry(store::HomeLayout(options.home));
+  auto registry = open_registry(options);
   if (!registry.ok()) return registry.status();
   if (auto job = (*registry)->get_job(prepared->spec.name); job.ok()) {
     return Status(ErrorCode::kAlreadyExists,
@@ -558,7 +568,7 @@ Result<TrainJobResult> resume_training_job(const std::string& name, const TrainJ
   if (!rank.ok()) return rank.status();
   if (rank->has_value()) return run_as_rank(**rank, nullptr, name, options);
   const store::HomeLayout home(options.home);
-  auto registry = open_registry(home);
+  auto registry = open_registry(options);
   if (!registry.ok()) return registry.status();
   int previous_world_size = 1;
   auto spec = resumable_spec(name, home, **registry, 1, previous_world_size);

@@ -16,6 +16,7 @@
 
 #include "kennel/job/train_spec.h"
 #include "kennel/store/job_registry.h"
+#include "kennel/store/store.h"
 #include "kennel/util/status.h"
 
 namespace kennel::job {
@@ -29,6 +30,8 @@ struct TrainJobOptions {
   double dist_timeout_seconds = 60;  // a lost or frozen rank fails the job after this long
   std::string dist_interface;        // Gloo's network interface (GLOO_SOCKET_IFNAME); empty = the hostname's
   bool gradient_overlap = true;      // allreduce buckets during backward (off only to measure what it saves)
+  // Where the job's registry row goes (`--store`); kEmbedded: the home's own kennel.db.
+  store::StoreLocation store;
 };
 
 struct TrainJobResult {
