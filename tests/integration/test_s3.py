@@ -115,7 +115,7 @@ def test_upload_train_second_run_downloads_nothing_and_a_changed_object_changes_
 
 def test_listing_over_several_pages_and_data_check(kennel_bin, tmp_path, s3):
     # 2 x 520 images: more than one page of 1,000 keys.
-    data = synth(kennel_bin, tmp_path / "data", classes=2, per_class=520, size="12x12", valid=0.0)
+    data = synth(kennel_bin, tmp_path / "data", classes=2, per_class=520, size="24x24", valid=0.0)
     count = len(local_files(data))
     assert count > 1000
     bucket = s3.make_bucket("kennel-pages")
