@@ -113,9 +113,12 @@ Result<std::string> S3JobOutput::read_spec() const {
 }
 
 Status S3JobOutput::restore_checkpoints(const store::JobPaths& paths, const store::S3CachePaths& cache) const {
+  const s3::S3Uri folder = folder_of(paths.checkpoints().lexically_relative(paths.dir));
+  // Checkpoint files without a manifest were never committed (the job died uploading its first set).
+  auto manifest = client_->head_object(s3::S3Uri{folder.bucket, data::folder_prefix(folder.key) + data::kManifestName});
+  if (!manifest.ok()) return manifest.status().with_context("looking for a committed checkpoint");
   data::S3TransferOptions options;
-  auto synced = data::sync_prefix(*client_, folder_of(paths.checkpoints().lexically_relative(paths.dir)),
-                                  cache.objects(), paths.checkpoints(), options);
+  auto synced = data::sync_prefix(*client_, folder, cache.objects(), paths.checkpoints(), options);
   if (!synced.ok()) return synced.status().with_context("restoring the checkpoints");
   spdlog::info("restored {} checkpoint files from {} ({} downloaded)", synced->identities.size(), job_uri(),
                synced->downloaded);
