@@ -6,8 +6,6 @@
 #include "kennel/job/training_job.h"
 
 #include <chrono>
-#include <condition_variable>
-#include <thread>
 
 #include <ATen/Parallel.h>
 #include <spdlog/spdlog.h>
@@ -17,6 +15,7 @@
 #include "kennel/dist/sync_batchnorm.h"
 #include "kennel/job/distributed.h"
 #include "kennel/job/export.h"
+#include "kennel/job/heartbeat.h"
 #include "kennel/job/hooks.h"
 #include "kennel/job/inputs.h"
 #include "kennel/job/prepare.h"
@@ -44,42 +43,6 @@ class StopOnSignal : public train::TrainerCallback {
       trainer.request_stop("stopped by " + StopSignalScope::name(signal_number));
     }
   }
-};
-
-// Beats the registry every few seconds from its own thread (feature extraction
-// and long steps must not look like a dead job).
-class HeartbeatThread {
- public:
-  HeartbeatThread(store::StoreLocation location, std::string name)
-      : location_(std::move(location)), name_(std::move(name)) {
-    thread_ = std::thread([this] { run(); });
-  }
-  ~HeartbeatThread() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
-  }
-  HeartbeatThread(const HeartbeatThread&) = delete;
-  HeartbeatThread& operator=(const HeartbeatThread&) = delete;
-
- private:
-  void run() {
-    auto registry = store::open_store(location_);  // its own connection: one per thread
-    if (!registry.ok()) return;
-    std::unique_lock lock(mutex_);
-    while (!wake_.wait_for(lock, std::chrono::seconds(5), [&] { return stopping_; })) {
-      (void)(*registry)->heartbeat(name_);
-    }
-  }
-  store::StoreLocation location_;
-  std::string name_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stopping_ = false;
-  std::thread thread_;
 };
 
 json final_metrics_from(const train::TrainOutcome& outcome, const std::optional<train::EvalMetrics>& test) {
