@@ -1,4 +1,4 @@
-// `kennel data ...`: check, import, synth.
+// `kennel data ...`: check, upload, import, synth.
 #include <cstdio>
 #include <iostream>
 
@@ -7,7 +7,11 @@
 #include "kennel/cli/command.h"
 #include "kennel/data/dataset_check.h"
 #include "kennel/data/fashion_mnist.h"
+#include "kennel/data/s3_sync.h"
 #include "kennel/data/synth.h"
+#include "kennel/s3/client.h"
+#include "kennel/store/layout.h"
+#include "kennel/util/fs.h"
 
 namespace kennel::cli {
 
@@ -35,7 +39,10 @@ void register_check(CLI::App& data, CommandContext& context) {
       "check",
       "Validate an ImageFolder dataset: decode every image, report bad files and class balance.\n"
       "Exit 0 when usable (warnings listed), 1 when not.");
-  check->add_option("path", flags->path, "Dataset root (with train/ [valid/] [test/])")->required();
+  check->add_option("path", flags->path,
+                    "Dataset root (with train/ [valid/] [test/]), or s3://BUCKET/PREFIX (synced into the "
+                    "home's S3 cache first)")
+      ->required();
   check->add_flag("--json", flags->json, "Print the full report as JSON");
   check->add_option("--threads", flags->options.threads, "Decode threads (0 = all cores)")
       ->capture_default_str();
@@ -57,13 +64,56 @@ void register_check(CLI::App& data, CommandContext& context) {
   check->callback([flags, &context] {
     flags->options.quiet = flags->json;
     throw_if_error(flags->options.validate());
-    const auto report = value_or_throw(data::check_dataset(flags->path, flags->options));
+    std::string root = flags->path;
+    if (s3::is_s3_uri(root)) {
+      data::S3TransferOptions transfer;
+      transfer.quiet = flags->json;
+      const auto synced = value_or_throw(data::sync_s3_folder(
+          root, store::HomeLayout(context.global.home_dir()).s3_cache(), data::SyncedKind::kDataset, transfer));
+      if (!flags->json) {
+        std::cout << fmt::format("{}: {} objects ({} downloaded), checking the local copy {}\n", root,
+                                 synced.identities.size(), synced.downloaded, path_text(synced.root));
+      }
+      root = synced.root.string();
+    }
+    const auto report = value_or_throw(data::check_dataset(root, flags->options));
     if (flags->json) {
       std::cout << data::to_json(report).dump(2) << "\n";
     } else {
       std::cout << data::format_report_text(report, flags->max_listed);
     }
     context.exit_code = report.usable ? 0 : 1;
+  });
+}
+
+struct UploadFlags {
+  std::string dir;
+  std::string destination;
+  data::S3TransferOptions options;
+};
+
+void register_upload(CLI::App& data, CommandContext& context) {
+  auto flags = std::make_shared<UploadFlags>();
+  auto* upload = data.add_subcommand(
+      "upload",
+      "Upload a dataset folder to S3 (s3://BUCKET/PREFIX), in parallel. Each object records its file's\n"
+      "SHA-256 (x-amz-meta-sha256); objects that already match are skipped. Settings and credentials\n"
+      "as the AWS CLI reads them (AWS_* variables, ~/.aws/credentials and config, AWS_PROFILE).");
+  upload->add_option("dir", flags->dir, "Local folder (e.g. an ImageFolder dataset root)")->required();
+  upload->add_option("destination", flags->destination, "s3://BUCKET/PREFIX")->required();
+  upload->add_option("--concurrency", flags->options.concurrency, "Objects uploaded at once")
+      ->capture_default_str();
+  upload->add_flag("--quiet", flags->options.quiet, "No progress bar");
+  upload->callback([flags, &context] {
+    if (flags->options.concurrency < 1 || flags->options.concurrency > 256) {
+      throw Error(invalid_argument("--concurrency must be 1 to 256, got {}", flags->options.concurrency));
+    }
+    const auto destination = value_or_throw(s3::parse_s3_uri(flags->destination));
+    const auto client = value_or_throw(s3::make_s3_client(s3::S3Options{}));
+    const auto summary =
+        value_or_throw(data::upload_tree(*client, flags->dir, destination, flags->options));
+    std::cout << fmt::format("{} files: {} uploaded ({} bytes), {} already there with the same SHA-256\n",
+                             summary.files, summary.uploaded, summary.bytes_uploaded, summary.skipped);
   });
 }
 
@@ -162,9 +212,10 @@ void register_synth(CLI::App& data, CommandContext& context) {
 }  // namespace
 
 void register_data_commands(CLI::App& app, CommandContext& context) {
-  auto* data = app.add_subcommand("data", "Dataset tools: check, import, synth");
+  auto* data = app.add_subcommand("data", "Dataset tools: check, upload, import, synth");
   data->require_subcommand(1);
   register_check(*data, context);
+  register_upload(*data, context);
   register_import(*data, context);
   register_synth(*data, context);
 }

@@ -11,6 +11,7 @@
 #include "kennel/dist/launcher.h"
 #include "kennel/job/train_spec.h"
 #include "kennel/job/training_job.h"
+#include "kennel/s3/addressing.h"
 #include "kennel/store/layout.h"
 
 namespace kennel::cli {
@@ -27,6 +28,7 @@ struct TrainFlags {
   bool quiet = false;
   bool json_output = false;
   std::string parent;
+  std::string output;
   dist::LaunchOptions launch;
   bool no_gradient_overlap = false;
   bool sync_batchnorm = false;
@@ -80,6 +82,10 @@ void register_train_command(CLI::App& app, CommandContext& context) {
   train->add_option("--spec", flags->spec_file, "Spec file (YAML or JSON) with any of the keys below");
   train->add_option("--resume", flags->resume, "Continue a Stopped or Failed job from its last checkpoint");
   train->add_option("--set", flags->sets, "key=value for any spec key (repeatable)");
+  train->add_option("--output", flags->output,
+                    "s3://BUCKET/PREFIX: also store the job's spec, checkpoints (as written), model and records "
+                    "under PREFIX/NAME/, each set committed by a manifest; with --resume, continue a job from "
+                    "there in a home that has never seen it");
   train->add_flag("--quiet", flags->quiet, "No progress or metric lines on stdout");
   train->add_flag("--json", flags->json_output, "Print the job's outcome as JSON");
   train->add_option("--parent", flags->parent, "The tuning job this run is a trial of (set by `kennel tune`)")
@@ -99,6 +105,12 @@ void register_train_command(CLI::App& app, CommandContext& context) {
     options.store = context.global.store_location();
     options.quiet = flags->quiet || flags->json_output;
     options.parent = flags->parent;
+    options.output = flags->output;
+    if (!options.output.empty() && !s3::is_s3_uri(options.output)) {
+      throw Error(invalid_argument("--output '{}' is not an S3 location: give s3://BUCKET/PREFIX (the job "
+                                   "directory is always in the Kennel home)",
+                                   options.output));
+    }
     options.dist_timeout_seconds = flags->launch.timeout_seconds;
     options.dist_interface = flags->launch.interface;
     options.gradient_overlap = !flags->no_gradient_overlap;

@@ -74,7 +74,7 @@ train::FeatureSet features_of(const PreparedJob& prepared, const InputOptions& o
   // "imagenet" keeps the ids that caches written before `normalize` existed had.
   const std::string transform_id = fmt::format("resize={} crop={} mean/std={} layout=rgb", spec.resize,
                                                spec.input_size, prepared.normalize_id);
-  const std::string dataset_id = train::dataset_content_hash(split.samples, spec.data);
+  const std::string dataset_id = train::dataset_content_hash(split.samples, prepared.data_root, prepared.data_identities);
   const std::string key = train::feature_cache_key(spec.arch, prepared.weights_id, dataset_id, transform_id);
   std::optional<train::FeatureSet> cached = cache.load(key, split.name);
   if (options.group != nullptr) {
@@ -102,6 +102,8 @@ train::FeatureSet features_of(const PreparedJob& prepared, const InputOptions& o
     return *cached;
   }
   auto set = backbone_features(prepared, options, split, channels_last, {});
+  spdlog::info("features of {} ({} images): computed, stored in the feature cache ({})", split.name,
+               set.labels.size(0), key);
   Status stored = cache.store(key, split.name, set);
   if (!stored.ok()) spdlog::warn("could not store features in the cache: {}", stored.message());
   return set;

@@ -5,9 +5,13 @@
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
+#include <spdlog/spdlog.h>
+
+#include "kennel/data/s3_sync.h"
 #include "kennel/models/model_dir.h"
 #include "kennel/models/weight_file.h"
 #include "kennel/train/feature_cache.h"
+#include "kennel/util/fs.h"
 
 namespace kennel::job {
 
@@ -47,12 +51,31 @@ Status resolve_hook_specs(PreparedJob& prepared) {
   return Status::ok_status();
 }
 
+// The local folder of the dataset: spec.data itself, or an s3:// prefix synced into the home's cache.
+Status locate_dataset(PreparedJob& prepared, const std::filesystem::path& home, bool quiet) {
+  if (!s3::is_s3_uri(prepared.spec.data)) {
+    prepared.data_root = prepared.spec.data;
+    return Status::ok_status();
+  }
+  data::S3TransferOptions transfer;
+  transfer.quiet = quiet;
+  auto synced = data::sync_s3_folder(prepared.spec.data, store::HomeLayout(home).s3_cache(),
+                                     data::SyncedKind::kDataset, transfer);
+  if (!synced.ok()) return synced.status().with_context("spec key 'data'");
+  spdlog::info("dataset {}: {} objects, {} downloaded ({} bytes), local copy in {}", prepared.spec.data,
+               synced->identities.size(), synced->downloaded, synced->bytes_downloaded,
+               path_text(synced->root));
+  prepared.data_root = synced->root;
+  prepared.data_identities = std::move(synced->identities);
+  return Status::ok_status();
+}
+
 Status scan_dataset(PreparedJob& prepared) {
   const TrainSpec& spec = prepared.spec;
   data::ScanOptions scan;
   scan.valid_fraction = spec.valid_ratio;
   scan.seed = spec.seed;
-  auto index = data::scan_image_folder(spec.data, scan);
+  auto index = data::scan_image_folder(prepared.data_root.string(), scan);
   if (!index.ok()) return index.status().with_context("spec key 'data'");
   prepared.index = std::move(index).value();
   const auto& classes = prepared.index.classes;
@@ -133,7 +156,8 @@ Status build_model(PreparedJob& prepared) {
 
 }  // namespace
 
-Result<PreparedJob> prepare_training_job(const TrainSpec& requested) {
+Result<PreparedJob> prepare_training_job(const TrainSpec& requested, const std::filesystem::path& home,
+                                         bool quiet) {
   auto resolved = resolve_train_spec(requested);
   if (!resolved.ok()) return resolved.status();
   PreparedJob prepared;
@@ -141,6 +165,7 @@ Result<PreparedJob> prepare_training_job(const TrainSpec& requested) {
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   prepared.spec = std::move(resolved).value();
   KENNEL_RETURN_IF_ERROR(resolve_hook_specs(prepared));
+  KENNEL_RETURN_IF_ERROR(locate_dataset(prepared, home, quiet));
   KENNEL_RETURN_IF_ERROR(scan_dataset(prepared));
   try {
     prepared.device = resolve_device(prepared.spec.device);

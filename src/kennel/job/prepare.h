@@ -5,6 +5,8 @@
 // Thread-safety: values; one prepare per thread.
 #pragma once
 
+#include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,6 +25,12 @@ namespace kennel::job {
 struct PreparedJob {
   TrainSpec spec;  // resolved: every default filled
   data::DatasetIndex index;
+  // Where the images are: spec.data, or the local copy of an s3:// dataset.
+  std::filesystem::path data_root;
+  // For an s3:// dataset: each file's object identity (relative path ->
+  // "s3://bucket/key etag=... size=..."), so the feature-cache key needs no
+  // reading of the images. Empty for a local dataset.
+  std::map<std::string, std::string> data_identities;
   models::Classifier classifier{nullptr};
   std::string weights_id;             // content hash of the pretrained file, or random-init:<seed>
   std::vector<std::string> notices;   // what loading the weights dropped or changed
@@ -35,7 +43,9 @@ struct PreparedJob {
   bool keras_compat = false;          // the pretrained backbone came from Keras
 };
 
-// Errors name the spec key, file or value and what to do.
-Result<PreparedJob> prepare_training_job(const TrainSpec& requested);
+// Errors name the spec key, file or value and what to do. An s3:// dataset is
+// synced into `home`'s S3 cache first (data/s3_sync.h); `quiet` hides its progress bar.
+Result<PreparedJob> prepare_training_job(const TrainSpec& requested, const std::filesystem::path& home,
+                                         bool quiet = false);
 
 }  // namespace kennel::job

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
 
+#include "kennel/s3/addressing.h"
 #include "kennel/util/fs.h"
 
 namespace kennel::job {
@@ -314,7 +315,11 @@ Status validate_job_name(const std::string& name, const std::string& what) {
 Result<TrainSpec> resolve_train_spec(TrainSpec spec) {
   if (spec.data.empty()) return invalid_argument("spec key 'data' is required: the dataset root folder");
   std::error_code error;
-  if (!std::filesystem::is_directory(spec.data, error)) {
+  if (s3::is_s3_uri(spec.data)) {
+    // Synced into the home's cache when the job is prepared (prepare.h).
+    auto location = s3::parse_s3_uri(spec.data);
+    if (!location.ok()) return location.status().with_context("spec key 'data'");
+  } else if (!std::filesystem::is_directory(spec.data, error)) {
     return not_found("spec key 'data': dataset folder '{}' does not exist", spec.data);
   }
   if (spec.name.empty()) {

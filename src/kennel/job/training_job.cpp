@@ -6,8 +6,6 @@
 #include "kennel/job/training_job.h"
 
 #include <chrono>
-#include <condition_variable>
-#include <thread>
 
 #include <ATen/Parallel.h>
 #include <spdlog/spdlog.h>
@@ -17,9 +15,11 @@
 #include "kennel/dist/sync_batchnorm.h"
 #include "kennel/job/distributed.h"
 #include "kennel/job/export.h"
+#include "kennel/job/heartbeat.h"
 #include "kennel/job/hooks.h"
 #include "kennel/job/inputs.h"
 #include "kennel/job/prepare.h"
+#include "kennel/job/s3_output.h"
 #include "kennel/models/batch_norm.h"
 #include "kennel/train/checkpoint.h"
 #include "kennel/train/metrics_logger.h"
@@ -43,42 +43,6 @@ class StopOnSignal : public train::TrainerCallback {
       trainer.request_stop("stopped by " + StopSignalScope::name(signal_number));
     }
   }
-};
-
-// Beats the registry every few seconds from its own thread (feature extraction
-// and long steps must not look like a dead job).
-class HeartbeatThread {
- public:
-  HeartbeatThread(store::StoreLocation location, std::string name)
-      : location_(std::move(location)), name_(std::move(name)) {
-    thread_ = std::thread([this] { run(); });
-  }
-  ~HeartbeatThread() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
-  }
-  HeartbeatThread(const HeartbeatThread&) = delete;
-  HeartbeatThread& operator=(const HeartbeatThread&) = delete;
-
- private:
-  void run() {
-    auto registry = store::open_store(location_);  // its own connection: one per thread
-    if (!registry.ok()) return;
-    std::unique_lock lock(mutex_);
-    while (!wake_.wait_for(lock, std::chrono::seconds(5), [&] { return stopping_; })) {
-      (void)(*registry)->heartbeat(name_);
-    }
-  }
-  store::StoreLocation location_;
-  std::string name_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stopping_ = false;
-  std::thread thread_;
 };
 
 json final_metrics_from(const train::TrainOutcome& outcome, const std::optional<train::EvalMetrics>& test) {
@@ -183,6 +147,7 @@ struct RunContext {
   bool resume;
   int previous_world_size;  // of the run a resume continues
   bool gradient_overlap;
+  const S3JobOutput* output;  // --output s3://...; null without one
 };
 
 void record_artifacts(const RunContext& run, const json& artifacts) {
@@ -253,6 +218,7 @@ TrainJobResult run_job(const RunContext& run) {
   if (leader) {
     trainer.add_callback(logger);
     trainer.add_callback(std::make_shared<train::Checkpointer>(run.paths.checkpoints()));
+    if (run.output != nullptr) trainer.add_callback(run.output->checkpoint_uploader(run.paths));
     hooks->attach(trainer);
   }
 
@@ -366,6 +332,18 @@ Result<TrainJobResult> execute(const PreparedJob& prepared, const TrainJobOption
   if (group != nullptr) created = group->agree("create the job", created);
   if (!created.ok()) return created;
 
+  std::shared_ptr<S3JobOutput> output;
+  if (!options.output.empty() && registry != nullptr) {
+    auto opened = S3JobOutput::open(options.output, spec.name);
+    Status stored = opened.ok() ? (*opened)->upload_spec(home.job(spec.name)) : opened.status();
+    if (!stored.ok()) {
+      (void)registry->set_status(spec.name, store::JobStatus::kFailed, stored.message());
+      return stored;
+    }
+    output = std::move(*opened);
+    spdlog::info("outputs also go to {}", output->job_uri());
+  }
+
   StopSignalScope signals;
   std::optional<HeartbeatThread> heartbeat;
   if (registry != nullptr) heartbeat.emplace(registry_location(options), spec.name);
@@ -377,7 +355,8 @@ Result<TrainJobResult> execute(const PreparedJob& prepared, const TrainJobOption
                        .quiet = options.quiet || (group != nullptr && !group->leader()),
                        .resume = resume,
                        .previous_world_size = previous_world_size,
-                       .gradient_overlap = options.gradient_overlap};
+                       .gradient_overlap = options.gradient_overlap,
+                       .output = output.get()};
   TrainJobResult result;
   result.name = spec.name;
   result.job_dir = run.paths.dir;
@@ -395,11 +374,57 @@ Result<TrainJobResult> execute(const PreparedJob& prepared, const TrainJobOption
     result.status = store::JobStatus::kFailed;
     result.reason = error.what();
   }
+  if (output) {
+    Status uploaded = output->upload_final(run.paths);
+    if (!uploaded.ok() && result.status == store::JobStatus::kCompleted) {
+      result.status = store::JobStatus::kFailed;
+      result.reason = fmt::format("the job completed, but its outputs did not reach {}: {}", output->job_uri(),
+                                  uploaded.message());
+    } else if (!uploaded.ok()) {
+      spdlog::warn("the job's records did not reach {}: {}", output->job_uri(), uploaded.message());
+    } else {
+      spdlog::info("outputs committed to {}", output->job_uri());
+    }
+  }
   if (registry != nullptr) {
     (void)registry->set_final_metrics(spec.name, result.final_metrics.dump());
     KENNEL_RETURN_IF_ERROR(registry->set_status(spec.name, result.status, result.reason));
   }
   return result;
+}
+
+// A job this home has never seen, rebuilt from its --output in S3: its spec,
+// a registry row (Stopped) and directory, and the last committed checkpoint.
+Status restore_from_output(const std::string& name, const TrainJobOptions& options, store::JobRegistry& registry) {
+  auto output = S3JobOutput::open(options.output, name);
+  if (!output.ok()) return output.status();
+  auto spec_text = (*output)->read_spec();
+  if (!spec_text.ok()) return spec_text.status();
+  json spec_json;
+  try {
+    spec_json = json::parse(*spec_text);
+  } catch (const std::exception& error) {
+    return Status(ErrorCode::kDataLoss,
+                  fmt::format("{}spec.json is not JSON: {}", (*output)->job_uri(), error.what()));
+  }
+  TrainSpec spec;
+  KENNEL_RETURN_IF_ERROR(apply_spec_json(spec, spec_json, (*output)->job_uri() + "spec.json"));
+  if (spec.name != name) {
+    return failed_precondition("{}spec.json is the spec of job '{}', not '{}'", (*output)->job_uri(), spec.name, name);
+  }
+  spdlog::info("job '{}' is not in this home: restoring it from {}", name, (*output)->job_uri());
+  auto prepared = prepare_training_job(spec, options.home, options.quiet);
+  if (!prepared.ok()) return prepared.status();
+  KENNEL_RETURN_IF_ERROR(create_job(*prepared, options, registry, nullptr));
+  const store::HomeLayout home(options.home);
+  // The stored record, not a re-serialisation: it may say how a data-parallel run went.
+  KENNEL_RETURN_IF_ERROR(write_file_atomic(home.job(name).spec(), spec_json.dump(2) + "\n"));
+  Status restored = (*output)->restore_checkpoints(home.job(name), home.s3_cache());
+  if (!restored.ok()) {
+    if (restored.code() != ErrorCode::kNotFound) return restored;
+    spdlog::info("no committed checkpoint in {}: the job starts from the beginning", (*output)->job_uri());
+  }
+  return registry.set_status(name, store::JobStatus::kStopped, "restored from " + (*output)->job_uri());
 }
 
 // The world size a job's spec.json says it ran with (1 when it ran alone).
@@ -517,9 +542,9 @@ Result<TrainJobResult> run_as_rank(const dist::RankEnvironment& rank, const Trai
   } else {
     leaders = *spec;
   }
-  auto prepared = mine.ok() ? prepare_training_job(leaders) : Result<PreparedJob>(mine);
+  auto prepared = mine.ok() ? prepare_training_job(leaders, options.home, options.quiet) : Result<PreparedJob>(mine);
   if (prepared.ok()) {
-    const std::string fingerprint = dataset_fingerprint(prepared->index, prepared->spec.data);
+    const std::string fingerprint = dataset_fingerprint(prepared->index, prepared->data_root.string());
     const std::string leader_fingerprint = group.from_leader(fingerprint);
     if (fingerprint != leader_fingerprint) {
       mine = failed_precondition("rank {} sees another dataset than rank 0 under '{}' (files, classes or sizes "
@@ -550,7 +575,7 @@ Result<TrainJobResult> run_training_job(const TrainSpec& spec, const TrainJobOpt
   auto rank = dist::detect_rank_environment(dist::process_environment());
   if (!rank.ok()) return rank.status();
   if (rank->has_value()) return run_as_rank(**rank, &spec, "", options);
-  auto prepared = prepare_training_job(spec);
+  auto prepared = prepare_training_job(spec, options.home, options.quiet);
   if (!prepared.ok()) return prepared.status();
   auto registry = open_registry(options);
   if (!registry.ok()) return registry.status();
@@ -570,10 +595,13 @@ Result<TrainJobResult> resume_training_job(const std::string& name, const TrainJ
   const store::HomeLayout home(options.home);
   auto registry = open_registry(options);
   if (!registry.ok()) return registry.status();
+  if (!options.output.empty() && (*registry)->get_job(name).status().code() == ErrorCode::kNotFound) {
+    KENNEL_RETURN_IF_ERROR(restore_from_output(name, options, **registry));
+  }
   int previous_world_size = 1;
   auto spec = resumable_spec(name, home, **registry, 1, previous_world_size);
   if (!spec.ok()) return spec.status();
-  auto prepared = prepare_training_job(*spec);
+  auto prepared = prepare_training_job(*spec, options.home, options.quiet);
   if (!prepared.ok()) return prepared.status();
   TrainJobOptions resumed = options;
   if (auto job = (*registry)->get_job(name); job.ok()) resumed.parent = job->parent;

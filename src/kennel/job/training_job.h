@@ -32,6 +32,9 @@ struct TrainJobOptions {
   bool gradient_overlap = true;      // allreduce buckets during backward (off only to measure what it saves)
   // Where the job's registry row goes (`--store`); kEmbedded: the home's own kennel.db.
   store::StoreLocation store;
+  // `--output s3://BUCKET/PREFIX`: the job's spec, checkpoints, model and records
+  // also go to PREFIX/NAME/ (job/s3_output.h); empty = the job directory only.
+  std::string output;
 };
 
 struct TrainJobResult {
@@ -51,6 +54,9 @@ struct TrainJobResult {
 // (dist/rank_environment.h), every rank calls this; rank 0 owns the job.
 Result<TrainJobResult> run_training_job(const TrainSpec& spec, const TrainJobOptions& options);
 // Continues a Stopped or Failed job from its last checkpoint with its saved spec.
+// With options.output in S3 and a home that has never seen the job, its spec
+// and last committed checkpoint come from there (kNotFound naming the URI when
+// the job never wrote there).
 Result<TrainJobResult> resume_training_job(const std::string& name, const TrainJobOptions& options);
 
 }  // namespace kennel::job

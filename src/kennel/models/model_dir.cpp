@@ -7,6 +7,9 @@
 #include <nlohmann/json.hpp>
 #include <torch/version.h>
 
+#include <spdlog/spdlog.h>
+
+#include "kennel/data/s3_sync.h"
 #include "kennel/models/weight_file.h"
 #include "kennel/store/layout.h"
 #include "kennel/util/fs.h"
@@ -182,6 +185,21 @@ std::vector<PretrainedEntry> list_pretrained_weights() {
 Result<std::filesystem::path> resolve_model_dir(const std::string& model, const std::filesystem::path& home) {
   namespace fs = std::filesystem;
   std::error_code error;
+  if (s3::is_s3_uri(model)) {
+    // A model directory in S3 (a job's --output s3://.../NAME/model/): its committed files, synced.
+    data::S3TransferOptions transfer;
+    transfer.quiet = true;
+    auto synced = data::sync_s3_folder(model, store::HomeLayout(home).s3_cache(), data::SyncedKind::kModel,
+                                       transfer);
+    if (!synced.ok()) return synced.status().with_context(fmt::format("loading the model {}", model));
+    if (synced->downloaded > 0) {
+      spdlog::info("model {}: {} files downloaded ({} bytes) into {}", model, synced->downloaded,
+                   synced->bytes_downloaded, synced->root.string());
+    }
+    if (fs::exists(synced->root / "model.json", error)) return synced->root;
+    if (fs::exists(synced->root / "model" / "model.json", error)) return synced->root / "model";
+    return not_found("{} holds no model.json: point at a model directory (a job's .../NAME/model/)", model);
+  }
   if (fs::is_directory(model, error)) {
     if (fs::exists(fs::path(model) / "model.json", error)) return fs::path(model);
     if (fs::exists(fs::path(model) / "model" / "model.json", error)) return fs::path(model) / "model";

@@ -56,6 +56,8 @@ Result<LoadedModel> load_model_dir(const std::filesystem::path& dir);
 
 // A model directory (with model.json), a folder holding model/, or the name of
 // a completed job under `home` -> the model directory. kNotFound naming both.
+// An s3://BUCKET/PREFIX/ model directory is synced into home's S3 cache (only
+// the files its manifest commits, data/s3_sync.h) and the local copy returned.
 Result<std::filesystem::path> resolve_model_dir(const std::string& model, const std::filesystem::path& home);
 
 // Where pretrained weights live: $KENNEL_WEIGHTS_DIR, else ~/.cache/kennel/weights.

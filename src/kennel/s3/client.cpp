@@ -127,7 +127,8 @@ Result<HttpResponse> S3Client::send(const S3Request& request, BodySink* sink) co
     bool retryable = false;
     Status failure;
     if (!exchange.completed()) {
-      retryable = is_retryable_transport_error(exchange.transport_error);
+      retryable = exchange.refused_connection.empty() &&
+                  is_retryable_transport_error(exchange.transport_error);
       failure = status_for_transport_error(exchange, request, config_, attempts);
     } else {
       const HttpResponse& response = exchange.response;

@@ -1,5 +1,7 @@
 // The libcurl HttpTransport (transport.h).
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -57,7 +59,32 @@ struct Exchange {
   bool headers_announced = false;
   HttpExchange result;
   std::string read_error;
+  const ConnectionCheck* connection_check = nullptr;
 };
+
+// libcurl calls this for every connection it opens, after DNS.
+curl_socket_t open_checked_socket(void* user, curlsocktype /*purpose*/, curl_sockaddr* address) {
+  auto* exchange = static_cast<Exchange*>(user);
+  const unsigned char* bytes = nullptr;
+  if (address->family == AF_INET) {
+    bytes = reinterpret_cast<const unsigned char*>(
+        &reinterpret_cast<const sockaddr_in*>(&address->addr)->sin_addr);
+  } else if (address->family == AF_INET6) {
+    bytes = reinterpret_cast<const unsigned char*>(
+        &reinterpret_cast<const sockaddr_in6*>(&address->addr)->sin6_addr);
+  } else {
+    exchange->result.refused_connection = "not an IP address";
+    return CURL_SOCKET_BAD;
+  }
+  std::string refusal = (*exchange->connection_check)(address->family, bytes);
+  if (!refusal.empty()) {
+    if (exchange->result.refused_connection.empty()) {
+      exchange->result.refused_connection = std::move(refusal);
+    }
+    return CURL_SOCKET_BAD;
+  }
+  return ::socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+}
 
 size_t on_header(char* data, size_t size, size_t count, void* user) {
   auto* exchange = static_cast<Exchange*>(user);
@@ -190,6 +217,11 @@ class CurlTransport final : public HttpTransport {
     curl_easy_setopt(curl, CURLOPT_HEADERDATA, &exchange);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &on_body);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &exchange);
+    if (options_.connection_check) {
+      exchange.connection_check = &options_.connection_check;
+      curl_easy_setopt(curl, CURLOPT_OPENSOCKETFUNCTION, &open_checked_socket);
+      curl_easy_setopt(curl, CURLOPT_OPENSOCKETDATA, &exchange);
+    }
 
     if (request.method == "HEAD") {
       curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
@@ -211,9 +243,11 @@ class CurlTransport final : public HttpTransport {
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &exchange.result.response.status);
     if (code != CURLE_OK) {
       exchange.result.transport_error = static_cast<int>(code);
-      exchange.result.transport_message = !exchange.read_error.empty() ? exchange.read_error
-                                          : error_buffer[0]            ? error_buffer.data()
-                                                                       : curl_easy_strerror(code);
+      exchange.result.transport_message =
+          !exchange.result.refused_connection.empty() ? exchange.result.refused_connection
+          : !exchange.read_error.empty()              ? exchange.read_error
+          : error_buffer[0]                           ? error_buffer.data()
+                                                      : curl_easy_strerror(code);
     } else if (sink && is_success(exchange.result.response.status) && !exchange.headers_announced) {
       // An empty 2xx body: the sink still hears about the response.
       exchange.headers_announced = true;

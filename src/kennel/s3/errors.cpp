@@ -166,6 +166,12 @@ Status status_for_transport_error(const HttpExchange& exchange, const S3Request&
   const std::string subject = request_subject(request);
   const std::string endpoint = config.endpoint.text();
   const std::string tried = attempts_text(attempts);
+  if (!exchange.refused_connection.empty()) {
+    return Status(ErrorCode::kPermissionDenied,
+                  fmt::format("{} {}: the connection to {} (from {}) was refused: {}",
+                              request.operation, subject, endpoint, config.endpoint_source,
+                              exchange.refused_connection));
+  }
   switch (exchange.transport_error) {
     case 28:  // CURLE_OPERATION_TIMEDOUT
       return Status(ErrorCode::kDeadlineExceeded,

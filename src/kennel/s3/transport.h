@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -69,6 +70,9 @@ struct HttpExchange {
   int transport_error = 0;
   std::string transport_message;
   bool sink_refused = false;  // the sink returned false
+  // Why TransportOptions::connection_check refused the address (transport_error
+  // is then 7); a refusal is final, never retried.
+  std::string refused_connection;
   HttpResponse response;      // status 0 when nothing arrived
 
   bool completed() const { return transport_error == 0; }
@@ -82,6 +86,12 @@ class HttpTransport {
   virtual HttpExchange perform(const HttpRequest& request, BodySink* sink) = 0;
 };
 
+// Decides about every connection before its socket exists (after DNS, so the
+// address is the one really connected to): "" allows it, anything else is the
+// reason it is refused. `family` is AF_INET or AF_INET6 and `address` points at
+// the 4 or 16 bytes of the address in network order.
+using ConnectionCheck = std::function<std::string(int family, const unsigned char* address)>;
+
 struct TransportOptions {
   double connect_timeout_seconds = 10;
   // The whole exchange; 0 = no limit (a large object takes as long as it takes:
@@ -90,6 +100,8 @@ struct TransportOptions {
   // Abort (curl error 28, retried) when fewer than 1 byte/s flows this long.
   double stall_timeout_seconds = 60;
   std::string ca_bundle;  // PEM file; empty = the system's CA store
+  // Empty: every address is allowed. serve/ puts its SSRF address policy here.
+  ConnectionCheck connection_check;
 };
 
 // The libcurl transport. kInternal when libcurl cannot be initialised.

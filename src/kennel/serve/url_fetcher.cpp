@@ -16,6 +16,7 @@
 #include <string_view>
 #include <system_error>
 
+#include "kennel/serve/detail/s3_fetch.h"
 #include "kennel/util/fs.h"
 
 namespace kennel::serve {
@@ -107,34 +108,6 @@ std::optional<std::string> percent_decode(std::string_view text) {
   return out;
 }
 
-// RFC 3986 unreserved characters pass; everything else is %XX, which is also
-// exactly the encoding SigV4 expects in the canonical path for S3.
-std::string encode_path_segment(std::string_view segment) {
-  std::string out;
-  for (const char c : segment) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (std::isalnum(byte) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += c;
-    } else {
-      out += fmt::format("%{:02X}", byte);
-    }
-  }
-  return out;
-}
-
-std::string encode_s3_key(std::string_view key) {
-  std::string out;
-  size_t start = 0;
-  while (true) {
-    const size_t slash = key.find('/', start);
-    out += encode_path_segment(key.substr(start, slash - start));
-    if (slash == std::string_view::npos) break;
-    out += '/';
-    start = slash + 1;
-  }
-  return out;
-}
-
 bool is_region_name(std::string_view region) {
   for (const char c : region) {
     const auto byte = static_cast<unsigned char>(c);
@@ -150,37 +123,14 @@ bool is_http_url(std::string_view url) {
   return scheme == "http" || scheme == "https";
 }
 
-std::string env(const char* name) {
-  const char* value = std::getenv(name);
-  return value ? value : "";
-}
-
-// A short summary of an S3 XML error body ("NoSuchKey: The specified key does not exist.").
-std::string s3_error_summary(const std::string& body) {
-  auto element = [&](const std::string& name) -> std::string {
-    const size_t open = body.find("<" + name + ">");
-    if (open == std::string::npos) return "";
-    const size_t start = open + name.size() + 2;
-    const size_t close = body.find("</" + name + ">", start);
-    if (close == std::string::npos) return "";
-    return body.substr(start, std::min<size_t>(close - start, 200));
-  };
-  const std::string code = element("Code");
-  const std::string message = element("Message");
-  if (code.empty()) return "";
-  return message.empty() ? code : code + ": " + message;
-}
-
 // ---- one libcurl transfer ----------------------------------------------------
 
-// Error bodies are kept only this far (enough for an S3 error document); the
-// rest is not downloaded.
+// Error bodies are kept only this far; the rest is not downloaded.
 constexpr size_t kErrorBodyLimit = 8 << 10;
 
 struct Transfer {
   CURL* curl = nullptr;
   const AddressPolicy* policy = nullptr;
-  bool operator_endpoint = false;  // the operator's S3 endpoint: see url_fetcher.h
   uint64_t max_bytes = 0;
   std::string body;
   bool too_large = false;
@@ -233,7 +183,7 @@ curl_socket_t open_checked_socket(void* user, curlsocktype /*purpose*/, curl_soc
   } else {
     return CURL_SOCKET_BAD;  // only IP sockets are expected; anything else is refused
   }
-  if (auto refusal = transfer->policy->refusal(ip, transfer->operator_endpoint)) {
+  if (auto refusal = transfer->policy->refusal(ip)) {
     if (transfer->refused_address.empty()) {
       transfer->refused_address = ip.to_string();
       transfer->refusal = std::move(refusal);
@@ -264,18 +214,12 @@ struct CurlHandle {
   }
 };
 
-// What differs between a plain http(s) fetch and a signed S3 one.
+// One http(s) fetch.
 struct RequestSpec {
   std::string url;        // what libcurl fetches
   std::string shown_url;  // what messages name
   bool follow_redirects = true;
   UrlFetcher::Clock::time_point deadline = UrlFetcher::Clock::time_point::max();
-  bool operator_endpoint = false;  // the S3 endpoint from the operator's configuration
-  bool s3 = false;
-  std::string s3_region;
-  std::string access_key_id;
-  std::string secret_access_key;
-  std::string session_token;
 };
 
 // ---- the fetcher -------------------------------------------------------------
@@ -283,7 +227,7 @@ struct RequestSpec {
 class CurlUrlFetcher final : public UrlFetcher {
  public:
   CurlUrlFetcher(FetchOptions options, AddressPolicy policy)
-      : options_(std::move(options)), policy_(std::move(policy)) {
+      : options_(std::move(options)), policy_(std::move(policy)), s3_(options_, policy_) {
     curl_slist* list = nullptr;
     for (const std::string& pin : options_.pinned_hosts) list = curl_slist_append(list, pin.c_str());
     pinned_hosts_.reset(list);
@@ -305,7 +249,7 @@ class CurlUrlFetcher final : public UrlFetcher {
       spec.deadline = deadline;
       return perform(spec);
     }
-    if (scheme == "s3") return fetch_s3(url, shown, deadline);
+    if (scheme == "s3") return s3_.fetch(url, shown, deadline);
     if (scheme == "file") return fetch_file(url, shown);
     return invalid_argument(
         "{}: unsupported URL scheme '{}' (Kennel fetches http, https, s3, file)", shown, scheme);
@@ -367,82 +311,6 @@ class CurlUrlFetcher final : public UrlFetcher {
     return true;
   }
 
-  Result<std::string> fetch_s3(const std::string& url, const std::string& shown,
-                               Clock::time_point deadline) const {
-    const std::string rest = url.substr(url.find("://") + 3);
-    const size_t slash = rest.find('/');
-    if (slash == std::string::npos || slash == 0 || slash + 1 == rest.size()) {
-      return invalid_argument("{}: an S3 URL is s3://BUCKET/KEY", shown);
-    }
-    const std::string bucket = rest.substr(0, slash);
-    const std::string key = rest.substr(slash + 1);
-    bool dns_compatible = true;
-    for (const char c : bucket) {
-      const auto byte = static_cast<unsigned char>(c);
-      if (!std::isalnum(byte) && c != '.' && c != '-' && c != '_') {
-        return invalid_argument("{}: '{}' is not an S3 bucket name", shown, bucket);
-      }
-      if (std::isupper(byte) || c == '.' || c == '_') dns_compatible = false;
-    }
-
-    RequestSpec spec;
-    spec.shown_url = shown;
-    spec.deadline = deadline;
-    spec.s3 = true;
-    // An S3 redirect means a wrong region or endpoint; following it would send
-    // the security-token header to another host, so it is reported instead.
-    spec.follow_redirects = false;
-    spec.access_key_id = env("AWS_ACCESS_KEY_ID");
-    spec.secret_access_key = env("AWS_SECRET_ACCESS_KEY");
-    spec.session_token = env("AWS_SESSION_TOKEN");
-    if (spec.access_key_id.empty() || spec.secret_access_key.empty()) {
-      return failed_precondition(
-          "{}: no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and "
-          "AWS_SESSION_TOKEN for temporary credentials)",
-          shown);
-    }
-
-    spec.s3_region = options_.s3_region;
-    const char* region_source = "s3_region";
-    for (const char* name : {"AWS_REGION", "AWS_DEFAULT_REGION"}) {
-      if (!spec.s3_region.empty()) break;
-      spec.s3_region = env(name);
-      region_source = name;
-    }
-    if (spec.s3_region.empty()) spec.s3_region = "us-east-1";
-    if (!is_region_name(spec.s3_region)) {
-      return failed_precondition("{}: {} '{}' is not an AWS region name (e.g. eu-west-1)", shown,
-                                 region_source, spec.s3_region);
-    }
-
-    std::string endpoint = options_.s3_endpoint;
-    const char* endpoint_source = "s3_endpoint";
-    for (const char* name : {"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"}) {
-      if (!endpoint.empty()) break;
-      endpoint = env(name);
-      endpoint_source = name;
-    }
-    const std::string encoded_key = encode_s3_key(key);
-    if (!endpoint.empty()) {
-      if (!is_http_url(endpoint)) {
-        return failed_precondition("{}: {} '{}' is not an http:// or https:// URL", shown,
-                                   endpoint_source, display_url(endpoint));
-      }
-      while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
-      spec.url = endpoint + "/" + bucket + "/" + encoded_key;
-      // The operator named this host; the client chose only bucket and key.
-      spec.operator_endpoint = true;
-    } else if (dns_compatible) {
-      spec.url =
-          fmt::format("https://{}.s3.{}.amazonaws.com/{}", bucket, spec.s3_region, encoded_key);
-    } else {
-      // Dots break the TLS wildcard certificate of virtual-host names.
-      spec.url =
-          fmt::format("https://s3.{}.amazonaws.com/{}/{}", spec.s3_region, bucket, encoded_key);
-    }
-    return perform(spec);
-  }
-
   Result<std::string> perform(const RequestSpec& spec) const {
     // The caller's deadline shortens the transfer's own limits, never lengthens them.
     double total_seconds = options_.total_timeout_seconds;
@@ -464,7 +332,6 @@ class CurlUrlFetcher final : public UrlFetcher {
     Transfer transfer;
     transfer.curl = curl;
     transfer.policy = &policy_;
-    transfer.operator_endpoint = spec.operator_endpoint;
     transfer.max_bytes = static_cast<uint64_t>(options_.max_bytes);
     std::array<char, CURL_ERROR_SIZE> error_buffer{};
 
@@ -496,26 +363,6 @@ class CurlUrlFetcher final : public UrlFetcher {
     // enforces the cap for bodies without one.
     set(CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(options_.max_bytes));
     set(CURLOPT_USERAGENT, "kennel");
-    std::string aws_sigv4;
-    std::string token_header;
-    if (spec.s3) {
-      aws_sigv4 = "aws:amz:" + spec.s3_region + ":s3";
-      set(CURLOPT_AWS_SIGV4, aws_sigv4.c_str());
-      // Separate options rather than CURLOPT_USERPWD: a ':' in a key cannot split it wrongly.
-      set(CURLOPT_USERNAME, spec.access_key_id.c_str());
-      set(CURLOPT_PASSWORD, spec.secret_access_key.c_str());
-      // S3 wants the payload hash on every SigV4 request; a GET's payload is empty.
-      handle.headers = curl_slist_append(
-          handle.headers,
-          "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-      if (!spec.session_token.empty()) {
-        token_header = "x-amz-security-token: " + spec.session_token;
-        handle.headers = curl_slist_append(handle.headers, token_header.c_str());
-      }
-      // Keys may hold '.' or '..' segments; they name objects, not directories.
-      set(CURLOPT_PATH_AS_IS, 1L);
-      set(CURLOPT_HTTPHEADER, handle.headers);
-    }
     if (setup != CURLE_OK) {
       return internal_error("configuring libcurl for {}: {}", spec.shown_url,
                             curl_easy_strerror(setup));
@@ -529,7 +376,7 @@ class CurlUrlFetcher final : public UrlFetcher {
     const bool http_error = (result == CURLE_OK && !is_success(http_status)) ||
                             (result == CURLE_WRITE_ERROR && transfer.error_body_cut) ||
                             (result == CURLE_FILESIZE_EXCEEDED && http_status >= 400);
-    if (http_error) return http_failure(spec, http_status, transfer.body);
+    if (http_error) return http_failure(spec, http_status);
     if (result == CURLE_FILESIZE_EXCEEDED || (result == CURLE_WRITE_ERROR && transfer.too_large)) {
       return Status(ErrorCode::kResourceExhausted,
                     fmt::format("{}: the body is larger than the limit of {} bytes", spec.shown_url,
@@ -572,21 +419,10 @@ class CurlUrlFetcher final : public UrlFetcher {
                   fmt::format("{}{}: connection to {} denied: {}", spec.shown_url, hop, address, how));
   }
 
-  Status http_failure(const RequestSpec& spec, long http_status, const std::string& body) const {
-    std::string detail;
-    if (spec.s3) {
-      const std::string summary = s3_error_summary(body);
-      if (!summary.empty()) detail = " (" + summary + ")";
-      if (http_status >= 300 && http_status < 400) {
-        detail += fmt::format(
-            "; S3 redirects when the region is wrong: set s3_region or "
-            "AWS_REGION (now {})",
-            spec.s3_region);
-      }
-    }
+  Status http_failure(const RequestSpec& spec, long http_status) const {
     const ErrorCode code = http_status == 404 ? ErrorCode::kNotFound : ErrorCode::kUpstreamFailed;
-    return Status(code, fmt::format("{}: the server answered HTTP {}{}", spec.shown_url,
-                                    http_status, detail));
+    return Status(code,
+                  fmt::format("{}: the server answered HTTP {}", spec.shown_url, http_status));
   }
 
   Status curl_failure(const RequestSpec& spec, CURLcode result, long redirects,
@@ -621,6 +457,7 @@ class CurlUrlFetcher final : public UrlFetcher {
 
   const FetchOptions options_;
   const AddressPolicy policy_;
+  detail::S3Fetch s3_;
   // CURLOPT_RESOLVE's list, built once from options_.pinned_hosts; libcurl only reads it.
   std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> pinned_hosts_{nullptr,
                                                                              &curl_slist_free_all};

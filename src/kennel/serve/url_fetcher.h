@@ -18,15 +18,17 @@
 // not denied_networks. A client chooses only the bucket and key of an
 // s3:// URL, never the host, and S3 redirects are not followed.
 //
-// s3://bucket/key is signed with AWS SigV4 (libcurl's CURLOPT_AWS_SIGV4) from
-// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY [/ AWS_SESSION_TOKEN] and
-// AWS_REGION (or AWS_DEFAULT_REGION, else us-east-1); s3_endpoint (or
-// AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL) points it at an S3-compatible store
-// with path-style addressing (`<endpoint>/<bucket>/<key>`).
+// s3://bucket/key goes through Kennel's S3 layer (detail/s3_fetch.h,
+// s3/client.h): signed by its SigV4 signer with the credential chain of
+// s3/config.h (AWS_* variables, ~/.aws/credentials and config, profiles),
+// retried on throttling and resets. s3_endpoint / s3_region / ca_bundle, when
+// set, win over that chain's endpoint, region and CA bundle.
 //
 // Errors (Status codes; the server maps them to HTTP through status.h):
 //   kInvalidArgument   malformed URL, unsupported scheme, file:// without a root
-//   kPermissionDenied  the address is denied, or a file:// path escapes the root
+//   kFailedPrecondition s3:// without credentials or with an unusable profile
+//   kPermissionDenied  the address is denied, a file:// path escapes the root, S3 refused
+//                      the credentials (AccessDenied, SignatureDoesNotMatch)
 //   kNotFound          file:// file missing, or HTTP 404 from upstream
 //   kResourceExhausted the body is larger than max_bytes
 //   kUpstreamFailed    DNS failure, connection refused, TLS error, HTTP >= 400,

@@ -8,6 +8,7 @@
 //   <home>/jobs/<name>/                   one training job (JobPaths)
 //   <home>/tuning/<name>/                 one tuning study (StudyPaths)
 //   <home>/cache/features/                feature caches shared by jobs
+//   <home>/cache/s3/                      objects synced from S3 (S3CachePaths)
 //
 // What is inside debug/ and profile/ belongs to the debugger and the profiler;
 // what is inside model/ belongs to models/model_dir. Values only; no I/O.
@@ -50,6 +51,24 @@ struct StudyPaths {
   }
 };
 
+// Objects synced from S3 (data/s3_dataset.h): each object version is stored
+// once under objects/, named by a hash of (bucket, key, ETag); a dataset is a
+// view of hard links to them under datasets/, named by a hash of its URI; a
+// model directory is a view under models/ the same way.
+struct S3CachePaths {
+  std::filesystem::path dir;
+
+  std::filesystem::path objects() const { return dir / "objects"; }  // inside: data/s3_sync.h's
+  std::filesystem::path datasets() const { return dir / "datasets"; }
+  std::filesystem::path dataset(const std::string& id) const { return datasets() / id; }
+  std::filesystem::path models() const { return dir / "models"; }
+  std::filesystem::path model(const std::string& id) const { return models() / id; }
+  // Held while a view is being brought up to date (concurrent trials share one).
+  std::filesystem::path view_lock(const std::filesystem::path& view) const {
+    return view.parent_path() / (view.filename().string() + ".lock");
+  }
+};
+
 class HomeLayout {
  public:
   explicit HomeLayout(std::filesystem::path home) : home_(std::move(home)) {}
@@ -59,6 +78,7 @@ class HomeLayout {
   std::filesystem::path jobs() const { return home_ / "jobs"; }
   std::filesystem::path studies() const { return home_ / "tuning"; }
   std::filesystem::path feature_cache() const { return home_ / "cache" / "features"; }
+  S3CachePaths s3_cache() const { return {home_ / "cache" / "s3"}; }
 
   JobPaths job(const std::string& name) const { return {jobs() / name}; }
   StudyPaths study(const std::string& name) const { return {studies() / name}; }

@@ -18,9 +18,17 @@ namespace kennel::train {
 
 namespace fs = std::filesystem;
 
-std::string dataset_content_hash(const std::vector<data::ImageSample>& samples, const fs::path& root) {
+std::string dataset_content_hash(const std::vector<data::ImageSample>& samples, const fs::path& root,
+                                 const std::map<std::string, std::string>& identities) {
   std::vector<std::string> file_hashes(samples.size());
   parallel_for(samples.size(), 0, [&](size_t i) {
+    if (!identities.empty()) {
+      const auto known = identities.find(fs::path(samples[i].path).lexically_relative(root).generic_string());
+      if (known != identities.end()) {
+        file_hashes[i] = "object " + known->second;
+        return;
+      }
+    }
     auto bytes = read_file_bytes(samples[i].path);
     file_hashes[i] = bytes.ok() ? sha256_hex(bytes->data(), bytes->size()) : "unreadable";
   });

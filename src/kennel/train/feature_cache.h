@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,8 +36,12 @@ struct FeatureSet {
 };
 
 // SHA-256 over (relative path, label, content hash) of every sample, in order.
+// A file named in `identities` (relative path -> an identity that changes with
+// the content, such as an S3 object's key and ETag) is not read: its identity
+// stands for its content hash.
 std::string dataset_content_hash(const std::vector<data::ImageSample>& samples,
-                                 const std::filesystem::path& root);
+                                 const std::filesystem::path& root,
+                                 const std::map<std::string, std::string>& identities = {});
 // SHA-256 of a file's bytes (weights); "random-init:<seed>" style ids pass through unchanged.
 Result<std::string> file_content_hash(const std::filesystem::path& path);
 

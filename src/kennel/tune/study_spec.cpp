@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "kennel/job/train_spec.h"
+#include "kennel/s3/addressing.h"
 #include "kennel/util/json_value.h"
 
 namespace kennel::tune {
@@ -433,7 +434,7 @@ Result<StudySpec> resolve_study_spec(StudySpec spec) {
       return invalid_argument("no dataset: give --data DIR (or `training: {{data: DIR}}` in the spec)");
     }
     // Trials and the best spec must find the data from any working directory.
-    if (spec.training["data"].is_string()) {
+    if (spec.training["data"].is_string() && !s3::is_s3_uri(spec.training["data"].get<std::string>())) {
       std::error_code error;
       const auto absolute = std::filesystem::absolute(spec.training["data"].get<std::string>(), error);
       if (!error) spec.training["data"] = absolute.lexically_normal().string();

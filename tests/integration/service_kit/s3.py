@@ -140,7 +140,11 @@ def s3_server(region: str = "us-east-1", access_key: str = None, secret_key: str
             ["node", str(ROOT / "scripts" / "s3rver" / "serve.js"), str(modules),
              str(root / "data"), "127.0.0.1", "0"],
             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-            env={**os.environ, "S3RVER_ACCESS_KEY": access_key, "S3RVER_SECRET_KEY": secret_key})
+            env={**os.environ, "S3RVER_ACCESS_KEY": access_key, "S3RVER_SECRET_KEY": secret_key,
+                 # s3rver 3.7 makes continuation tokens with a hash OpenSSL 3 keeps in its
+                 # legacy provider: without it every truncated listing is a 500.
+                 "NODE_OPTIONS": (os.environ.get("NODE_OPTIONS", "") +
+                                  " --openssl-legacy-provider").strip()})
         cleanup.add(stop_process, server)
         line = server.stdout.readline()  # s3rver prints its port once it listens
         try:

@@ -151,6 +151,29 @@ TEST_F(CurlTransportTest, GetKeepsTheBodyAndLowerCasesHeaders) {
   EXPECT_EQ(seen.headers.count("accept"), 0u);  // nothing unsigned that S3 might look at
 }
 
+TEST_F(CurlTransportTest, AConnectionCheckSeesTheAddressAndCanRefuseIt) {
+  std::vector<std::string> asked;
+  TransportOptions options;
+  options.connection_check = [&asked](int family, const unsigned char* address) {
+    asked.push_back(family == AF_INET ? fmt::format("{}.{}.{}.{}", address[0], address[1], address[2], address[3])
+                                      : "v6");
+    return std::string("loopback is not for you");
+  };
+  auto refusing = make_curl_transport(options).value();
+  const HttpExchange exchange = refusing->perform(request("GET", "/obj"), nullptr);
+  EXPECT_FALSE(exchange.completed());
+  EXPECT_EQ(exchange.transport_error, 7);  // CURLE_COULDNT_CONNECT
+  EXPECT_EQ(exchange.refused_connection, "loopback is not for you");
+  EXPECT_EQ(exchange.transport_message, "loopback is not for you");
+  EXPECT_EQ(asked, std::vector<std::string>{"127.0.0.1"});
+  EXPECT_TRUE(server_.seen().empty());
+
+  options.connection_check = [](int, const unsigned char*) { return std::string(); };
+  const HttpExchange allowed = make_curl_transport(options).value()->perform(request("GET", "/obj"), nullptr);
+  ASSERT_TRUE(allowed.completed()) << allowed.transport_message;
+  EXPECT_EQ(allowed.response.body, "hello");
+}
+
 TEST_F(CurlTransportTest, ASinkGetsTheHeadersOnceThenTheBody) {
   CollectingSink sink;
   const HttpExchange exchange = transport_->perform(request("GET", "/obj"), &sink);

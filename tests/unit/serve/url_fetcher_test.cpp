@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -783,6 +784,28 @@ TEST_F(UrlFetcherS3, MissingKeyIsNotFoundWithS3sReason) {
   EXPECT_EQ(result.status().code(), ErrorCode::kNotFound);
   EXPECT_NE(result.status().message().find("NoSuchKey"), std::string::npos)
       << result.status().message();
+}
+
+TEST_F(UrlFetcherS3, CredentialsComeFromTheSameChainAsEveryS3Use) {
+  // No key in the environment: the profile's, from the shared credentials file.
+  TempDir dir;
+  {
+    std::ofstream out(dir / "credentials");
+    out << "[ml]\naws_access_key_id = AKIDPROFILE\n"
+           "aws_secret_access_key = profile/secret+KEY\n";
+  }
+  env_.set("AWS_ACCESS_KEY_ID", std::nullopt);
+  env_.set("AWS_SECRET_ACCESS_KEY", std::nullopt);
+  env_.set("AWS_SHARED_CREDENTIALS_FILE", (dir / "credentials").string());
+  env_.set("AWS_CONFIG_FILE", (dir / "no-config").string());
+  env_.set("AWS_PROFILE", "ml");
+  auto body = make_fetcher(options_)->fetch("s3://bucket/some/key.jpg");
+  ASSERT_TRUE(body.ok()) << body.status().to_string();
+  const auto requests = server_.s3_requests();
+  ASSERT_EQ(requests.size(), 1u);
+  const std::string authorization = requests[0].headers.find("authorization")->second;
+  EXPECT_NE(authorization.find("Credential=AKIDPROFILE/"), std::string::npos) << authorization;
+  EXPECT_EQ(field(authorization, "Signature"), expected_signature(requests[0], "profile/secret+KEY", "eu-west-2"));
 }
 
 TEST_F(UrlFetcherS3, MissingCredentialsSayWhatToSet) {

@@ -1,0 +1,225 @@
+"""S3 as a first-class store, black-box: the real `kennel` binary against s3rver behind the
+SigV4-verifying proxy (services.py `s3`), with boto3 as the independent client.
+
+Datasets are tiny (32 px, resnet18 without pretrained weights, a few steps) so each test
+stays quick on 2 cores.
+"""
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from test_serve import READY, invoke
+
+FAST = ["--arch", "resnet18", "--pretrained", "none", "--input-size", 32, "--resize", 36,
+        "--threads", 2]
+COMPUTED_KEY = re.compile(r"features of train \(\d+ images\): computed, stored in the feature cache \((\w+)\)")
+REUSED_KEY = re.compile(r"features of train \(\d+ images\): reused from the feature cache \((\w+)\)")
+
+
+class S3Kennel:
+    """`kennel` with the store's AWS_* settings, in a home of its own."""
+
+    def __init__(self, binary, home, s3):
+        self.binary, self.home, self.s3 = binary, home, s3
+
+    def env(self):
+        return dict(os.environ, KENNEL_HOME=str(self.home), **self.s3.env())
+
+    def run(self, *args, check=None, timeout=300):
+        result = subprocess.run([str(self.binary), *map(str, args)], capture_output=True, text=True,
+                                errors="replace", env=self.env(), timeout=timeout)
+        if check is not None and result.returncode != check:
+            raise AssertionError(f"kennel {' '.join(map(str, args))} exited {result.returncode}, "
+                                 f"expected {check}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+        return result
+
+    def json(self, *args, check=0, timeout=300):
+        return json.loads(self.run(*args, "--json", check=check, timeout=timeout).stdout)
+
+
+def synth(kennel_bin, root, classes=2, per_class=8, size="32x32", valid=0.25, seed=5):
+    subprocess.run([str(kennel_bin), "data", "synth", "--out", str(root), "--classes", str(classes),
+                    "--per-class", str(per_class), "--size", size, "--valid-ratio", str(valid),
+                    "--test-ratio", "0", "--seed", str(seed)],
+                   check=True, capture_output=True, env=dict(os.environ, KENNEL_HOME=str(root.parent / "h")))
+    return root
+
+
+def object_gets(s3, bucket):
+    """GETs of objects (not listings, not manifests) the store answered."""
+    return [r for r in s3.requests if r.method == "GET" and r.bucket == bucket and r.key
+            and not r.key.endswith("kennel-manifest.json")]
+
+
+def local_files(root):
+    return sorted(p for p in Path(root).rglob("*") if p.is_file() and p.name != "planted.json")
+
+
+def test_upload_train_second_run_downloads_nothing_and_a_changed_object_changes_the_key(
+        kennel_bin, tmp_path, s3):
+    data = synth(kennel_bin, tmp_path / "data", classes=2, per_class=8)
+    bucket = s3.make_bucket("kennel-datasets")
+    kennel = S3Kennel(kennel_bin, tmp_path / "home", s3)
+
+    # Upload: every file arrives byte for byte, with its SHA-256 in the metadata (read by boto3).
+    out = kennel.run("data", "upload", data, f"s3://{bucket}/dogs", "--quiet", check=0).stdout
+    files = local_files(data)
+    assert f"{len(files)} files: {len(files)} uploaded" in out, out
+    client = s3.boto3_client()
+    for path in files:
+        key = "dogs/" + path.relative_to(data).as_posix()
+        got = client.get_object(Bucket=bucket, Key=key)
+        body = got["Body"].read()
+        assert body == path.read_bytes(), key
+        assert got["Metadata"]["sha256"] == hashlib.sha256(body).hexdigest(), key
+    # Again: everything matches, nothing is sent.
+    s3.clear_requests()
+    out = kennel.run("data", "upload", data, f"s3://{bucket}/dogs", "--quiet", check=0).stdout
+    assert f"0 uploaded (0 bytes), {len(files)} already there" in out, out
+    assert not [r for r in s3.requests if r.method == "PUT"]
+
+    common = ["train", "--data", f"s3://{bucket}/dogs", "--freeze", "backbone", "--epochs", 1,
+              "--batch-size", 4, "--log-level", "info", "--quiet", *FAST]
+    first = kennel.run(*common, "--name", "s3-1", check=0)
+    first_key = COMPUTED_KEY.search(first.stderr + first.stdout).group(1)
+    assert len(object_gets(s3, bucket)) == len(files)
+
+    # A second run lists the bucket, downloads nothing and reuses the cached features.
+    s3.clear_requests()
+    second = kennel.run(*common, "--name", "s3-2", check=0)
+    assert object_gets(s3, bucket) == []
+    assert any(r.method == "GET" and "list-type" in r.query for r in s3.requests)
+    assert REUSED_KEY.search(second.stderr + second.stdout).group(1) == first_key
+
+    # One object changes (boto3 writes another image under its key): only it is fetched again,
+    # and the features get another key.
+    changed = files[0]
+    other = next(p for p in files if p.suffix == changed.suffix and p.read_bytes() != changed.read_bytes())
+    changed_key = "dogs/" + changed.relative_to(data).as_posix()
+    client.put_object(Bucket=bucket, Key=changed_key, Body=other.read_bytes())
+    s3.clear_requests()
+    third = kennel.run(*common, "--name", "s3-3", check=0)
+    assert [r.key for r in object_gets(s3, bucket)] == [changed_key]
+    third_key = COMPUTED_KEY.search(third.stderr + third.stdout).group(1)
+    assert third_key != first_key
+    # The cache never holds a partial download.
+    assert not list((kennel.home / "cache").rglob("*.part"))
+
+
+def test_listing_over_several_pages_and_data_check(kennel_bin, tmp_path, s3):
+    # 2 x 520 images: more than one page of 1,000 keys.
+    data = synth(kennel_bin, tmp_path / "data", classes=2, per_class=520, size="24x24", valid=0.0)
+    count = len(local_files(data))
+    assert count > 1000
+    bucket = s3.make_bucket("kennel-pages")
+    kennel = S3Kennel(kennel_bin, tmp_path / "home", s3)
+    kennel.run("data", "upload", data, f"s3://{bucket}/many/", "--quiet", "--concurrency", 16, check=0)
+    assert sum(page.get("KeyCount", 0) for page in
+               s3.boto3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket)) == count
+
+    s3.clear_requests()
+    report = kennel.json("data", "check", f"s3://{bucket}/many", "--no-decode")
+    listings = [r for r in s3.requests if r.method == "GET" and "list-type" in r.query]
+    assert len(listings) >= 2 and any("continuation-token" in r.query for r in listings), listings
+    assert len(object_gets(s3, bucket)) == count
+    assert report["usable"] is True
+
+
+def test_missing_bucket_and_prefix_are_named(kennel_bin, tmp_path, s3):
+    kennel = S3Kennel(kennel_bin, tmp_path / "home", s3)
+    result = kennel.run("data", "check", "s3://no-such-bucket/data")
+    assert result.returncode != 0
+    assert "no-such-bucket" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and "terminate" not in result.stderr
+
+    bucket = s3.make_bucket("kennel-empty")
+    result = kennel.run("train", "--data", f"s3://{bucket}/nothing-here", "--name", "x", *FAST)
+    assert result.returncode == 2, result.stderr  # not found: a usage error
+    assert f"s3://{bucket}/nothing-here/" in result.stderr, result.stderr
+
+    image = tmp_path / "none.jpg"
+    image.write_bytes(b"x")
+    result = kennel.run("predict", "--model", f"s3://{bucket}/no/model/", "--image", image)
+    assert result.returncode != 0
+    assert f"s3://{bucket}/no/model/" in result.stderr, result.stderr
+
+
+def wait_for_steps(home, name, steps, timeout=180):
+    path = home / "jobs" / name / "metrics.jsonl"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.exists() and sum(1 for line in path.read_text().splitlines()
+                                 if line.strip() and json.loads(line)["type"] == "step") >= steps:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"job {name} made no progress in {timeout}s")
+
+
+def test_resume_from_s3_checkpoints_in_an_empty_home_then_serve_from_s3(kennel_bin, tmp_path, s3):
+    data = synth(kennel_bin, tmp_path / "data", classes=2, per_class=16)
+    bucket = s3.make_bucket("kennel-runs")
+    first_home = S3Kennel(kennel_bin, tmp_path / "home-1", s3)
+    first_home.run("data", "upload", data, f"s3://{bucket}/data", "--quiet", check=0)
+    output = f"s3://{bucket}/out"
+    train = [str(kennel_bin), "train", "--data", f"s3://{bucket}/data", "--name", "spot",
+             "--freeze", "none", "--epochs", 3, "--batch-size", 4, "--seed", 3, "--output", output,
+             "--quiet", *map(str, FAST)]
+    process = subprocess.Popen(train, env=first_home.env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    wait_for_steps(first_home.home, "spot", 10)  # inside the second epoch: one checkpoint committed
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1, stderr
+    client = s3.boto3_client()
+    manifest = json.loads(client.get_object(Bucket=bucket, Key="out/spot/checkpoints/kennel-manifest.json")
+                          ["Body"].read())
+    for name, entry in manifest["files"].items():
+        body = client.get_object(Bucket=bucket, Key=f"out/spot/checkpoints/{name}")["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == entry["sha256"], name
+    assert client.get_object(Bucket=bucket, Key="out/spot/spec.json")["Body"].read()
+
+    # Another machine: an empty home, only the S3 location.
+    second_home = S3Kennel(kennel_bin, tmp_path / "home-2", s3)
+    resumed = second_home.json("train", "--resume", "spot", "--output", output, "--quiet", timeout=600)
+    assert resumed["status"] == "Completed", resumed
+    steps_per_epoch = 2 * 16 // 4
+    assert resumed["final_metrics"]["step"] == 3 * steps_per_epoch
+    # It continued from the checkpoint: this home's metrics begin after the first epoch.
+    records = [json.loads(line) for line in
+               (second_home.home / "jobs" / "spot" / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    assert min(r["step"] for r in records if r["type"] == "step") > steps_per_epoch
+    model_manifest = json.loads(client.get_object(Bucket=bucket, Key="out/spot/model/kennel-manifest.json")
+                                ["Body"].read())
+    assert "model.json" in model_manifest["files"] and "model.safetensors" in model_manifest["files"]
+
+    # A third home serves the model straight from S3, and answers {"url": "s3://..."}.
+    image = local_files(data)[0]
+    client.put_object(Bucket=bucket, Key="inbox/dog.jpg", Body=image.read_bytes())
+    third_home = tmp_path / "home-3"
+    env = dict(os.environ, KENNEL_HOME=str(third_home), **s3.env())
+    log_path = tmp_path / "serve.out"
+    with open(log_path, "wb") as out:
+        server = subprocess.Popen([str(kennel_bin), "serve", f"{output}/spot/model/", "--port", "0"],
+                                  env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (match := READY.search(log_path.read_text(errors="replace"))):
+            assert server.poll() is None and time.time() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        port = int(match.group(2))
+        response = invoke(port, {"url": f"s3://{bucket}/inbox/dog.jpg"}, "application/json")
+        assert response.status == 200, response
+        local = invoke(port, image.read_bytes(), "image/jpeg" if image.suffix == ".jpg" else "image/png")
+        assert response.json() == local.json()
+        missing = invoke(port, {"url": f"s3://{bucket}/inbox/cat.jpg"}, "application/json")
+        assert missing.status == 404 and "inbox/cat.jpg" in missing.json()["detail"], missing
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
