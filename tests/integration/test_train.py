@@ -122,6 +122,29 @@ def test_frozen_backbone_reuses_the_feature_cache(kennel, synth):
                        "--threads", 2, "--quiet", check=0)
     assert "reused from the feature cache" not in third.stdout + third.stderr
 
+    # `kennel cache list|prune` (issue 16): two keys (two transforms) x three splits; each entry says
+    # what it was computed from.
+    entries = kennel.json("cache", "list")
+    assert len(entries) == 6, entries
+    for entry in entries:
+        assert not entry["outdated"] and entry["bytes"] > 0 and len(entry["splits"]) == 1
+        identity = entry["identity"]
+        assert identity["arch"] == "resnet18" and identity["device"] == "cpu" and identity["precision"] == "fp32"
+        assert identity["decode_version"] >= 1 and identity["backbone_version"] >= 1
+    assert "6 entries" in kennel.run("cache", "list", check=0).stdout
+    # An entry left by another code version is never hit again: prune removes it, and only it.
+    stale = Path(entries[0]["dir"])
+    identity = json.loads((stale / "identity.json").read_text())
+    identity["decode_version"] -= 1
+    (stale / "identity.json").write_text(json.dumps(identity))
+    dry = kennel.json("cache", "prune", "--dry-run")
+    assert [r["key"] for r in dry["removed"]] == [entries[0]["key"]] and stale.exists()
+    pruned = kennel.json("cache", "prune")
+    assert [r["key"] for r in pruned["removed"]] == [entries[0]["key"]] and pruned["kept"] == 5
+    assert not stale.exists()
+    assert kennel.json("cache", "prune", "--all")["kept"] == 0
+    assert kennel.json("cache", "list") == []
+
 
 def start_training(kennel, synth, name, epochs=30, extra=()):
     env = dict(os.environ, KENNEL_HOME=str(kennel.home))
