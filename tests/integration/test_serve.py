@@ -710,7 +710,7 @@ def test_transform_failures_are_error_lines_and_exit_1(setup, folder, tmp_path):
     errors = {Path(line["input"]).name: line for line in lines if "error" in line}
     assert set(errors) == {"zz_garbage.jpg", "empty.png"}, errors
     for line in errors.values():
-        assert set(line) == {"input", "error"} and line["error"], line
+        assert set(line) == {"input", "error", "attempts"} and line["error"] and line["attempts"] == 1, line
     for line in lines:
         if "error" not in line:
             assert_prediction_line(line, setup.classes)
@@ -721,6 +721,7 @@ def test_transform_resume_drops_a_partial_line(setup, folder, full_run, tmp_path
     full = Path(full_run[0]).read_text().splitlines(keepends=True)
     out = tmp_path / "preds.jsonl"
     out.write_text("".join(full[:3]) + full[3][:len(full[3]) // 2])
+    shutil.copy(str(full_run[0]) + ".run.json", str(out) + ".run.json")  # the same model and top_k made it
     result = run_transform(setup, folder, "--out", out, "--top-k", 2)
     assert result.returncode == 0, result
     assert "36 inputs: 33 predicted, 0 failed, 3 already done" in result.stdout, result.stdout
@@ -735,7 +736,7 @@ def test_transform_resume_drops_a_partial_line(setup, folder, full_run, tmp_path
         assert line["index"] == expected[line["input"]]["index"]
         assert line["probability"] == pytest.approx(expected[line["input"]]["probability"], abs=1e-6)
     # A third run has nothing left to do.
-    again = run_transform(setup, folder, "--out", out)
+    again = run_transform(setup, folder, "--out", out, "--top-k", 2)
     assert "0 predicted, 0 failed, 36 already done" in again.stdout
     assert len(out.read_text().splitlines()) == 36
 
@@ -802,6 +803,78 @@ def test_transform_killed_mid_run_resumes_without_duplicates(setup, folder, tmp_
     inputs = [line["input"] for line in read_jsonl(out)]
     assert len(inputs) == len(set(inputs)) == 150
     assert sorted(inputs) == sorted(str(p) for p in big.iterdir())
+
+
+def test_transform_rerun_retries_failed_inputs_up_to_max_attempts(setup, folder, tmp_path):
+    """Issue 16: a re-run tries failed inputs again (their error line is replaced), until --max-attempts."""
+    images = tmp_path / "images"
+    images.mkdir()
+    sources = sorted(folder.rglob("*.jpg"))
+    for i, source in enumerate(sources[:3]):
+        shutil.copy(source, images / f"ok_{i}.jpg")
+    (images / "fixed_later.jpg").write_bytes(b"not yet an image" * 4)
+    (images / "always_broken.jpg").write_bytes(b"never an image" * 4)
+    out = tmp_path / "preds.jsonl"
+
+    def run_and_read():
+        result = run_transform(setup, images, "--out", out, "--max-attempts", 2)
+        lines = read_jsonl(out)
+        inputs = [line["input"] for line in lines]
+        assert len(inputs) == len(set(inputs)) == 5, inputs  # one line per input, always
+        return result, {Path(line["input"]).name: line for line in lines}
+
+    first, lines = run_and_read()
+    assert first.returncode == 1
+    assert lines["fixed_later.jpg"]["attempts"] == 1 and lines["always_broken.jpg"]["attempts"] == 1
+
+    shutil.copy(sources[3], images / "fixed_later.jpg")
+    second, lines = run_and_read()
+    assert "1 predicted, 1 failed, 3 already done earlier, 2 retried" in second.stdout, second.stdout
+    assert "error" not in lines["fixed_later.jpg"]
+    assert_prediction_line(lines["fixed_later.jpg"], setup.classes)
+    assert lines["always_broken.jpg"]["attempts"] == 2
+
+    third, lines = run_and_read()  # out of attempts: left as it is
+    assert third.returncode == 0
+    assert "0 predicted, 0 failed, 5 already done earlier, 0 retried" in third.stdout, third.stdout
+    assert lines["always_broken.jpg"]["attempts"] == 2
+
+
+def test_transform_resume_with_another_model_or_top_k_is_refused(setup, folder, tmp_path):
+    """Issue 16: the output records the model and top_k it was made with; a resume with others is refused."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, source in enumerate(sorted(folder.rglob("*.jpg"))[:2]):
+        shutil.copy(source, images / f"{i}.jpg")
+    out = tmp_path / "preds.jsonl"
+    assert run_transform(setup, images, "--out", out, "--top-k", 2).returncode == 0
+    record = json.loads(Path(str(out) + ".run.json").read_text())
+    assert record["top_k"] == 2 and len(record["model_sha256"]) == 64
+    before = out.read_text()
+
+    other_model = tmp_path / "other-model"
+    shutil.copytree(setup.kennel.home / "jobs" / "m" / "model", other_model)
+    info = json.loads((other_model / "model.json").read_text())
+    info["classes"] = list(reversed(info["classes"]))  # another model: its labels differ
+    (other_model / "model.json").write_text(json.dumps(info))
+    (images / "2.jpg").write_bytes((images / "0.jpg").read_bytes())  # something left to do
+    refused = setup.kennel.run("transform", other_model, images, "--out", out, "--top-k", 2, "--quiet",
+                               check=None, timeout=120)
+    assert refused.returncode != 0
+    assert "another model" in refused.stderr and "--out" in refused.stderr, refused.stderr
+    other_k = run_transform(setup, images, "--out", out, "--top-k", 3)
+    assert other_k.returncode != 0
+    assert "--top-k 2" in other_k.stderr, other_k.stderr
+    assert out.read_text() == before  # nothing was appended by a refused run
+
+    # An output without its record cannot be told apart: refused too, with what to do.
+    Path(str(out) + ".run.json").unlink()
+    unknown = run_transform(setup, images, "--out", out, "--top-k", 2)
+    assert unknown.returncode != 0 and "no readable record" in unknown.stderr, unknown.stderr
+    # The same model and top_k resume.
+    Path(str(out) + ".run.json").write_text(json.dumps(record))
+    resumed = run_transform(setup, images, "--out", out, "--top-k", 2)
+    assert resumed.returncode == 0 and "1 predicted, 0 failed, 2 already done" in resumed.stdout, resumed.stdout
 
 
 # ---- 8. a bounded soak ----------------------------------------------------------------------

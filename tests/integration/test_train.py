@@ -122,11 +122,34 @@ def test_frozen_backbone_reuses_the_feature_cache(kennel, synth):
                        "--threads", 2, "--quiet", check=0)
     assert "reused from the feature cache" not in third.stdout + third.stderr
 
+    # `kennel cache list|prune` (issue 16): two keys (two transforms) x three splits; each entry says
+    # what it was computed from.
+    entries = kennel.json("cache", "list")
+    assert len(entries) == 6, entries
+    for entry in entries:
+        assert not entry["outdated"] and entry["bytes"] > 0 and len(entry["splits"]) == 1
+        identity = entry["identity"]
+        assert identity["arch"] == "resnet18" and identity["device"] == "cpu" and identity["precision"] == "fp32"
+        assert identity["decode_version"] >= 1 and identity["backbone_version"] >= 1
+    assert "6 entries" in kennel.run("cache", "list", check=0).stdout
+    # An entry left by another code version is never hit again: prune removes it, and only it.
+    stale = Path(entries[0]["dir"])
+    identity = json.loads((stale / "identity.json").read_text())
+    identity["decode_version"] -= 1
+    (stale / "identity.json").write_text(json.dumps(identity))
+    dry = kennel.json("cache", "prune", "--dry-run")
+    assert [r["key"] for r in dry["removed"]] == [entries[0]["key"]] and stale.exists()
+    pruned = kennel.json("cache", "prune")
+    assert [r["key"] for r in pruned["removed"]] == [entries[0]["key"]] and pruned["kept"] == 5
+    assert not stale.exists()
+    assert kennel.json("cache", "prune", "--all")["kept"] == 0
+    assert kennel.json("cache", "list") == []
 
-def start_training(kennel, synth, name, epochs=30):
+
+def start_training(kennel, synth, name, epochs=30, extra=()):
     env = dict(os.environ, KENNEL_HOME=str(kennel.home))
     args = [str(kennel.binary), "train", "--data", synth, "--name", name, "--freeze", "none",
-            "--epochs", epochs, "--batch-size", 8, "--seed", 3, *FAST]
+            "--epochs", epochs, "--batch-size", 8, "--seed", 3, *FAST, *extra]
     return subprocess.Popen(list(map(str, args)), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -174,22 +197,95 @@ def test_sigterm_checkpoints_stops_and_resume_matches_an_uninterrupted_run(kenne
         assert metrics[key] == pytest.approx(uninterrupted[key], rel=1e-4, abs=1e-5), key
 
 
+def event_steps(events_dir, tag):
+    """The steps of `tag`'s values in a folder of TensorBoard event files (Event.step, Summary.Value.tag)."""
+    from test_debug import read_tfrecords
+
+    def fields(data):
+        offset = 0
+        while offset < len(data):
+            key, offset = varint(data, offset)
+            number, wire = key >> 3, key & 7
+            if wire == 0:
+                value, offset = varint(data, offset)
+            elif wire == 1:
+                value, offset = data[offset:offset + 8], offset + 8
+            elif wire == 5:
+                value, offset = data[offset:offset + 4], offset + 4
+            else:
+                length, offset = varint(data, offset)
+                value, offset = data[offset:offset + length], offset + length
+            yield number, value
+
+    def varint(data, offset):
+        value = shift = 0
+        while True:
+            byte = data[offset]
+            offset += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                return value, offset
+
+    steps = []
+    for path in sorted(Path(events_dir).glob("events.out.tfevents.*")):
+        for payload in read_tfrecords(path):
+            event = dict(fields(payload))
+            summary = event.get(5, b"")
+            tags = [dict(fields(value)).get(1, b"").decode() for number, value in fields(summary) if number == 1]
+            if tag in tags:
+                steps.append(event.get(2, 0))
+    return steps
+
+
 def test_sigkill_leaves_a_readable_checkpoint_and_the_job_resumes(kennel, synth, uninterrupted):
-    process = start_training(kennel, synth, "killed", epochs=3)
-    checkpoints = kennel.home / "jobs" / "killed" / "checkpoints"
+    process = start_training(kennel, synth, "killed", epochs=3, extra=["--debugger", "default"])
+    job_dir = kennel.home / "jobs" / "killed"
+    metrics_path = job_dir / "metrics.jsonl"
+    # Killed in the third epoch, after some of its steps were recorded.
     deadline = time.time() + 120
-    while not (checkpoints / "latest.json").exists() and time.time() < deadline:
+    while time.time() < deadline:
+        records = read_jsonl(metrics_path) if metrics_path.exists() else []
+        if sum(1 for r in records if r["type"] == "step" and r["epoch"] == 2) >= 3:
+            break
         time.sleep(0.1)
-    wait_for_steps(kennel, "killed", 30)
     process.kill()
     process.communicate(timeout=60)
     # The dead process is noticed (same host, pid gone) and shown as Failed.
     job = kennel.json("jobs", "describe", "killed")
     assert job["status"] == "Failed" and job["failure_reason"]
+
+    # Issue 16: the resume continues from an earlier checkpoint than the last record, as after a kill
+    # between an epoch's record and its checkpoint. The two newest checkpoints are kept: go back to
+    # the older one (the first epoch's), as latest.json would still name it after such a kill.
+    checkpoints = job_dir / "checkpoints"
+    older = sorted(checkpoints.glob("checkpoint-*.pt"))
+    assert len(older) == 2, older
+    latest = json.loads((checkpoints / "latest.json").read_text())
+    latest["file"] = older[0].name
+    latest["state"] = {"epoch": 1, "batch": 0, "step": int(older[0].stem.split("-")[1])}
+    (checkpoints / "latest.json").write_text(json.dumps(latest))
+    before = read_jsonl(metrics_path)
+    assert any(r["type"] == "epoch" and r["epoch"] == 1 for r in before)  # will be written again
+
     resumed = kennel.json("train", "--resume", "killed")
     assert resumed["status"] == "Completed"
     assert resumed["final_metrics"]["step"] == uninterrupted["step"]
     assert resumed["final_metrics"]["valid_loss"] == pytest.approx(uninterrupted["valid_loss"], rel=1e-4)
+
+    # Each step and each epoch appears once in every history, in order.
+    records = read_jsonl(metrics_path)
+    steps = [r["step"] for r in records if r["type"] == "step"]
+    assert steps == list(range(1, uninterrupted["step"] + 1))
+    assert [r["epoch"] for r in records if r["type"] == "epoch"] == [0, 1, 2]
+    assert [r["split"] for r in records if r["type"] == "evaluation"] == ["test"]
+    assert sorted(event_steps(job_dir / "events", "train/loss")) == steps
+    assert sorted(event_steps(job_dir / "events", "epoch/train_loss")) == [
+        r["step"] for r in records if r["type"] == "epoch"]
+    debugged = [json.loads(line)["step"] for line in kennel.run(
+        "debug", "tensors", "killed", "--name", "^losses/train_loss$", "--json", check=0).stdout.splitlines()]
+    assert len(debugged) == len(set(debugged)) and debugged, debugged
+    assert sorted(event_steps(job_dir / "debug" / "events", "losses/train_loss")) == sorted(debugged)
 
 
 def test_jobs_stop_stops_a_running_job(kennel, synth):

@@ -293,13 +293,20 @@ max_jobs: 2
 def test_hyperband_runs_kennel_trials_and_explains_its_stops(kennel, tiny):
     outcome = kennel.json("tune", "--name", "hb", "--data", tiny, *FAST, "--epochs", 3,
                           "--param", "lr=1e-5..1e-1:log", "--strategy", "hyperband",
-                          "--max-jobs", 5, "--seed", 3)
+                          "--max-jobs", 7, "--seed", 3)
     assert outcome["status"] == "Completed" and outcome["early_stopping"] == "hyperband"
+    # 3 epochs, eta 3: bracket 0 (trials 0, 2, 4, 6) has a rung at epoch 1 where a trial goes on only while
+    # it is the best there so far; with lr spread over four decades some trial must stop (issue 16: this
+    # test used to pass with none stopped). No stop would need four strictly improving trials in a row.
+    stopped = [t for t in outcome["trials"] if t["status"] == "Stopped"]
+    assert stopped, [(t["status"], t.get("reason")) for t in outcome["trials"]]
+    assert any(t["status"] == "Completed" and t["epochs_run"] == 3 for t in outcome["trials"])
     for trial in outcome["trials"]:
         assert trial["status"] in ("Completed", "Stopped"), trial
         if trial["status"] == "Stopped":
             assert trial["early_stopped"] and "hyperband rule" in trial["reason"]
-            assert trial["epochs_run"] < 3
+            assert "epoch-1 rung of bracket 0" in trial["reason"], trial["reason"]
+            assert trial["epochs_run"] == 1
     tuned_epochs = kennel.run("tune", "--data", tiny, *FAST, "--param", "epochs=2..4",
                               "--strategy", "hyperband", check=2)
     assert "hyperband decides how many epochs" in tuned_epochs.stderr

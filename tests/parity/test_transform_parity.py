@@ -23,15 +23,11 @@ import subprocess
 import numpy as np
 import pytest
 
-try:
-    from PIL import Image
-    from torchvision import transforms
-    from torchvision.transforms import functional as F
-except ImportError as error:  # e.g. a pyenv python3 without torch
-    pytest.skip(
-        f"torchvision/PIL not importable ({error}); run with Debian's /usr/bin/python3",
-        allow_module_level=True,
-    )
+from prerequisites import missing, require_module
+
+Image = require_module("PIL.Image")
+transforms = require_module("torchvision.transforms")
+F = require_module("torchvision.transforms.functional")
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD_DIR = pathlib.Path(os.environ.get("KENNEL_BUILD_DIR", "build"))
@@ -46,10 +42,8 @@ STD = [0.229, 0.224, 0.225]
 TOLERANCE = 1e-6
 ONE_LEVEL = 1.0 / 255.0 / min(STD)
 
-pytestmark = pytest.mark.skipif(
-    not TOOL.exists(),
-    reason=f"{TOOL} not built (BUILD_DIR={BUILD_DIR.name} scripts/build.sh transform_dump)",
-)
+if not TOOL.exists():
+    missing(f"{TOOL} not built (BUILD_DIR={BUILD_DIR.name} scripts/build.sh transform_dump)")
 
 
 def _content(width, height, seed):

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")
-torchvision = pytest.importorskip("torchvision")
+from prerequisites import require_module
+
+torch = require_module("torch")
+torchvision = require_module("torchvision")
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -25,10 +25,14 @@ void register_transform_command(CLI::App& app, CommandContext& context) {
   transform->add_option("model", flags->model, "Model directory or job name")->required();
   transform->add_option("input", flags->input, "Folder of images, or a manifest with one path or URL per line")
       ->required();
-  transform->add_option("--out", flags->out, "Output JSON-lines file (appended to; inputs already there are skipped)")
+  transform->add_option("--out", flags->out, "Output JSON-lines file (appended to; inputs already predicted there are skipped; OUT.run.json records the model)")
       ->required();
   transform->add_option("--top-k", flags->options.top_k, "Classes per image")->capture_default_str();
   transform->add_option("--batch-size", flags->options.batch_size, "Images per model batch")->capture_default_str();
+  transform->add_option("--max-attempts", flags->options.max_attempts,
+                        "Tries per input: a re-run retries failed inputs until each had this many (URL fetches "
+                        "also retry within a run)")
+      ->capture_default_str();
   transform->add_option("--threads", flags->options.predictor.threads, "Model CPU threads (0 = all cores)")
       ->capture_default_str();
   transform->add_option("--allow-file-root", flags->file_root, "Allow file:// URLs in the manifest below this folder");
@@ -46,8 +50,9 @@ void register_transform_command(CLI::App& app, CommandContext& context) {
     flags->options.fetch.ca_bundle = flags->ca_bundle;
     auto summary = serve::run_batch_transform(*model_dir, flags->input, flags->out, flags->options);
     if (!summary.ok()) throw Error(summary.status());
-    std::cout << fmt::format("{} inputs: {} predicted, {} failed, {} already done earlier -> {}\n", summary->total,
-                             summary->ok, summary->failed, summary->already_done, flags->out);
+    std::cout << fmt::format("{} inputs: {} predicted, {} failed, {} already done earlier, {} retried -> {}\n",
+                             summary->total, summary->ok, summary->failed, summary->already_done, summary->retried,
+                             flags->out);
     if (summary->failed > 0) context.exit_code = 1;
   });
 }

@@ -111,8 +111,8 @@ FileReport check_image_file(const fs::path& path, const CheckOptions& options) {
   report.format = image_format_name(header->format);
   report.width = header->width;
   report.height = header->height;
-  const int64_t pixels = header->width * header->height;
-  if (options.max_pixels > 0 && pixels > options.max_pixels) {
+  const uint64_t pixels = header->pixel_count();
+  if (options.max_pixels > 0 && pixels > static_cast<uint64_t>(options.max_pixels)) {
     add(IssueKind::kTooLarge,
         fmt::format("header claims {}x{} = {} pixels, over the limit of {} (not decoded; raise "
                     "--max-pixels if genuine)",

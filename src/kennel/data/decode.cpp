@@ -57,9 +57,7 @@ Result<DecodedImage> decode_image(std::span<const uint8_t> bytes, const DecodeOp
   if (!header) {
     return invalid_argument("not an image: no JPEG, PNG, BMP, WebP or TIFF signature");
   }
-  // PNG and TIFF sizes are 32-bit fields, so width * height can reach ~1.8e19: past
-  // int64_t (signed overflow), but not past uint64_t. Sizes are never negative.
-  const uint64_t pixels = static_cast<uint64_t>(header->width) * static_cast<uint64_t>(header->height);
+  const uint64_t pixels = header->pixel_count();
   if (options.max_pixels > 0 && pixels > static_cast<uint64_t>(options.max_pixels)) {
     return Status(ErrorCode::kResourceExhausted,
                   fmt::format("the header claims {}x{} = {} pixels, over the limit of {} "

@@ -18,6 +18,11 @@
 
 namespace kennel::data {
 
+// Bump when a change to decoding changes the pixels of some image (a new
+// reduced-scale rule, orientation handling, colour conversion): cached
+// features computed from the old pixels are then no longer used.
+inline constexpr int kDecodeVersion = 1;
+
 struct DecodeOptions {
   // Refuse images whose header claims more pixels than this (PIL's default
   // bomb limit is ~89.5 M; a 50000x50000 header is 2.5 G). 0 disables.

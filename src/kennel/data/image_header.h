@@ -27,6 +27,14 @@ struct ImageHeader {
   int exif_orientation = 1;    // 1..8, JPEG only
   bool progressive = false;    // progressive JPEG (no reduced decode speed-up)
 
+  // width x height as the header claims it. PNG and TIFF sizes are 32-bit
+  // fields, so the product can reach ~1.8e19: past int64_t (signed overflow,
+  // which made a 4Gx4G header look small), never past uint64_t.
+  uint64_t pixel_count() const {
+    if (width <= 0 || height <= 0) return 0;
+    return static_cast<uint64_t>(width) * static_cast<uint64_t>(height);
+  }
+
   bool is_grayscale() const {
     return color_model == ColorModel::kGray || color_model == ColorModel::kGrayAlpha;
   }

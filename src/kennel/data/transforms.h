@@ -23,6 +23,10 @@ namespace kennel::data {
 
 using Rng = std::mt19937_64;
 
+// Bump when a change to a transform (resize filter, crop rounding, packing)
+// changes its output for some image: it keys the feature cache.
+inline constexpr int kTransformVersion = 1;
+
 inline constexpr std::array<float, 3> kImageNetMean = {0.485f, 0.456f, 0.406f};
 inline constexpr std::array<float, 3> kImageNetStd = {0.229f, 0.224f, 0.225f};
 

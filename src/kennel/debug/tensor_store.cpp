@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -134,6 +135,61 @@ Status TensorStore::write(const StepRecord& record) {
   std::fputs(index_lines.c_str(), index_);
   std::fflush(index_);
   if (offset_ >= rotation_.bytes || steady_seconds() - opened_at_ >= rotation_.seconds) return rotate();
+  return {};
+}
+
+Status discard_records_after(const fs::path& debug_dir, int64_t steps_done) {
+  const fs::path index_path = debug_dir / "index.jsonl";
+  std::error_code error;
+  if (fs::exists(index_path, error)) {
+    auto text = read_file_text(index_path);
+    if (!text.ok()) return text.status().with_context("discarding the debugger records a resumed job repeats");
+    std::string kept;
+    std::map<std::string, int64_t> kept_end;  // data file -> end of its last kept record
+    size_t start = 0;
+    while (start < text->size()) {
+      const size_t end = text->find('\n', start);
+      if (end == std::string::npos) break;  // a torn last line
+      const std::string_view line(text->data() + start, end - start + 1);
+      start = end + 1;
+      const json item = json::parse(line, nullptr, /*allow_exceptions=*/false);
+      try {
+        if (item.at("step").get<int64_t>() >= steps_done) continue;
+        const std::string file = item.at("file").get<std::string>();
+        const int64_t record_end = item.at("offset").get<int64_t>() + item.at("length").get<int64_t>();
+        kept_end[file] = std::max(kept_end[file], record_end);
+      } catch (const std::exception&) {
+        continue;  // not an index line: read_index skips it too
+      }
+      kept += line;
+    }
+    if (kept.size() != text->size()) KENNEL_RETURN_IF_ERROR(write_file_atomic(index_path, kept));
+    // Data files: what follows the last kept record is superseded (or was never indexed).
+    for (fs::directory_iterator it(debug_dir, error), end; !error && it != end; it.increment(error)) {
+      const std::string name = it->path().filename().string();
+      if (name.rfind("tensors-", 0) != 0 || it->path().extension() != ".jsonl") continue;
+      const auto found = kept_end.find(name);
+      const int64_t keep = found == kept_end.end() ? 0 : found->second;
+      std::error_code inner;
+      const auto size = static_cast<int64_t>(fs::file_size(it->path(), inner));
+      if (inner || size <= keep) continue;
+      if (keep == 0) {
+        fs::remove(it->path(), inner);
+      } else {
+        fs::resize_file(it->path(), static_cast<uintmax_t>(keep), inner);
+      }
+      if (inner) {
+        return Status(ErrorCode::kPermissionDenied,
+                      fmt::format("cannot cut '{}' back to step {}: {}", it->path().string(), steps_done,
+                                  inner.message()));
+      }
+    }
+  }
+  auto dropped = drop_events(debug_dir / "events",
+                             [steps_done](const EventRecord& record) {
+                               return !record.tag.empty() && record.step >= steps_done;  // not the file_version
+                             });
+  if (!dropped.ok()) return dropped.status().with_context("discarding the debugger records a resumed job repeats");
   return {};
 }
 

@@ -67,6 +67,14 @@ struct IndexEntry {
   int64_t offset = 0, length = 0;
 };
 
+// A resumed job continues from a checkpoint taken after `steps_done` steps;
+// the records a killed run wrote for step indices at or past it are
+// superseded by the resumed run's. Removes them from index.jsonl (rewritten
+// atomically), cuts them off the data files (a file left with none goes) and
+// from the event files, so every reader sees each step once. Call before
+// open(). A folder without records is no work. Errors name the file.
+Status discard_records_after(const std::filesystem::path& debug_dir, int64_t steps_done);
+
 // Reads index.jsonl (kNotFound naming the folder when the job recorded nothing).
 Result<std::vector<IndexEntry>> read_index(const std::filesystem::path& debug_dir);
 // One summary, by seeking to its index entry.

@@ -52,30 +52,38 @@ train::FeatureSet backbone_features(const PreparedJob& prepared, const InputOpti
 // Each rank computes its share of the split; all of them are gathered, so N ranks fill the cache N times faster.
 // One process per host stores the entry (the home may be shared between its ranks).
 train::FeatureSet sharded_features(const PreparedJob& prepared, const InputOptions& options, const data::Split& split,
-                                   bool channels_last, const train::FeatureCache& cache, const std::string& key) {
+                                   bool channels_last, const train::FeatureCache& cache,
+                                   const train::FeatureCacheIdentity& identity) {
   JobGroup& group = *options.group;
   const data::Shard shard{group.rank(), group.world_size(), /*pad=*/false};
   train::FeatureSet whole = group.gather_features(backbone_features(prepared, options, split, channels_last, shard));
   spdlog::info("features of {} ({} images): computed by {} ranks, {} each", split.name, whole.labels.size(0),
                group.world_size(), shard.size(static_cast<int64_t>(split.samples.size())));
   if (group.environment().local_rank == 0) {
-    Status stored = cache.store(key, split.name, whole);
+    Status stored = cache.store(identity, split.name, whole);
     if (!stored.ok()) spdlog::warn("could not store features in the cache: {}", stored.message());
   }
   return whole;
 }
 
-// Features are computed once per (arch, weights, dataset content, transform) and shared by jobs.
+// Features are computed once per FeatureCacheIdentity (arch, weights, dataset content, transform,
+// device, precision, layout, code versions) and shared by jobs.
 train::FeatureSet features_of(const PreparedJob& prepared, const InputOptions& options, const data::Split& split,
                               bool channels_last) {
   const TrainSpec& spec = prepared.spec;
   const fs::path cache_dir = options.home.feature_cache();
   const train::FeatureCache cache(cache_dir);
-  // "imagenet" keeps the ids that caches written before `normalize` existed had.
-  const std::string transform_id = fmt::format("resize={} crop={} mean/std={} layout=rgb", spec.resize,
-                                               spec.input_size, prepared.normalize_id);
-  const std::string dataset_id = train::dataset_content_hash(split.samples, prepared.data_root, prepared.data_identities);
-  const std::string key = train::feature_cache_key(spec.arch, prepared.weights_id, dataset_id, transform_id);
+  train::FeatureCacheIdentity identity;
+  identity.arch = spec.arch;
+  identity.weights_id = prepared.weights_id;
+  identity.dataset_id = train::dataset_content_hash(split.samples, prepared.data_root, prepared.data_identities);
+  identity.transform_id = fmt::format("resize={} crop={} mean/std={} layout=rgb", spec.resize, spec.input_size,
+                                      prepared.normalize_id);
+  identity.device = prepared.device.str();
+  // backbone_features runs without autocast whatever the spec's precision: the features are fp32.
+  identity.precision = "fp32";
+  identity.layout = channels_last ? "channels_last" : "contiguous";
+  const std::string key = train::feature_cache_key(identity);
   std::optional<train::FeatureSet> cached = cache.load(key, split.name);
   if (options.group != nullptr) {
     // The pass is collective: it is skipped only when every rank has the entry.
@@ -86,7 +94,7 @@ train::FeatureSet features_of(const PreparedJob& prepared, const InputOptions& o
                    cached->labels.size(0), key);
       return *cached;
     }
-    return sharded_features(prepared, options, split, channels_last, cache, key);
+    return sharded_features(prepared, options, split, channels_last, cache, identity);
   }
   if (cached) {
     spdlog::info("features of {} ({} images): reused from the feature cache ({})", split.name,
@@ -104,7 +112,7 @@ train::FeatureSet features_of(const PreparedJob& prepared, const InputOptions& o
   auto set = backbone_features(prepared, options, split, channels_last, {});
   spdlog::info("features of {} ({} images): computed, stored in the feature cache ({})", split.name,
                set.labels.size(0), key);
-  Status stored = cache.store(key, split.name, set);
+  Status stored = cache.store(identity, split.name, set);
   if (!stored.ok()) spdlog::warn("could not store features in the cache: {}", stored.message());
   return set;
 }

@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/optim/optimizer.h>
 
+#include "kennel/debug/tensor_store.h"
 #include "kennel/dist/rank_environment.h"
 #include "kennel/dist/sync_batchnorm.h"
 #include "kennel/job/distributed.h"
@@ -125,6 +126,18 @@ void restore_checkpoint(train::Trainer& trainer, const fs::path& checkpoints, Jo
                trainer.state().step);
 }
 
+// A resume continues from the newest checkpoint; what a killed run recorded after it (steps,
+// epochs, evaluations, debugger tensors, TensorBoard events) is recorded again by this run.
+// So the histories go back to the checkpoint first, and each step and epoch appears once.
+void discard_superseded_records(const store::JobPaths& paths, const train::MetricsLoggerOptions& metrics) {
+  auto step = train::latest_checkpoint_step(paths.checkpoints());
+  if (!step.ok() && step.status().code() != ErrorCode::kNotFound) throw Error(step.status());
+  const int64_t steps_done = step.ok() ? *step : 0;  // no checkpoint: the job starts again from step 0
+  if (Status status = train::discard_records_after(metrics, steps_done); !status.ok()) throw Error(status);
+  if (Status status = debug::discard_records_after(paths.debug(), steps_done); !status.ok()) throw Error(status);
+  spdlog::info("resuming: records after step {} (written by the interrupted run) were discarded", steps_done);
+}
+
 // Compute threads of this process: the spec's, else a rank's share of the host.
 int compute_threads(const TrainSpec& spec, const JobGroup* group) {
   if (spec.threads > 0) return static_cast<int>(spec.threads);
@@ -185,13 +198,14 @@ TrainJobResult run_job(const RunContext& run) {
   std::optional<JobHooks> hooks;
   std::shared_ptr<train::MetricsLogger> logger;
   if (leader) {
+    const train::MetricsLoggerOptions metrics_options{.metrics_path = run.paths.metrics(),
+                                                      .log_path = run.paths.log(),
+                                                      .events_dir = run.paths.events(),
+                                                      .log_every_steps = 10,
+                                                      .print = !run.quiet};
+    if (run.resume) discard_superseded_records(run.paths, metrics_options);
     hooks.emplace(prepared, run.paths, threads, std::move(loader_probe));
-    logger = train::MetricsLogger::create({.metrics_path = run.paths.metrics(),
-                                           .log_path = run.paths.log(),
-                                           .events_dir = run.paths.events(),
-                                           .log_every_steps = 10,
-                                           .print = !run.quiet})
-                 .value();
+    logger = train::MetricsLogger::create(metrics_options).value();
     for (const auto& notice : prepared.notices) spdlog::info("{}", notice);
     for (const auto& warning : prepared.index.warnings) spdlog::warn("{}", warning);
   }

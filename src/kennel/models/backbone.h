@@ -22,6 +22,11 @@
 
 namespace kennel::models {
 
+// Bump when a change to any backbone's forward (layer order, padding, BatchNorm
+// folding, pooling) changes its features for the same weights: it keys the
+// feature cache.
+inline constexpr int kBackboneVersion = 1;
+
 // A contiguous run of the backbone's modules, in forward order.
 struct BackboneStage {
   std::string name;                // "stem", "layer1", ... / "features.2-3"

@@ -13,6 +13,7 @@
 #include "kennel/models/weight_file.h"
 #include "kennel/store/layout.h"
 #include "kennel/util/fs.h"
+#include "kennel/util/hash.h"
 #include "kennel/util/version.h"
 
 namespace kennel::models {
@@ -98,6 +99,16 @@ Status save_model_dir(const fs::path& dir, Classifier& classifier, const ModelIn
   }
   if (!status.ok()) fs::remove_all(staging, error);
   return status;
+}
+
+Result<std::string> model_dir_digest(const fs::path& dir) {
+  std::string manifest;
+  for (const char* name : {"model.json", "model.safetensors"}) {
+    auto bytes = read_file_bytes(dir / name);
+    if (!bytes.ok()) return bytes.status().with_context("identifying the model");
+    manifest += fmt::format("{}\t{}\n", name, sha256_hex(bytes->data(), bytes->size()));
+  }
+  return sha256_hex(manifest);
 }
 
 Result<LoadedModel> load_model_dir(const fs::path& dir) {

@@ -54,6 +54,11 @@ struct LoadedModel {
 // Errors name the directory and the missing/corrupt file.
 Result<LoadedModel> load_model_dir(const std::filesystem::path& dir);
 
+// SHA-256 over the files that make the model (model.json and
+// model.safetensors): two directories with the same digest predict the same.
+// Errors name the unreadable file.
+Result<std::string> model_dir_digest(const std::filesystem::path& dir);
+
 // A model directory (with model.json), a folder holding model/, or the name of
 // a completed job under `home` -> the model directory. kNotFound naming both.
 // An s3://BUCKET/PREFIX/ model directory is synced into home's S3 cache (only

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <optional>
 #include <span>
 #include <thread>
@@ -121,14 +122,16 @@ std::optional<FetchFailure> fetch_urls(UrlFetcher& fetcher, const std::vector<Im
   return std::nullopt;
 }
 
-// What decoding an image may cost, from its header: width x height, or
-// `unknown` when an image header does not say. (Both sides fit 32 bits: no overflow.)
+// What decoding an image may cost, from its header: width x height (a claim
+// past int64_t saturates: it is over any budget), or `unknown` when an image
+// header does not say.
 int64_t pixels_to_decode(const std::string& bytes, int64_t unknown) {
   const auto header = data::probe_image_header(
       std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
   if (!header) return 0;  // not an image: decoding stops at the signature, allocating nothing
   if (header->width <= 0 || header->height <= 0) return unknown;
-  return header->width * header->height;
+  return static_cast<int64_t>(
+      std::min<uint64_t>(header->pixel_count(), static_cast<uint64_t>(std::numeric_limits<int64_t>::max())));
 }
 
 constexpr int64_t kDefaultMaxPixels = 89'478'485;

@@ -84,6 +84,18 @@ Status save_checkpoint(const fs::path& dir, torch::nn::Module& module, torch::op
   return {};
 }
 
+Result<int64_t> latest_checkpoint_step(const fs::path& dir) {
+  auto latest_text = read_file_text(dir / "latest.json");
+  if (!latest_text.ok()) {
+    return not_found("no checkpoint in '{}' (the job stopped before its first checkpoint)", dir.string());
+  }
+  try {
+    return json::parse(*latest_text).at("state").at("step").get<int64_t>();
+  } catch (const std::exception& error) {
+    return Status(ErrorCode::kDataLoss, fmt::format("'{}' is not readable: {}", (dir / "latest.json").string(), error.what()));
+  }
+}
+
 Result<CheckpointBytes> read_latest_checkpoint(const fs::path& dir) {
   auto latest_text = read_file_text(dir / "latest.json");
   if (!latest_text.ok()) {

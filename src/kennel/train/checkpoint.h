@@ -28,6 +28,11 @@ Status save_checkpoint(const std::filesystem::path& dir, torch::nn::Module& modu
 Result<TrainerState> load_latest_checkpoint(const std::filesystem::path& dir, torch::nn::Module& module,
                                             torch::optim::Optimizer& optimizer);
 
+// The step of the newest checkpoint (from latest.json, without loading it):
+// where a resumed job continues. kNotFound when there is none; kDataLoss
+// naming latest.json when it cannot be read.
+Result<int64_t> latest_checkpoint_step(const std::filesystem::path& dir);
+
 // The two halves of load_latest_checkpoint, for a data-parallel job whose
 // rank 0 reads the file and sends its bytes to ranks without the directory.
 struct CheckpointBytes {

@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kennel/util/fs.h"
+
 namespace kennel::train {
 
 namespace {
@@ -26,6 +28,42 @@ std::FILE* open_append(const std::filesystem::path& path) {
   return std::fopen(path.c_str(), "a");
 }
 }  // namespace
+
+namespace {
+// Records of the training loop itself (on_step_end, on_epoch_end); the others are evaluations.
+bool is_training_tag(const std::string& tag) { return tag.rfind("train/", 0) == 0 || tag.rfind("epoch/", 0) == 0; }
+}  // namespace
+
+Status discard_records_after(const MetricsLoggerOptions& options, int64_t step) {
+  std::error_code error;
+  if (!options.metrics_path.empty() && std::filesystem::exists(options.metrics_path, error)) {
+    auto text = read_file_text(options.metrics_path);
+    if (!text.ok()) return text.status().with_context("discarding the records a resumed job repeats");
+    std::string kept;
+    size_t start = 0;
+    while (start < text->size()) {
+      const size_t end = text->find('\n', start);
+      if (end == std::string::npos) break;  // a torn last line (the writer was killed mid-line)
+      const std::string_view line(text->data() + start, end - start + 1);
+      start = end + 1;
+      const auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (record.is_object() && record.contains("step") && record["step"].is_number_integer()) {
+        const int64_t at = record["step"].get<int64_t>();
+        const bool evaluation = record.value("type", "") == "evaluation";
+        if (at > step || (evaluation && at >= step)) continue;
+      }
+      kept += line;
+    }
+    if (kept.size() != text->size()) KENNEL_RETURN_IF_ERROR(write_file_atomic(options.metrics_path, kept));
+  }
+  if (!options.events_dir.empty()) {
+    auto dropped = drop_events(options.events_dir, [step](const EventRecord& record) {
+      return record.step > step || (record.step == step && !record.tag.empty() && !is_training_tag(record.tag));
+    });
+    if (!dropped.ok()) return dropped.status().with_context("discarding the records a resumed job repeats");
+  }
+  return {};
+}
 
 std::string format_metrics_line(const std::vector<std::pair<std::string, double>>& values) {
   std::string line;

@@ -3,7 +3,10 @@
 // tuner reads), a log line a regex can parse
 // (`epoch=3 step=120 train_loss=0.512 valid_loss=0.61 valid_accuracy=0.871`),
 // and TensorBoard event files. A progress bar with ETA on a terminal, plain
-// lines otherwise. Appends, so a resumed job keeps one history.
+// lines otherwise. Appends, so a resumed job keeps one history: before a
+// resumed job logs, discard_records_after() removes what a killed run wrote
+// after the checkpoint the job continues from, so each step and epoch appears
+// once.
 // Thread-safety: called from the training thread only.
 #pragma once
 
@@ -54,6 +57,14 @@ class MetricsLogger : public TrainerCallback {
   double train_start_ = 0;
   int64_t first_step_ = 0;
 };
+
+// A resumed job continues from a checkpoint at `step`; what a killed run wrote
+// after it is superseded by what the resumed run writes. Removes from
+// metrics.jsonl (rewritten atomically; a torn last line goes too) and from the
+// TensorBoard event files the step and epoch records after `step` and the
+// evaluation records at or after it (a job evaluates once training is done,
+// and does it again when resumed). Call before create(). Errors name the file.
+Status discard_records_after(const MetricsLoggerOptions& options, int64_t step);
 
 // The parseable line for a set of named values, in the given order.
 std::string format_metrics_line(const std::vector<std::pair<std::string, double>>& values);

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -293,12 +294,14 @@ void EventFileWriter::write_record(const std::string& payload) {
   std::fflush(file_);
 }
 
-Result<std::vector<EventRecord>> read_event_file(const std::filesystem::path& path) {
-  auto bytes = read_file_bytes(path);
-  if (!bytes.ok()) return bytes.status();
-  const auto* data = reinterpret_cast<const char*>(bytes->data());
-  const size_t size = bytes->size();
-  std::vector<EventRecord> records;
+namespace {
+
+// Calls `frame(payload, begin, end)` for every whole record of an event file's
+// bytes, checking both CRCs; stops at a torn final record.
+Status for_each_frame(const std::filesystem::path& path, const std::vector<uint8_t>& bytes,
+                      const std::function<Status(const std::string&, size_t, size_t)>& frame) {
+  const auto* data = reinterpret_cast<const char*>(bytes.data());
+  const size_t size = bytes.size();
   size_t pos = 0;
   while (pos < size) {
     if (size - pos < 12) break;  // torn header of a final record
@@ -318,13 +321,66 @@ Result<std::vector<EventRecord>> read_event_file(const std::filesystem::path& pa
       return Status(ErrorCode::kDataLoss, fmt::format("event file '{}': bad data CRC at offset {}",
                                                       path.string(), pos));
     }
-    if (!decode_event(payload, records)) {
-      return Status(ErrorCode::kDataLoss, fmt::format("event file '{}': malformed event at offset {}",
-                                                      path.string(), pos));
-    }
-    pos += 12 + length + 4;
+    const size_t end = pos + 12 + length + 4;
+    KENNEL_RETURN_IF_ERROR(frame(payload, pos, end));
+    pos = end;
   }
+  return {};
+}
+
+Status malformed_event(const std::filesystem::path& path, size_t offset) {
+  return Status(ErrorCode::kDataLoss, fmt::format("event file '{}': malformed event at offset {}",
+                                                  path.string(), offset));
+}
+
+}  // namespace
+
+Result<std::vector<EventRecord>> read_event_file(const std::filesystem::path& path) {
+  auto bytes = read_file_bytes(path);
+  if (!bytes.ok()) return bytes.status();
+  std::vector<EventRecord> records;
+  KENNEL_RETURN_IF_ERROR(for_each_frame(path, *bytes, [&](const std::string& payload, size_t begin, size_t) {
+    return decode_event(payload, records) ? Status() : malformed_event(path, begin);
+  }));
   return records;
+}
+
+Result<int64_t> drop_events(const std::filesystem::path& dir,
+                            const std::function<bool(const EventRecord&)>& superseded) {
+  std::error_code error;
+  if (!std::filesystem::is_directory(dir, error)) return int64_t{0};
+  std::vector<std::filesystem::path> files;
+  for (std::filesystem::directory_iterator it(dir, error), end; !error && it != end; it.increment(error)) {
+    if (it->path().filename().string().find("tfevents") != std::string::npos && it->is_regular_file(error)) {
+      files.push_back(it->path());
+    }
+  }
+  if (error) {
+    return Status(ErrorCode::kPermissionDenied, fmt::format("cannot list '{}': {}", dir.string(), error.message()));
+  }
+  int64_t dropped = 0;
+  for (const auto& path : files) {
+    auto bytes = read_file_bytes(path);
+    if (!bytes.ok()) return bytes.status();
+    std::string kept;
+    size_t whole = 0;  // bytes of whole records: a torn tail is dropped too
+    int64_t dropped_here = 0;
+    KENNEL_RETURN_IF_ERROR(for_each_frame(path, *bytes, [&](const std::string& payload, size_t begin, size_t end) {
+      std::vector<EventRecord> records;
+      if (!decode_event(payload, records)) return malformed_event(path, begin);
+      whole = end;
+      if (std::any_of(records.begin(), records.end(), superseded)) {
+        ++dropped_here;
+      } else {
+        kept.append(reinterpret_cast<const char*>(bytes->data()) + begin, end - begin);
+      }
+      return Status();
+    }));
+    if (dropped_here == 0 && whole == bytes->size()) continue;
+    KENNEL_RETURN_IF_ERROR(write_file_atomic(path, kept));
+    dropped += dropped_here;
+  }
+  return dropped;
 }
 
 }  // namespace kennel

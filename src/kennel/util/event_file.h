@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -69,5 +70,13 @@ class EventFileWriter {
 // final record (a writer killed mid-write) ends the list without error;
 // a CRC mismatch anywhere else is kDataLoss naming the offset.
 Result<std::vector<EventRecord>> read_event_file(const std::filesystem::path& path);
+
+// Removes from every event file directly in `dir` the events for which
+// `superseded` is true for one of their records (a resumed job drops what a
+// killed run wrote after its checkpoint). A file that changes is rewritten
+// atomically; a torn final record is dropped with it. A missing `dir` is no
+// work. Returns how many events were removed; errors name the file.
+Result<int64_t> drop_events(const std::filesystem::path& dir,
+                            const std::function<bool(const EventRecord&)>& superseded);
 
 }  // namespace kennel

@@ -127,6 +127,18 @@ TEST_F(DatasetCheckTest, DecompressionBombIsRefusedByThePixelLimit) {
   EXPECT_EQ(issue_names(*find_file(report, "good0.jpg")), std::vector<std::string>{"too_large"});
 }
 
+// Regression (issue 16): width x height of a 4Gx4G PNG header overflowed int64_t in
+// check_image_file, so the claim slipped past --max-pixels and read as "truncated".
+TEST_F(DatasetCheckTest, HugeClaimedSizeIsTooLargeNotTruncated) {
+  const std::string png("\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\xff\xff\xff\xff\xff\xff\xff\xff", 24);
+  write_bytes(dir_ / "train/a/huge.png", std::vector<uint8_t>(png.begin(), png.end()));
+  const auto report = check();
+  const FileReport* huge = find_file(report, "huge.png");
+  ASSERT_NE(huge, nullptr);
+  EXPECT_EQ(issue_names(*huge), std::vector<std::string>{"too_large"});
+  EXPECT_NE(huge->issues[0].detail.find("4294967295x4294967295"), std::string::npos) << huge->issues[0].detail;
+}
+
 TEST_F(DatasetCheckTest, UnreadableFile) {
   if (::geteuid() == 0) GTEST_SKIP() << "root reads files whatever their mode";
   write_image(dir_ / "train/a/secret.jpg", 20, 20);

@@ -1,10 +1,13 @@
 #include "kennel/debug/tensor_store.h"
 
+#include <algorithm>
+#include <numeric>
 #include <set>
 
 #include <gtest/gtest.h>
 
 #include "kennel/util/event_file.h"
+#include "kennel/util/fs.h"
 #include "unit/test_util.h"
 
 namespace kennel::debug {
@@ -87,6 +90,71 @@ TEST(TensorStore, AResumedJobAppendsAfterItsLastFile) {
   auto index = read_index(dir.path());
   ASSERT_TRUE(index.ok());
   EXPECT_EQ(index->size(), 4u);
+}
+
+}  // namespace
+}  // namespace kennel::debug
+
+namespace kennel::debug {
+namespace {
+
+std::vector<int64_t> event_steps(const fs::path& events_dir, const std::string& tag) {
+  std::vector<int64_t> steps;
+  for (const auto& entry : fs::directory_iterator(events_dir)) {
+    auto records = read_event_file(entry.path());
+    EXPECT_TRUE(records.ok()) << records.status().message();
+    for (const auto& record : *records) {
+      if (record.tag == tag) steps.push_back(record.step);
+    }
+  }
+  std::sort(steps.begin(), steps.end());
+  return steps;
+}
+
+// Issue 16: a job resumed from a checkpoint after 25 steps, whose killed run had recorded 40,
+// must not show steps 25..39 twice.
+TEST(TensorStore, DiscardingAfterACheckpointLeavesEachStepOnce) {
+  testing::TempDir dir;
+  {
+    auto store = TensorStore::open(dir.path(), Rotation{4096, 3600});
+    ASSERT_TRUE(store.ok()) << store.status().message();
+    for (int64_t step = 0; step < 40; ++step) ASSERT_TRUE((*store)->write(record_at(step)).ok());
+  }
+  const auto files_before = files_starting(dir.path(), "tensors-");
+  ASSERT_TRUE(discard_records_after(dir.path(), 25).ok());
+  {
+    auto store = TensorStore::open(dir.path(), Rotation{4096, 3600});  // the resumed run
+    ASSERT_TRUE(store.ok()) << store.status().message();
+    for (int64_t step = 25; step < 50; ++step) ASSERT_TRUE((*store)->write(record_at(step)).ok());
+  }
+  auto index = read_index(dir.path());
+  ASSERT_TRUE(index.ok());
+  std::vector<int64_t> loss_steps;
+  for (const auto& entry : *index) {
+    auto summary = read_summary(dir.path(), entry);
+    ASSERT_TRUE(summary.ok()) << summary.status().message();
+    EXPECT_EQ((*summary)["step"], entry.step);
+    if (entry.name == "losses/train_loss") loss_steps.push_back(entry.step);
+  }
+  std::vector<int64_t> expected(50);
+  std::iota(expected.begin(), expected.end(), 0);
+  EXPECT_EQ(loss_steps, expected);
+  EXPECT_EQ(event_steps(dir.path() / "events", "losses/train_loss"), expected);
+  // The superseded bytes are gone from the data files, not only from the index.
+  int64_t lines = 0;
+  for (const auto& name : files_starting(dir.path(), "tensors-")) {
+    const auto text = read_file_text(dir.path() / name);
+    ASSERT_TRUE(text.ok());
+    lines += std::count(text->begin(), text->end(), '\n');
+  }
+  EXPECT_EQ(lines, 100);
+  EXPECT_FALSE(files_before.empty());
+}
+
+TEST(TensorStore, DiscardingInAFolderWithoutRecordsIsNoWork) {
+  testing::TempDir dir;
+  EXPECT_TRUE(discard_records_after(dir.path() / "debug", 10).ok());
+  EXPECT_FALSE(fs::exists(dir.path() / "debug"));
 }
 
 }  // namespace
