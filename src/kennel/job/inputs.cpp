@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "kennel/job/distributed.h"
+#include "kennel/train/autocast.h"
 #include "kennel/train/batch_sources.h"
 #include "kennel/train/feature_cache.h"
 #include "kennel/util/fs.h"
@@ -42,7 +43,8 @@ train::FeatureSet backbone_features(const PreparedJob& prepared, const InputOpti
       *loader,
       [&](const at::Tensor& images) {
         at::Tensor input = images.to(prepared.device);
-        return classifier->features(input);
+        const train::AutocastScope autocast(prepared.spec.precision, prepared.device);
+        return classifier->features(input).to(at::kFloat);
       },
       fmt::format("computing {} features", split.name), options.quiet);
   for (const auto& skipped : loader->skipped_files()) spdlog::warn("skipped '{}': {}", skipped.path, skipped.reason);
@@ -72,8 +74,11 @@ train::FeatureSet features_of(const PreparedJob& prepared, const InputOptions& o
   const fs::path cache_dir = options.home.feature_cache();
   const train::FeatureCache cache(cache_dir);
   // "imagenet" keeps the ids that caches written before `normalize` existed had.
-  const std::string transform_id = fmt::format("resize={} crop={} mean/std={} layout=rgb", spec.resize,
-                                               spec.input_size, prepared.normalize_id);
+  // bf16 features differ from fp32 ones in the third digit: each precision has its own entries
+  // (fp32 keeps the ids caches had before precision was part of them).
+  const std::string transform_id =
+      fmt::format("resize={} crop={} mean/std={} layout=rgb{}", spec.resize, spec.input_size, prepared.normalize_id,
+                  spec.precision == "fp32" ? std::string() : " precision=" + spec.precision);
   const std::string dataset_id = train::dataset_content_hash(split.samples, spec.data);
   const std::string key = train::feature_cache_key(spec.arch, prepared.weights_id, dataset_id, transform_id);
   std::optional<train::FeatureSet> cached = cache.load(key, split.name);
