@@ -29,6 +29,9 @@ void register_transform_command(CLI::App& app, CommandContext& context) {
       ->required();
   transform->add_option("--top-k", flags->options.top_k, "Classes per image")->capture_default_str();
   transform->add_option("--batch-size", flags->options.batch_size, "Images per model batch")->capture_default_str();
+  transform->add_option("--precision", flags->options.predictor.precision,
+                        "auto (bf16 where the CPU has native bf16: AMX or avx512_bf16; else fp32), fp32 or bf16")
+      ->capture_default_str();
   transform->add_option("--threads", flags->options.predictor.threads, "Model CPU threads (0 = all cores)")
       ->capture_default_str();
   transform->add_option("--allow-file-root", flags->file_root, "Allow file:// URLs in the manifest below this folder");
