@@ -257,6 +257,8 @@ def kennel_command(args, model_dir, port):
                "--threads", str(args.kennel_threads), "--workers", str(args.workers),
                "--max-batch-size", str(args.max_batch_size), "--max-batch-delay-ms", str(args.max_batch_delay_ms),
                "--http-threads", str(args.http_threads), "--allow-file-root", str(IMAGES)]
+    if args.precision:
+        command += ["--precision", args.precision]
     return command
 
 
@@ -509,6 +511,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="model CPU threads on both sides")
     parser.add_argument("--kennel-threads", type=int, help="kennel serve --threads (default: --threads)")
     parser.add_argument("--workers", type=int, default=1, help="kennel serve --workers")
+    parser.add_argument("--precision", default="",
+                        help="kennel serve --precision (default: none, i.e. kennel's own default, auto)")
     parser.add_argument("--max-batch-size", type=int, default=8, help="kennel serve --max-batch-size")
     parser.add_argument("--max-batch-delay-ms", type=float, default=5, help="kennel serve --max-batch-delay-ms")
     parser.add_argument("--http-threads", type=int, default=32, help="kennel serve --http-threads")

@@ -191,7 +191,9 @@ def setup(kennel_bin, tmp_path_factory):
     kennel.run("data", "synth", "--out", data, "--classes", 3, "--per-class", 12, "--size", "40x40",
                "--seed", 7, check=0)
     kennel.run("train", "--data", data, "--name", "m", "--arch", "resnet18", "--pretrained", "none",
-               "--freeze", "none", "--input-size", 32, "--epochs", 1, "--batch-size", 8, "--quiet", check=0)
+               "--freeze", "none", "--input-size", 32, "--epochs", 1, "--batch-size", 8, "--quiet",
+               # Explicit fp32 is kept by serve/predict/transform's auto: these tests compare logits to 1e-5.
+               "--precision", "fp32", check=0)
     return Setup(kennel, root, data)
 
 

@@ -17,8 +17,11 @@ import pytest
 LOG_LINE = re.compile(r"epoch=(\d+) step=(\d+) train_loss=([0-9.e+-]+)")
 VALID_ACCURACY = re.compile(r"valid_accuracy=([0-9.]+)")
 
+# Pinned to fp32: these tests compare numbers (resumed vs uninterrupted, evaluate vs training);
+# the default (auto) is bf16 on a CPU with native bf16. test_default_precision_is_resolved_and_recorded
+# covers the default.
 FAST = ["--arch", "resnet18", "--pretrained", "none", "--input-size", 32, "--resize", 36,
-        "--threads", 2, "--quiet"]
+        "--threads", 2, "--precision", "fp32", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -395,3 +398,21 @@ def test_name_taken_refuses_and_keeps_the_old_job(kennel, synth):
     result = kennel.run("train", "--data", synth, "--name", "taken", *FAST, check=2)
     assert "taken" in result.stderr and "--resume" in result.stderr
     assert (kennel.home / "jobs" / "taken" / "spec.json").read_text() == before
+
+
+def test_default_precision_is_resolved_and_recorded(kennel, synth):
+    """--precision auto (the default) is resolved once, at creation, and spec.json and model.json say how."""
+    fast_default = [a for a in FAST if a not in ("--precision", "fp32")]
+    outcome = kennel.json("train", "--data", synth, "--name", "auto", "--max-steps", 2, "--epochs", 1,
+                          "--arch", "mobilenet_v2", "--freeze", "none", *fast_default[2:])
+    assert outcome["status"] == "Completed", outcome
+    job_dir = kennel.home / "jobs" / "auto"
+    spec = json.loads((job_dir / "spec.json").read_text())
+    flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    native = "amx_bf16" in flags or "avx512_bf16" in flags
+    assert spec["precision"] == ("bf16" if native else "fp32")
+    assert spec["precision_choice"]["requested"] == "auto"
+    assert "auto:" in spec["precision_choice"]["reason"]
+    model = json.loads((job_dir / "model" / "model.json").read_text())
+    assert model["precision"] == spec["precision"] and model["precision_requested"] == "auto"
+    assert "precision " + spec["precision"] in (job_dir / "log.txt").read_text()

@@ -25,6 +25,9 @@ void register_evaluate_command(CLI::App& app, CommandContext& context) {
   evaluate->add_option("--out", flags->out, "Report folder (default: the job's evaluation/)");
   evaluate->add_option("--batch-size", flags->options.batch_size, "Images per batch")->capture_default_str();
   evaluate->add_option("--threads", flags->options.threads, "CPU threads (0 = all)")->capture_default_str();
+  evaluate->add_option("--precision", flags->options.precision,
+                       "auto (bf16 where the CPU has native bf16: AMX or avx512_bf16; else fp32), fp32 or bf16")
+      ->capture_default_str();
   evaluate->add_flag("--json", flags->json, "Print the report as JSON");
   evaluate->callback([flags, &context] {
     flags->options.out = flags->out;

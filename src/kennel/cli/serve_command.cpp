@@ -82,11 +82,16 @@ void register_serve_command(CLI::App& app, CommandContext& context) {
       ->capture_default_str();
   serve->add_option("--workers", o.batcher.workers, "Model workers running batches concurrently")
       ->capture_default_str();
-  serve->add_option("--threads", o.predictor.threads, "CPU threads of each model worker (0 = all cores)")
+  serve->add_option("--threads", o.predictor.threads, "CPU threads of each model worker (0 = the cores shared among the workers)")
       ->capture_default_str();
   serve->add_option("--http-threads", l.threads, "Requests handled (and images decoded) at once")
       ->capture_default_str();
-  serve->add_option("--precision", o.predictor.precision, "fp32 or bf16")->capture_default_str();
+  serve->add_option("--precision", o.predictor.precision,
+                    "auto (bf16 where the CPU has native bf16: AMX or avx512_bf16; else fp32), fp32 or bf16")->capture_default_str();
+  serve->add_flag("--fold-batchnorm,!--no-fold-batchnorm", o.predictor.fold_batchnorm,
+                  "Fold BatchNorm into the convolution before it (default on; --no-fold-batchnorm to compare)");
+  serve->add_flag("--warm-up,!--no-warm-up", o.warm_up,
+                  "Run warm-up batches before /ping answers 200 (default on)");
   serve->add_option("--max-body", l.max_body_bytes, "Largest request body, bytes (larger: 413)")
       ->capture_default_str();
   serve->add_option("--max-pixels", o.predictor.max_pixels, "Refuse images whose header claims more pixels")

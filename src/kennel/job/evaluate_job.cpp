@@ -1,6 +1,7 @@
 #include "kennel/job/evaluate_job.h"
 
 #include <ATen/Parallel.h>
+#include <spdlog/spdlog.h>
 #include <torch/utils.h>
 
 #include "kennel/data/image_folder.h"
@@ -9,6 +10,7 @@
 #include "kennel/models/model_dir.h"
 #include "kennel/train/batch_sources.h"
 #include "kennel/train/trainer.h"
+#include "kennel/util/cpu_features.h"
 #include "kennel/util/parallel.h"
 #include "kennel/util/progress.h"
 
@@ -20,6 +22,9 @@ namespace fs = std::filesystem;
 Result<EvaluateResult> evaluate_model(const std::string& model, const fs::path& data, const fs::path& home,
                                       const EvaluateOptions& options) {
   if (options.batch_size < 1) return invalid_argument("--batch-size must be >= 1, got {}", options.batch_size);
+  if (options.precision != "auto" && options.precision != "fp32" && options.precision != "bf16") {
+    return invalid_argument("--precision must be auto, fp32 or bf16, got '{}'", options.precision);
+  }
   auto model_dir = models::resolve_model_dir(model, home);
   if (!model_dir.ok()) return model_dir.status();
   auto loaded = models::load_model_dir(*model_dir);
@@ -58,6 +63,12 @@ Result<EvaluateResult> evaluate_model(const std::string& model, const fs::path& 
   train::TrainerOptions eval_options;
   eval_options.num_classes = static_cast<int64_t>(index->classes.size());
   eval_options.channels_last = true;
+  const PrecisionChoice precision =
+      choose_inference_precision(options.precision, loaded->info.precision, loaded->info.precision_auto,
+                                 host_cpu_features());
+  if (!precision.warning.empty()) spdlog::warn("model '{}': {}", model_dir->string(), precision.warning);
+  if (!options.quiet) spdlog::info("precision {}: {}", precision.precision, precision.reason);
+  eval_options.precision = precision.precision;
   const train::EvalMetrics metrics = train::evaluate(*eval_model, source, eval_options);
 
   EvaluateResult result;

@@ -17,6 +17,7 @@ struct EvaluateOptions {
   std::filesystem::path out;  // "" = <model>/../evaluation
   int64_t batch_size = 32;
   int threads = 0;
+  std::string precision = "auto";  // auto | fp32 | bf16 (see serve::PredictorOptions::precision)
   bool quiet = false;
 };
 

@@ -34,6 +34,8 @@ void export_model(const PreparedJob& prepared, const store::JobPaths& paths) {
   info.source_job = spec.name;
   info.pretrained = spec.pretrained;
   info.keras_compat = prepared.keras_compat;
+  info.precision = spec.precision;
+  info.precision_auto = spec.precision_auto;
   models::Classifier classifier = prepared.classifier;
   classifier->to(at::kCPU);
   classifier->to(at::MemoryFormat::Contiguous);

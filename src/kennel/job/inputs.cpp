@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "kennel/job/distributed.h"
+#include "kennel/train/autocast.h"
 #include "kennel/train/batch_sources.h"
 #include "kennel/train/feature_cache.h"
 #include "kennel/util/fs.h"
@@ -42,7 +43,8 @@ train::FeatureSet backbone_features(const PreparedJob& prepared, const InputOpti
       *loader,
       [&](const at::Tensor& images) {
         at::Tensor input = images.to(prepared.device);
-        return classifier->features(input);
+        const train::AutocastScope autocast(prepared.spec.precision, prepared.device);
+        return classifier->features(input).to(at::kFloat);
       },
       fmt::format("computing {} features", split.name), options.quiet);
   for (const auto& skipped : loader->skipped_files()) spdlog::warn("skipped '{}': {}", skipped.path, skipped.reason);
@@ -80,8 +82,8 @@ train::FeatureSet features_of(const PreparedJob& prepared, const InputOptions& o
   identity.transform_id = fmt::format("resize={} crop={} mean/std={} layout=rgb", spec.resize, spec.input_size,
                                       prepared.normalize_id);
   identity.device = prepared.device.str();
-  // backbone_features runs without autocast whatever the spec's precision: the features are fp32.
-  identity.precision = "fp32";
+  // The pass runs under the spec's precision: bf16 features differ from fp32 ones in the third digit.
+  identity.precision = spec.precision;
   identity.layout = channels_last ? "channels_last" : "contiguous";
   const std::string key = train::feature_cache_key(identity);
   std::optional<train::FeatureSet> cached = cache.load(key, split.name);

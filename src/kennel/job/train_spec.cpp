@@ -9,6 +9,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "kennel/s3/addressing.h"
+#include "kennel/util/cpu_features.h"
 #include "kennel/util/fs.h"
 
 namespace kennel::job {
@@ -247,7 +248,9 @@ const std::vector<SpecKey>& train_spec_keys() {
       int_key("seed", &TrainSpec::seed, "Random seed (data order, augmentation, init)"),
       int_key("threads", &TrainSpec::threads, "CPU threads (0 = all cores)"),
       string_key("device", &TrainSpec::device, "auto, cpu, cuda or cuda:N"),
-      string_key("precision", &TrainSpec::precision, "fp32, bf16 (CPU or CUDA autocast) or fp16 (CUDA)"),
+      string_key("precision", &TrainSpec::precision,
+                 "auto (bf16 where the CPU has native bf16: AMX or avx512_bf16; else fp32), fp32, bf16 (autocast, "
+                 "fp32 master weights) or fp16 (CUDA)"),
       bool_key("feature_cache", &TrainSpec::feature_cache,
                "Frozen backbone without augmentation: compute features once and reuse them"),
       int_key("max_steps", &TrainSpec::max_steps, "Stop after this many steps (0 = no limit)"),
@@ -267,7 +270,7 @@ Status apply_spec_json(TrainSpec& spec, const json& object, const std::string& o
   const auto& keys = train_spec_keys();
   for (const auto& [name, value] : object.items()) {
     // A data-parallel job's spec.json records how it ran (world size, effective batch size): not an input.
-    if (name == kDistributedRecordKey) continue;
+    if (name == kDistributedRecordKey || name == kPrecisionRecordKey) continue;
     auto it = std::find_if(keys.begin(), keys.end(), [&](const SpecKey& key) { return key.name == name; });
     if (it == keys.end()) {
       const auto closest = std::min_element(keys.begin(), keys.end(), [&](const SpecKey& a, const SpecKey& b) {
@@ -377,8 +380,22 @@ Result<TrainSpec> resolve_train_spec(TrainSpec spec) {
   if (!(spec.device == "auto" || spec.device == "cpu" || spec.device.rfind("cuda", 0) == 0)) {
     return invalid_argument("spec key 'device' must be auto, cpu, cuda or cuda:N, got '{}'", spec.device);
   }
-  if (!one_of(spec.precision, {"fp32", "bf16", "fp16"})) {
-    return invalid_argument("spec key 'precision' must be fp32, bf16 or fp16, got '{}'", spec.precision);
+  if (!one_of(spec.precision, {"auto", "fp32", "bf16", "fp16"})) {
+    return invalid_argument("spec key 'precision' must be auto, fp32, bf16 or fp16, got '{}'", spec.precision);
+  }
+  if (spec.precision == "auto") {
+    // Resolved once, here, when the job is created: spec.json then says what ran (a resume re-checks the CPU).
+    spec.precision_auto = true;
+    if (spec.device.rfind("cuda", 0) == 0) {
+      spec.precision = "fp32";
+      spec.precision_reason = "auto on a CUDA device: fp32 (the bf16 rule reads CPU flags)";
+    } else {
+      const PrecisionChoice choice = choose_precision("auto", host_cpu_features());
+      spec.precision = choice.precision;
+      spec.precision_reason = choice.reason;
+    }
+  } else if (spec.precision_reason.empty()) {
+    spec.precision_reason = spec.precision + " as asked";
   }
   if (!(spec.freeze == "backbone" || spec.freeze == "none" || spec.freeze.rfind("last:", 0) == 0)) {
     return invalid_argument("spec key 'freeze' must be backbone, none or last:N, got '{}'", spec.freeze);

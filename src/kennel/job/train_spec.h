@@ -60,7 +60,12 @@ struct TrainSpec {
   uint64_t seed = 0;
   int64_t threads = 0;            // CPU threads (0 = all); split between decode and compute
   std::string device = "auto";    // auto | cpu | cuda | cuda:N
-  std::string precision = "fp32";  // fp32 | bf16 (CPU autocast) | fp16 (CUDA autocast)
+  // auto | fp32 | bf16 (autocast, fp32 master weights) | fp16 (CUDA autocast). resolve_train_spec
+  // turns auto into bf16 where the CPU has native bf16 (AMX, avx512_bf16), else fp32.
+  std::string precision = "auto";
+  // Filled by resolve_train_spec, not keys: whether precision came from auto, and why it is what it is.
+  bool precision_auto = false;
+  std::string precision_reason;
   bool feature_cache = true;      // frozen backbone + no augmentation: train the head on cached features
   int64_t max_steps = 0;          // stop after this many steps (0 = no limit; for smoke tests)
   bool export_pth = false;        // also write model/model.pth for Python users
@@ -93,6 +98,9 @@ const std::vector<SpecKey>& train_spec_keys();
 // The key under which a data-parallel job's spec.json records how it ran
 // (world size, effective batch size, launcher); readers skip it.
 inline constexpr const char* kDistributedRecordKey = "distributed";
+// The key under which spec.json records how `precision` was chosen
+// (requested, reason, CPU); readers skip it, a resume reads it.
+inline constexpr const char* kPrecisionRecordKey = "precision_choice";
 
 // Applies every key of a JSON object (unknown keys: kInvalidArgument naming
 // the key and the closest known one). Values may be strings ("0.01") as from flags.

@@ -25,6 +25,7 @@
 #include "kennel/train/checkpoint.h"
 #include "kennel/train/metrics_logger.h"
 #include "kennel/train/schedule.h"
+#include "kennel/util/cpu_features.h"
 #include "kennel/util/fs.h"
 #include "kennel/util/parallel.h"
 #include "kennel/util/stop_signal.h"
@@ -206,6 +207,7 @@ TrainJobResult run_job(const RunContext& run) {
     if (run.resume) discard_superseded_records(run.paths, metrics_options);
     hooks.emplace(prepared, run.paths, threads, std::move(loader_probe));
     logger = train::MetricsLogger::create(metrics_options).value();
+    spdlog::info("precision {}: {}", spec.precision, spec.precision_reason);
     for (const auto& notice : prepared.notices) spdlog::info("{}", notice);
     for (const auto& warning : prepared.index.warnings) spdlog::warn("{}", warning);
   }
@@ -274,9 +276,12 @@ TrainJobResult run_job(const RunContext& run) {
   return result;
 }
 
-// spec.json: the resolved spec, and for a data-parallel job how it ran.
+// spec.json: the resolved spec, how its precision was chosen, and for a data-parallel job how it ran.
 json spec_record(const TrainSpec& spec, const JobGroup* group) {
   json record = to_json(spec);
+  record[kPrecisionRecordKey] = {{"requested", spec.precision_auto ? "auto" : spec.precision},
+                                 {"reason", spec.precision_reason},
+                                 {"cpu", host_cpu_features().describe()}};
   if (group != nullptr) {
     const dist::RankEnvironment& rank = group->environment();
     record[kDistributedRecordKey] = {{"world_size", rank.world_size},
@@ -464,6 +469,14 @@ Result<TrainSpec> resumable_spec(const std::string& name, const store::HomeLayou
   TrainSpec spec;
   KENNEL_RETURN_IF_ERROR(apply_spec_json(spec, *spec_json, "spec.json of job " + name));
   previous_world_size = recorded_world_size(*spec_json);
+  // The job's precision was resolved on the host that created it; this host may lack its bf16 units.
+  const json choice = spec_json->value(kPrecisionRecordKey, json::object());
+  const bool was_auto = choice.is_object() && choice.value("requested", std::string()) == "auto";
+  const PrecisionCheck check = check_stored_precision(spec.precision, was_auto, host_cpu_features());
+  if (!check.warning.empty()) spdlog::warn("job '{}': {}", name, check.warning);
+  spec.precision = check.precision;
+  spec.precision_auto = was_auto;
+  spec.precision_reason = check.warning.empty() ? choice.value("reason", spec.precision + " as recorded") : check.warning;
   if (previous_world_size != world_size) {
     spdlog::warn("job '{}' ran with {} process(es) and resumes with {}: the effective batch size changes from {} to {}",
                  name, previous_world_size, world_size, spec.batch_size * previous_world_size,

@@ -55,6 +55,7 @@ double BatchNorm2dImpl::next_average_factor() {
 
 at::Tensor BatchNorm2dImpl::forward(const at::Tensor& input) {
   TORCH_CHECK(input.dim() == 4, "BatchNorm2d expects a 4-D input [N, C, H, W], got ", input.dim(), "-D");
+  if (folded) return input;  // the convolution before it applies this layer (fold_batchnorm)
   if (sync_ && is_training()) return sync_->forward(*this, input);
   const double factor = next_average_factor();
   return at::batch_norm(input, weight, bias, running_mean, running_var,

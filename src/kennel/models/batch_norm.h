@@ -47,6 +47,9 @@ class BatchNorm2dImpl : public torch::nn::Cloneable<BatchNorm2dImpl> {
   double next_average_factor();
 
   torch::nn::BatchNorm2dOptions options;
+  // Set by fold_batchnorm (models/inference_graph.h) once the preceding convolution carries this
+  // layer's scale and shift: forward() then returns its input. Inference only.
+  bool folded = false;
   at::Tensor weight, bias;                                  // [C] (undefined without affine)
   at::Tensor running_mean, running_var, num_batches_tracked;  // undefined without track_running_stats
 

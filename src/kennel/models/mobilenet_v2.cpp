@@ -4,6 +4,7 @@
 #include <array>
 #include <utility>
 
+#include <ATen/core/grad_mode.h>
 #include <fmt/format.h>
 #include <torch/nn/init.h>
 #include <torch/nn/modules/batchnorm.h>
@@ -64,7 +65,13 @@ class ConvBnActImpl : public nn::Module {
     x = bn_(conv_(x));
     if (!config_.activation) return x;
     if (!tap_.empty()) probe_activation(tap_, ActivationKind::kRelu6, x);
-    return at::hardtanh_(x, 0, 6);  // ReLU6
+    // ReLU6. LibTorch 1.13 has no bf16 CPU kernel for its backward (hardtanh_backward fails with
+    // '"hardshrink_backward_cpu" not implemented for BFloat16'): where autograd records a bf16
+    // activation, this one op runs in fp32 and hands bf16 back; inference stays in place.
+    if (x.scalar_type() == at::kBFloat16 && x.requires_grad() && at::GradMode::is_enabled()) {
+      return at::hardtanh(x.to(at::kFloat), 0, 6).to(at::kBFloat16);
+    }
+    return at::hardtanh_(x, 0, 6);
   }
 
   // The stage's name when this ReLU6 is the stage's activation tap.

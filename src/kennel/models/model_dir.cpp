@@ -41,6 +41,8 @@ json to_json(const ModelInfo& info) {
           {"source_job", info.source_job},
           {"pretrained", info.pretrained},
           {"keras_compat", info.keras_compat},
+          {"precision", info.precision},
+          {"precision_requested", info.precision_auto ? "auto" : info.precision},
           {"source", info.source},
           {"kennel_version", kVersion},
           {"libtorch_version", TORCH_VERSION}};
@@ -67,6 +69,8 @@ Result<ModelInfo> model_info_from_json(const json& j, const std::string& origin)
     info.source_job = j.value("source_job", "");
     info.pretrained = j.value("pretrained", "");
     info.keras_compat = j.value("keras_compat", false);
+    info.precision = j.value("precision", "");
+    info.precision_auto = j.value("precision_requested", "") == "auto";
     if (j.contains("source")) info.source = j.at("source");
     if (info.classes.empty()) return invalid_argument("{}: 'classes' is empty", origin);
     return info;

@@ -36,6 +36,10 @@ struct ModelInfo {
   std::string pretrained;
   // MobileNetV2 converted from Keras: TF "same" padding and BatchNorm eps 1e-3 (ModelSpec::keras_compat).
   bool keras_compat = false;
+  // The precision the model was trained at ("" for imported or older models) and whether it came from
+  // `auto`: a server on a CPU without native bf16 then runs fp32 and says so.
+  std::string precision;
+  bool precision_auto = false;
   // Where imported weights came from ({package, version, integrity, license, ...}); null for Kennel's own jobs.
   nlohmann::json source;
 };

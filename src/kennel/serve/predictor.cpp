@@ -7,19 +7,21 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <ATen/autocast_mode.h>
 #include <c10/core/InferenceMode.h>
+#include <spdlog/spdlog.h>
 
 #include "kennel/data/decode.h"
 #include "kennel/data/transforms.h"
+#include "kennel/models/inference_graph.h"
+#include "kennel/util/cpu_features.h"
 #include "kennel/util/parallel.h"
 
 namespace kennel::serve {
 
 Result<std::unique_ptr<Predictor>> Predictor::load(const std::filesystem::path& model_dir,
                                                    const PredictorOptions& options) {
-  if (options.precision != "fp32" && options.precision != "bf16") {
-    return invalid_argument("precision must be fp32 or bf16 for CPU inference, got '{}'", options.precision);
+  if (options.precision != "auto" && options.precision != "fp32" && options.precision != "bf16") {
+    return invalid_argument("precision must be auto, fp32 or bf16 for CPU inference, got '{}'", options.precision);
   }
   const auto start = std::chrono::steady_clock::now();
   auto loaded = models::load_model_dir(model_dir);
@@ -29,8 +31,22 @@ Result<std::unique_ptr<Predictor>> Predictor::load(const std::filesystem::path& 
   predictor->info_ = loaded->info;
   predictor->classifier_ = loaded->classifier;
   predictor->options_ = options;
-  predictor->classifier_->eval();
-  if (options.channels_last) predictor->classifier_->to(at::MemoryFormat::ChannelsLast);
+  const PrecisionChoice choice =
+      choose_inference_precision(options.precision, loaded->info.precision, loaded->info.precision_auto,
+                                 host_cpu_features());
+  if (!choice.warning.empty()) spdlog::warn("model '{}': {}", model_dir.string(), choice.warning);
+  predictor->precision_ = choice.precision;
+  predictor->precision_reason_ = choice.reason;
+  predictor->input_dtype_ = choice.precision == "bf16" ? at::kBFloat16 : at::kFloat;
+  // Converted once here: no per-call casts of the weights (autocast would cast them on every batch).
+  try {
+    models::prepare_inference_graph(predictor->classifier_, {.fold_batchnorm = options.fold_batchnorm,
+                                                             .dtype = predictor->input_dtype_,
+                                                             .channels_last = options.channels_last});
+  } catch (const c10::Error& error) {
+    return Status(ErrorCode::kInternal, fmt::format("preparing model '{}' for inference: {}", model_dir.string(),
+                                                    error.what_without_backtrace()));
+  }
   at::set_num_threads(options.threads > 0 ? options.threads : default_thread_count());
   predictor->load_seconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -58,20 +74,9 @@ Result<at::Tensor> Predictor::preprocess(std::span<const uint8_t> bytes) const {
 
 at::Tensor Predictor::predict(const at::Tensor& images) {
   c10::InferenceMode inference;
-  at::Tensor input = options_.channels_last ? images.contiguous(at::MemoryFormat::ChannelsLast) : images;
-  at::Tensor logits;
-  if (options_.precision == "bf16") {
-    const bool previous = at::autocast::is_cpu_enabled();
-    at::autocast::set_cpu_enabled(true);
-    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    at::autocast::increment_nesting();
-    logits = classifier_->forward(input);
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_cpu_enabled(previous);
-  } else {
-    logits = classifier_->forward(input);
-  }
-  return logits.to(at::kFloat).contiguous();
+  at::Tensor input = images.to(input_dtype_);
+  if (options_.channels_last) input = input.contiguous(at::MemoryFormat::ChannelsLast);
+  return classifier_->forward(input).to(at::kFloat).contiguous();
 }
 
 std::vector<std::vector<Prediction>> top_k(const at::Tensor& logits, int64_t k,

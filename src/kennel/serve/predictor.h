@@ -25,7 +25,12 @@ namespace kennel::serve {
 
 struct PredictorOptions {
   int threads = 0;                 // intra-op threads for the model (0 = all cores)
-  std::string precision = "fp32";  // fp32 | bf16 (CPU autocast)
+  // auto (bf16 where the CPU has native bf16, else fp32; a model trained at bf16 by auto is served at
+  // fp32, with a warning, on a CPU without) | fp32 | bf16. The weights are converted once at load.
+  std::string precision = "auto";
+  // Fold each BatchNorm into the convolution before it (one pass less per layer; fp32 logits equal
+  // the unfolded model's to 1e-4). Off only to compare.
+  bool fold_batchnorm = true;
   int64_t max_pixels = 89'478'485;  // decompression-bomb guard for inputs
   bool channels_last = true;       // the faster layout for convolutions on CPU
 };
@@ -46,6 +51,9 @@ class Predictor {
   const std::filesystem::path& model_dir() const { return model_dir_; }
   int64_t num_classes() const { return static_cast<int64_t>(info_.classes.size()); }
   double load_seconds() const { return load_seconds_; }
+  // What runs (fp32 | bf16) and why, resolved once at load.
+  const std::string& precision() const { return precision_; }
+  const std::string& precision_reason() const { return precision_reason_; }
 
   // Image bytes -> normalised [3, S, S] float tensor (S = input size). Errors
   // are kInvalidArgument naming the problem: not an image, truncated, over
@@ -61,6 +69,8 @@ class Predictor {
   models::ModelInfo info_;
   models::Classifier classifier_{nullptr};  // forward() is non-const in LibTorch, read-only in eval mode
   PredictorOptions options_;
+  std::string precision_, precision_reason_;
+  at::ScalarType input_dtype_ = at::kFloat;
   double load_seconds_ = 0;
 };
 

@@ -22,6 +22,7 @@
 #include "kennel/serve/invocation.h"
 #include "kennel/serve/metrics.h"
 #include "kennel/serve/pixel_budget.h"
+#include "kennel/util/parallel.h"
 #include "kennel/util/version.h"
 
 namespace kennel::serve {
@@ -222,18 +223,47 @@ Status InferenceServer::start() {
   return listener_->start();
 }
 
+namespace {
+// One batch of each size the workers will see most (a lone request, a full batch), through
+// the batcher so that each worker's own OpenMP team and oneDNN kernels are made now.
+Status warm_up(DynamicBatcher& batcher, int64_t input_size, const BatcherOptions& options) {
+  const auto start = Clock::now();
+  // A queue shorter than a batch (--max-queue below --max-batch-size) would refuse the full one.
+  const int64_t full = std::max<int64_t>(1, std::min(options.max_batch_size, options.max_queue));
+  for (int64_t size : {full, int64_t{1}}) {
+    for (int round = 0; round < options.workers; ++round) {
+      std::vector<at::Tensor> images(static_cast<size_t>(size), at::zeros({3, input_size, input_size}));
+      auto futures = batcher.enqueue(std::move(images));
+      if (!futures.ok()) return futures.status().with_context("warming up the model");
+      try {
+        for (auto& future : *futures) (void)future.get();
+      } catch (const std::exception& error) {
+        return Status(ErrorCode::kInternal, fmt::format("warming up the model: {}", error.what()));
+      }
+    }
+  }
+  spdlog::info("warmed up (batches of {} and 1) in {:.2f}s", full,
+               std::chrono::duration<double>(Clock::now() - start).count());
+  return {};
+}
+}  // namespace
+
 Status InferenceServer::load(const std::filesystem::path& model_dir) {
   auto predictor = Predictor::load(model_dir, options_.predictor);
   if (!predictor.ok()) return predictor.status();
   State& state = *state_;
   state.predictor = std::move(predictor).value();
   Predictor* model = state.predictor.get();
-  const int threads_per_worker = options_.predictor.threads;
+  // 0 = share the cores among the workers: workers x threads above the core count makes
+  // OpenMP teams busy-wait against each other.
+  const int threads_per_worker =
+      options_.predictor.threads > 0 ? options_.predictor.threads
+                                     : std::max(1, default_thread_count() / std::max(1, options_.batcher.workers));
   state.batcher = std::make_unique<DynamicBatcher>(
       [model, threads_per_worker](const at::Tensor& batch) {
         // OpenMP's thread count is per calling thread: set it once in each worker.
         thread_local bool configured = false;
-        if (!configured && threads_per_worker > 0) at::set_num_threads(threads_per_worker);
+        if (!configured) at::set_num_threads(threads_per_worker);
         configured = true;
         return model->predict(batch);
       },
@@ -254,11 +284,17 @@ Status InferenceServer::load(const std::filesystem::path& model_dir) {
                              {"mean", info.mean},
                              {"std", info.std},
                              {"source_job", info.source_job},
-                             {"precision", options_.predictor.precision},
+                             {"precision", model->precision()},
+                             {"precision_reason", model->precision_reason()},
+                             {"threads_per_worker", threads_per_worker},
                              {"max_batch_size", options_.batcher.max_batch_size},
                              {"max_batch_delay_ms", options_.batcher.max_delay_ms},
                              {"workers", options_.batcher.workers},
                              {"kennel_version", kVersion}};
+  spdlog::info("model {} ({}): precision {} ({}); {} worker(s) x {} thread(s), batches up to {}", info.arch,
+               model_dir.string(), model->precision(), model->precision_reason(), options_.batcher.workers,
+               threads_per_worker, options_.batcher.max_batch_size);
+  if (options_.warm_up) KENNEL_RETURN_IF_ERROR(warm_up(*state.batcher, info.input_size, options_.batcher));
   state.ready = true;
   return {};
 }

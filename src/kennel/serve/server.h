@@ -61,12 +61,18 @@ struct ServeOptions {
   // Pixels decoded at once across handlers; 0 = twice predictor.max_pixels.
   int64_t decode_pixel_budget = 0;
   bool access_log = true;
-  // Two single-threaded model workers by default: on a small machine OpenMP's
-  // busy-waiting threads collapse throughput as soon as decoding or another
-  // process wants a core (measured in bench/serve: several times slower).
-  BatcherOptions batcher = {.max_batch_size = 8, .max_delay_ms = 5, .max_queue = 128, .workers = 2};
+  // One model worker on every core by default (docs/performance.md, "Serving"): a request
+  // alone gets all cores (its latency is the model's on the whole machine), and
+  // concurrent requests wait at most max_delay_ms to share one batch. Several workers
+  // each with threads = cores / workers is the other choice: OpenMP teams belong to
+  // the calling thread, and two teams whose threads sum past the cores busy-wait
+  // against each other, so never set workers x threads above the core count.
+  BatcherOptions batcher = {.max_batch_size = 16, .max_delay_ms = 5, .max_queue = 256, .workers = 1};
   FetchOptions fetch;
-  PredictorOptions predictor = {.threads = 1};  // per worker; 0 = all cores
+  PredictorOptions predictor = {.threads = 0};  // per worker; 0 = all cores / workers
+  // Batches run through the model before /ping answers 200 (sizes 1 and max_batch_size):
+  // the first call of each shape builds oneDNN's kernels and would land on a client.
+  bool warm_up = true;
 
   Status validate() const;  // kInvalidArgument naming the flag, and saying why for an open host
 };

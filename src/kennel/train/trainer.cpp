@@ -10,6 +10,7 @@
 #include <torch/types.h>
 #include <torch/utils.h>
 
+#include "kennel/train/autocast.h"
 #include "kennel/util/status.h"
 
 namespace kennel::train {
@@ -19,42 +20,6 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// Autocast for the forward pass only, as torch.autocast is used in PyTorch.
-class AutocastScope {
- public:
-  AutocastScope(const std::string& precision, const c10::Device& device) {
-    if (precision == "fp32") return;
-    const auto dtype = precision == "bf16" ? at::kBFloat16 : at::kHalf;
-    if (device.is_cuda()) {
-      previous_enabled_ = at::autocast::is_enabled();
-      at::autocast::set_enabled(true);
-      at::autocast::set_autocast_gpu_dtype(dtype);
-      cuda_ = true;
-    } else {
-      previous_enabled_ = at::autocast::is_cpu_enabled();
-      at::autocast::set_cpu_enabled(true);
-      at::autocast::set_autocast_cpu_dtype(dtype);
-    }
-    at::autocast::increment_nesting();
-    active_ = true;
-  }
-  ~AutocastScope() {
-    if (!active_) return;
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    if (cuda_) {
-      at::autocast::set_enabled(previous_enabled_);
-    } else {
-      at::autocast::set_cpu_enabled(previous_enabled_);
-    }
-  }
-  AutocastScope(const AutocastScope&) = delete;
-  AutocastScope& operator=(const AutocastScope&) = delete;
-
- private:
-  bool active_ = false;
-  bool cuda_ = false;
-  bool previous_enabled_ = false;
-};
 }  // namespace
 
 Trainer::Trainer(TrainableModel& model, torch::optim::Optimizer& optimizer, BatchSource& train,

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kennel/job/train_spec.h"
+#include "kennel/util/cpu_features.h"
 #include "unit/test_util.h"
 
 namespace kennel::job {
@@ -165,6 +166,28 @@ TEST(TrainSpecTest, NormalizeTakesPresetsOrExplicitMeanAndStd) {
     EXPECT_FALSE(parsed.ok()) << bad;
     if (!parsed.ok()) EXPECT_NE(parsed.status().message().find("normalize"), std::string::npos);
   }
+}
+
+TEST(TrainSpecTest, AutoPrecisionIsTheDefaultAndResolvesOnceFromTheCpu) {
+  const TempDir dir;
+  EXPECT_EQ(TrainSpec().precision, "auto");
+  auto resolved = resolve_train_spec(with_data(dir));
+  ASSERT_TRUE(resolved.ok()) << resolved.status().to_string();
+  EXPECT_EQ(resolved->precision, host_cpu_features().native_bf16() ? "bf16" : "fp32");
+  EXPECT_TRUE(resolved->precision_auto);
+  EXPECT_NE(resolved->precision_reason.find("auto:"), std::string::npos) << resolved->precision_reason;
+  // What spec.json records is explicit: applying it again and resolving changes nothing.
+  TrainSpec again;
+  ASSERT_TRUE(apply_spec_json(again, to_json(*resolved), "spec.json").ok());
+  EXPECT_EQ(resolve_train_spec(again)->precision, resolved->precision);
+  // spec.json's record of the choice is skipped by readers, not an unknown key.
+  json record = to_json(*resolved);
+  record[kPrecisionRecordKey] = {{"requested", "auto"}};
+  EXPECT_TRUE(apply_spec_json(again, record, "spec.json").ok());
+  TrainSpec pinned = with_data(dir);
+  pinned.precision = "fp32";
+  EXPECT_EQ(resolve_train_spec(pinned)->precision, "fp32");
+  EXPECT_FALSE(resolve_train_spec(pinned)->precision_auto);
 }
 
 }  // namespace
