@@ -1,14 +1,13 @@
 #include "kennel/store/job_registry.h"
 
 #include <chrono>
+#include <cerrno>
+#include <cstring>
 #include <thread>
 
 #include <signal.h>
 #include <sqlite3.h>
 #include <unistd.h>
-
-#include <chrono>
-#include <cerrno>
 
 namespace kennel::store {
 
@@ -73,7 +72,10 @@ class Statement {
   double real(int column) const { return sqlite3_column_double(stmt_, column); }
   int64_t integer(int column) const { return sqlite3_column_int64(stmt_, column); }
   Status error(const std::string& what) const {
-    return Status(ErrorCode::kInternal, fmt::format("job registry: {}: {}", what, sqlite3_errmsg(db_)));
+    // A writer holding the lock past the busy timeout is "try again", not a bug.
+    const int primary = sqlite3_errcode(db_) & 0xff;
+    return Status(primary == SQLITE_BUSY || primary == SQLITE_LOCKED ? ErrorCode::kUnavailable : ErrorCode::kInternal,
+                  fmt::format("job registry: {}: {}", what, sqlite3_errmsg(db_)));
   }
 
  private:
@@ -150,7 +152,7 @@ Result<std::unique_ptr<JobRegistry>> JobRegistry::open(const std::filesystem::pa
     sqlite3_close(db);
     return status;
   }
-  std::unique_ptr<JobRegistry> registry(new JobRegistry(db, db_path));
+  std::unique_ptr<JobRegistry> registry(new JobRegistry(db, db_path, /*read_only=*/false));
   sqlite3_busy_timeout(db, 30'000);
   // Processes opening a new registry at once race for the switch to WAL and the
   // schema; SQLite may answer SQLITE_BUSY there without waiting on its busy
@@ -179,7 +181,42 @@ Result<std::unique_ptr<JobRegistry>> JobRegistry::open(const std::filesystem::pa
   return registry;
 }
 
+Result<std::unique_ptr<JobRegistry>> JobRegistry::open_read_only(const std::filesystem::path& db_path,
+                                                                 double busy_timeout_seconds) {
+  std::error_code error;
+  if (!std::filesystem::exists(db_path, error)) {
+    return not_found("no job registry at '{}': no job has run with this --home yet", db_path.string());
+  }
+  sqlite3* db = nullptr;
+  const int rc = sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    Status status(ErrorCode::kPermissionDenied,
+                  fmt::format("cannot open the job registry '{}' for reading: {}", db_path.string(),
+                              db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
+    sqlite3_close(db);
+    return status;
+  }
+  std::unique_ptr<JobRegistry> registry(new JobRegistry(db, db_path, /*read_only=*/true));
+  sqlite3_busy_timeout(db, static_cast<int>(busy_timeout_seconds * 1000));
+  Statement version(db, "SELECT MAX(version) FROM schema_version");
+  if (!version.ok()) {
+    return Status(ErrorCode::kDataLoss, fmt::format("'{}' is not a Kennel job registry: {}", db_path.string(),
+                                                    sqlite3_errmsg(db)));
+  }
+  if (version.step() == SQLITE_ROW && version.integer(0) > kSchemaVersion) {
+    return failed_precondition("the job registry '{}' has schema version {}, newer than this "
+                               "kennel understands ({}): upgrade kennel",
+                               db_path.string(), version.integer(0), kSchemaVersion);
+  }
+  return registry;
+}
+
 JobRegistry::~JobRegistry() { sqlite3_close(db_); }
+
+Status JobRegistry::check_writable() const {
+  if (!read_only_) return {};
+  return failed_precondition("the job registry '{}' was opened read-only", path_.string());
+}
 
 Status JobRegistry::exec(const std::string& sql) {
   char* message = nullptr;
@@ -194,6 +231,7 @@ Status JobRegistry::exec(const std::string& sql) {
 }
 
 Status JobRegistry::create_job(const JobRecord& record) {
+  KENNEL_RETURN_IF_ERROR(check_writable());
   Statement insert(db_,
                    "INSERT INTO jobs(name, kind, parent, status, failure_reason, spec_json, job_dir, "
                    "created_at, started_at, heartbeat_at, pid, host) "
@@ -217,6 +255,7 @@ Status JobRegistry::create_job(const JobRecord& record) {
 }
 
 Status JobRegistry::set_status(const std::string& name, JobStatus status, const std::string& reason) {
+  KENNEL_RETURN_IF_ERROR(check_writable());
   const bool terminal = status != JobStatus::kInProgress;
   Statement update(db_,
                    "UPDATE jobs SET status = ?2, failure_reason = ?3, ended_at = ?4, heartbeat_at = ?5 "
@@ -231,6 +270,7 @@ Status JobRegistry::set_status(const std::string& name, JobStatus status, const 
 }
 
 Status JobRegistry::reopen_job(const std::string& name) {
+  KENNEL_RETURN_IF_ERROR(check_writable());
   Statement update(db_,
                    "UPDATE jobs SET status = 'InProgress', failure_reason = '', ended_at = 0, "
                    "heartbeat_at = ?2, pid = ?3, host = ?4 WHERE name = ?1");
@@ -242,6 +282,7 @@ Status JobRegistry::reopen_job(const std::string& name) {
 }
 
 Status JobRegistry::heartbeat(const std::string& name) {
+  KENNEL_RETURN_IF_ERROR(check_writable());
   Statement update(db_, "UPDATE jobs SET heartbeat_at = ?2 WHERE name = ?1");
   if (!update.ok()) return update.error("preparing update");
   update.bind(1, name).bind(2, unix_now());
@@ -250,6 +291,7 @@ Status JobRegistry::heartbeat(const std::string& name) {
 }
 
 Status JobRegistry::set_final_metrics(const std::string& name, const std::string& metrics_json) {
+  KENNEL_RETURN_IF_ERROR(check_writable());
   Statement update(db_, "UPDATE jobs SET final_metrics_json = ?2 WHERE name = ?1");
   if (!update.ok()) return update.error("preparing update");
   update.bind(1, name).bind(2, metrics_json);
@@ -258,6 +300,7 @@ Status JobRegistry::set_final_metrics(const std::string& name, const std::string
 }
 
 Status JobRegistry::set_artifacts(const std::string& name, const std::string& artifacts_json) {
+  KENNEL_RETURN_IF_ERROR(check_writable());
   Statement update(db_, "UPDATE jobs SET artifacts_json = ?2 WHERE name = ?1");
   if (!update.ok()) return update.error("preparing update");
   update.bind(1, name).bind(2, artifacts_json);
@@ -265,24 +308,38 @@ Status JobRegistry::set_artifacts(const std::string& name, const std::string& ar
   return {};
 }
 
+std::string JobRegistry::stale_reason(const JobRecord& record, double now) const {
+  if (record.status != JobStatus::kInProgress) return "";
+  // On this host a dead pid is proof enough; elsewhere only a stale heartbeat.
+  if (record.host == host_name() && !process_alive(record.pid)) {
+    return fmt::format("the job's process (pid {}) died without recording an outcome", record.pid);
+  }
+  if (now - record.heartbeat_at > stale_after_seconds_) {
+    return fmt::format("no heartbeat for {:.0f} s: the job's process died or hung", now - record.heartbeat_at);
+  }
+  return "";
+}
+
+void JobRegistry::settle_stale(JobRecord& record, double now) const {
+  const std::string reason = stale_reason(record, now);
+  if (reason.empty()) return;
+  record.status = JobStatus::kFailed;
+  record.failure_reason = reason;
+  record.ended_at = record.heartbeat_at;
+}
+
 Status JobRegistry::mark_stale_jobs() {
+  if (read_only_) return {};  // readers settle stale rows in memory (settle_stale)
   Statement select(db_, "SELECT name, heartbeat_at, pid, host FROM jobs WHERE status = 'InProgress'");
   if (!select.ok()) return select.error("preparing select");
   const double now = unix_now();
-  const std::string here = host_name();
   std::vector<std::pair<std::string, std::string>> dead;
   while (select.step() == SQLITE_ROW) {
-    const double heartbeat = select.real(1);
-    const int64_t pid = select.integer(2);
-    const bool same_host = select.text(3) == here;
-    // On this host a dead pid is proof enough; elsewhere only a stale heartbeat.
-    if (same_host && !process_alive(pid)) {
-      dead.emplace_back(select.text(0), fmt::format("the job's process (pid {}) died without "
-                                                    "recording an outcome", pid));
-    } else if (now - heartbeat > stale_after_seconds_) {
-      dead.emplace_back(select.text(0), fmt::format("no heartbeat for {:.0f} s: the job's process "
-                                                    "died or hung", now - heartbeat));
-    }
+    JobRecord row;
+    row.heartbeat_at = select.real(1);
+    row.pid = select.integer(2);
+    row.host = select.text(3);
+    if (std::string reason = stale_reason(row, now); !reason.empty()) dead.emplace_back(select.text(0), reason);
   }
   for (const auto& [name, reason] : dead) {
     Statement update(db_,
@@ -302,7 +359,9 @@ Result<JobRecord> JobRegistry::get_job(const std::string& name) {
   if (select.step() != SQLITE_ROW) {
     return not_found("no job named '{}' in {} (see `kennel jobs list`)", name, path_.string());
   }
-  return read_record(select);
+  JobRecord record = read_record(select);
+  if (read_only_) settle_stale(record, unix_now());
+  return record;
 }
 
 Result<std::vector<JobRecord>> JobRegistry::list_jobs(const JobFilter& filter) {
@@ -318,9 +377,31 @@ Result<std::vector<JobRecord>> JobRegistry::list_jobs(const JobFilter& filter) {
       .bind(4, filter.name_contains);
   std::vector<JobRecord> records;
   int rc;
-  while ((rc = select.step()) == SQLITE_ROW) records.push_back(read_record(select));
+  const double now = unix_now();
+  while ((rc = select.step()) == SQLITE_ROW) {
+    records.push_back(read_record(select));
+    if (read_only_) settle_stale(records.back(), now);
+  }
   if (rc != SQLITE_DONE) return select.error("listing jobs");
+  // A read-only registry settles dead jobs after the query, so a status filter is applied again.
+  if (read_only_ && filter.status) {
+    std::erase_if(records, [&](const JobRecord& record) { return record.status != *filter.status; });
+  }
   return records;
+}
+
+Status request_stop(const JobRecord& job) {
+  if (job.status != JobStatus::kInProgress) {
+    return failed_precondition("job '{}' is not running (status {})", job.name, job_status_name(job.status));
+  }
+  if (job.host != host_name()) {
+    return failed_precondition("job '{}' runs on host '{}': stop it there", job.name, job.host);
+  }
+  if (job.pid <= 0 || ::kill(static_cast<pid_t>(job.pid), SIGTERM) != 0) {
+    return failed_precondition("cannot signal job '{}' (pid {}): {}", job.name, job.pid,
+                               job.pid <= 0 ? "no process recorded" : std::strerror(errno));
+  }
+  return {};
 }
 
 }  // namespace kennel::store

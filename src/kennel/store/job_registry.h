@@ -7,6 +7,10 @@
 // transaction. A job whose process died without updating its row is found by
 // its stale heartbeat (and, on the same host, a dead pid) and recorded as
 // Failed when read. Thread-safety: one JobRegistry per thread.
+//
+// A reader that must never hold up the writers (a dashboard) opens it
+// read-only: no schema change, no WAL switch, a short busy timeout, and dead
+// jobs are reported as Failed without writing that down.
 #pragma once
 
 #include <cstdint>
@@ -56,6 +60,12 @@ class JobRegistry {
   // Opens (creating if needed) the registry database. Errors name the file
   // and the reason (unwritable directory, not a database, ...).
   static Result<std::unique_ptr<JobRegistry>> open(const std::filesystem::path& db_path);
+  // Opens an existing registry for reading only (SQLITE_OPEN_READONLY): every
+  // write answers kFailedPrecondition; a statement waits at most
+  // `busy_timeout_seconds` for a writer's lock, then answers kUnavailable.
+  // kNotFound when the file does not exist (no job has run with this home).
+  static Result<std::unique_ptr<JobRegistry>> open_read_only(const std::filesystem::path& db_path,
+                                                             double busy_timeout_seconds = 2);
   ~JobRegistry();
   JobRegistry(const JobRegistry&) = delete;
   JobRegistry& operator=(const JobRegistry&) = delete;
@@ -71,7 +81,8 @@ class JobRegistry {
   Status set_artifacts(const std::string& name, const std::string& artifacts_json);
 
   // Reads a job; an InProgress job whose heartbeat is older than the stale
-  // limit is marked Failed first.
+  // limit (or whose process on this host is gone) is marked Failed first; a
+  // read-only registry reports it as Failed without writing.
   Result<JobRecord> get_job(const std::string& name);
   Result<std::vector<JobRecord>> list_jobs(const JobFilter& filter = {});
 
@@ -79,15 +90,26 @@ class JobRegistry {
   void set_stale_after_seconds(double seconds) { stale_after_seconds_ = seconds; }
 
  private:
-  explicit JobRegistry(sqlite3* db, std::filesystem::path path) : db_(db), path_(std::move(path)) {}
+  JobRegistry(sqlite3* db, std::filesystem::path path, bool read_only)
+      : db_(db), path_(std::move(path)), read_only_(read_only) {}
   Status exec(const std::string& sql);
+  Status check_writable() const;
   Status mark_stale_jobs();
+  // Why an InProgress row's process is gone, or empty when it may be alive.
+  std::string stale_reason(const JobRecord& record, double now) const;
+  void settle_stale(JobRecord& record, double now) const;
 
   sqlite3* db_;
   std::filesystem::path path_;
+  bool read_only_ = false;
   double stale_after_seconds_ = 120;
 };
 
 double unix_now();
+
+// Asks a running job to stop: SIGTERM to its process, which checkpoints and
+// ends Stopped (`kennel train --resume` finishes it). kFailedPrecondition when
+// the job is not InProgress, runs on another host, or cannot be signalled.
+Status request_stop(const JobRecord& job);
 
 }  // namespace kennel::store
