@@ -693,11 +693,6 @@ Result<TuningResult> StudyRunner::run() {
     artifacts["best_trial"] = best_json["name"];
     if (!best_json["model"].is_null()) artifacts["best_model"] = best_json["model"];
   }
-  if (auto report = write_tuning_report(options_.home, *state); report.ok()) {
-    artifacts["report"] = report->string();
-  } else {
-    spdlog::warn("could not write the tuning report: {}", report.status().message());
-  }
   if (stopping_) {
     result.status = JobStatus::kStopped;
     result.reason = fmt::format("stopped by {}; continue with `kennel tune resume {}`",
@@ -711,6 +706,16 @@ Result<TuningResult> StudyRunner::run() {
     result.reason = fmt::format("all {} trials failed: {}", trials_.size(), summary);
   } else {
     result.status = JobStatus::kCompleted;
+  }
+  // The report is the study's final artefact: it shows the outcome about to be recorded,
+  // not the InProgress row that the registry still holds at this point.
+  state->record.status = result.status;
+  state->record.failure_reason = result.reason;
+  state->record.ended_at = store::unix_now();
+  if (auto report = write_tuning_report(options_.home, *state); report.ok()) {
+    artifacts["report"] = report->string();
+  } else {
+    spdlog::warn("could not write the tuning report: {}", report.status().message());
   }
   (void)registry_->set_final_metrics(spec_.name, final_metrics.dump());
   (void)registry_->set_artifacts(spec_.name, artifacts.dump());
