@@ -23,12 +23,15 @@ Result<StudyState> load_study(const fs::path& home, const std::string& name) {
     return not_found("no tuning job named '{}' in {} (`kennel jobs list` shows the jobs)", name,
                      store::HomeLayout(home).registry().string());
   }
-  if (record->kind != "tuning") {
-    return invalid_argument("'{}' is a {} job, not a tuning job", name, record->kind);
+  return load_study_files(*record, store::HomeLayout(home).study(name));
+}
+
+Result<StudyState> load_study_files(const store::JobRecord& record, const store::StudyPaths& study) {
+  if (record.kind != "tuning") {
+    return invalid_argument("'{}' is a {} job, not a tuning job", record.name, record.kind);
   }
   StudyState state;
-  state.record = *record;
-  const store::StudyPaths study = store::HomeLayout(home).study(name);
+  state.record = record;
   auto study_text = read_file_text(study.study());
   if (!study_text.ok()) return study_text.status();
   try {

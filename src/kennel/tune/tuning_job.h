@@ -27,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kennel/store/job_registry.h"
+#include "kennel/store/layout.h"
 #include "kennel/tune/study_spec.h"
 #include "kennel/util/status.h"
 
@@ -80,6 +81,9 @@ struct StudyState {
 };
 
 Result<StudyState> load_study(const std::filesystem::path& home, const std::string& name);
+// The same from a registry row already read (e.g. through a read-only registry) and the
+// study's folder: reads study.json and trials.json only.
+Result<StudyState> load_study_files(const store::JobRecord& record, const store::StudyPaths& study);
 
 // Index into state.trials of the best trial with an objective (early-stopped
 // ones included: they reached that value), or nullopt.
