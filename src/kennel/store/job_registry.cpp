@@ -366,10 +366,14 @@ Result<JobRecord> JobRegistry::get_job(const std::string& name) {
 
 Result<std::vector<JobRecord>> JobRegistry::list_jobs(const JobFilter& filter) {
   KENNEL_RETURN_IF_ERROR(mark_stale_jobs());
+  // A read-only registry settles dead jobs after the query: an InProgress row may turn out
+  // Failed, so it is read whatever the status asked for, and the filter and limit apply after.
+  const bool settle_after = read_only_ && filter.status.has_value();
   std::string sql = std::string(kSelectColumns) +
-                    " WHERE (?1 = '' OR kind = ?1) AND (?2 = '' OR parent = ?2) AND (?3 = '' OR "
-                    "status = ?3) AND (?4 = '' OR instr(name, ?4) > 0) ORDER BY created_at DESC, name";
-  if (filter.limit > 0) sql += fmt::format(" LIMIT {}", filter.limit);
+                    " WHERE (?1 = '' OR kind = ?1) AND (?2 = '' OR parent = ?2) AND (?3 = '' OR status = ?3" +
+                    (settle_after ? " OR status = 'InProgress'" : "") +
+                    ") AND (?4 = '' OR instr(name, ?4) > 0) ORDER BY created_at DESC, name";
+  if (filter.limit > 0 && !settle_after) sql += fmt::format(" LIMIT {}", filter.limit);
   Statement select(db_, sql.c_str());
   if (!select.ok()) return select.error("preparing select");
   select.bind(1, filter.kind).bind(2, filter.parent)
@@ -383,9 +387,9 @@ Result<std::vector<JobRecord>> JobRegistry::list_jobs(const JobFilter& filter) {
     if (read_only_) settle_stale(records.back(), now);
   }
   if (rc != SQLITE_DONE) return select.error("listing jobs");
-  // A read-only registry settles dead jobs after the query, so a status filter is applied again.
-  if (read_only_ && filter.status) {
+  if (settle_after) {
     std::erase_if(records, [&](const JobRecord& record) { return record.status != *filter.status; });
+    if (filter.limit > 0 && static_cast<int64_t>(records.size()) > filter.limit) records.resize(filter.limit);
   }
   return records;
 }

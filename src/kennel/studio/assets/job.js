@@ -217,7 +217,8 @@ export async function jobPage(app, name) {
   const draw = (d) => [headerSection(d, onStop), h('h2', {}, 'Curves'), curves,
     h('section', { id: 'spec' }, h('h2', {}, 'Resolved spec'), h('pre', {}, JSON.stringify(d.spec, null, 2))),
     logSection(d), debuggerSection(d.debugger), profilerSection(d.profiler)];
-  app.replaceChildren(...draw(detail), evaluationSection(echarts, detail.evaluations) || '', filesSection(detail));
+  app.replaceChildren(...[...draw(detail), evaluationSection(echarts, detail.evaluations), filesSection(detail)]
+    .filter(Boolean));
 
   const chartsOf = new Curves(echarts, curves);
   let since = -1;
