@@ -18,8 +18,6 @@ export function loadECharts() {
   return loading;
 }
 
-const charts = new Set();
-window.addEventListener('resize', () => charts.forEach((chart) => chart.resize()));
 
 export const palette = ['#2f5d8a', '#e07b39', '#3d9a5b', '#c0392b', '#8e6bbf', '#8c6d4f', '#d45a9c', '#6b7b8c',
   '#b8a200', '#2aa1b3'];
@@ -37,7 +35,8 @@ export function makeChart(echarts, element, option) {
     textStyle: { fontFamily: 'system-ui, sans-serif' },
     ...option,
   });
-  charts.add(chart);
+  // A grid of charts reflows as charts are added: each follows its own box.
+  new ResizeObserver(() => chart.resize()).observe(element);
   return chart;
 }
 

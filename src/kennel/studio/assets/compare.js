@@ -29,7 +29,12 @@ export async function comparePage(app) {
   });
   if (!names.length) return markRendered();
 
-  const echarts = await loadECharts();
+  let echarts;
+  try {
+    echarts = await loadECharts();
+  } catch (error) {
+    return showError(app, error, 'Compare');
+  }
   const histories = await Promise.all(names.map((name) =>
     getJson(`${path('api', 'jobs', name)}/metrics`).then((m) => m.records).catch(() => [])));
   // Metrics every chosen job has first, then the others.

@@ -11,6 +11,9 @@ const METRICS_MS = 2000;
 const JOB_MS = 4000;
 const NOT_METRICS = new Set(['type', 'step', 'epoch', 'time', 'timestamp', 'wall_time', 'batch_size', 'samples', 'split']);
 
+const GROUP_ORDER = ['Loss', 'Accuracy', 'Learning rate', 'Images per second', 'Seconds'];
+const groupRank = (name) => (GROUP_ORDER.includes(name) ? GROUP_ORDER.indexOf(name) : GROUP_ORDER.length);
+
 // Which chart a metric belongs on: metrics of one scale share an axis.
 export function chartGroup(key) {
   if (/loss/.test(key)) return 'Loss';
@@ -64,11 +67,14 @@ class Curves {
     let group = this.groups.get(name);
     if (group) return group;
     const element = h('div', { class: 'chart', 'data-group': name });
-    this.container.append(element);
+    // Loss first, then accuracy, ...: whatever order the metrics arrive in.
+    const after = [...this.container.children].find((c) => c.dataset.group && groupRank(c.dataset.group) > groupRank(name));
+    this.container.insertBefore(element, after || null);
     const chart = makeChart(this.echarts, element, {
       title: titled(name),
-      legend: { top: 6, right: 10, type: 'scroll', width: '60%' },
-      xAxis: { type: 'value', name: 'step', nameLocation: 'middle', nameGap: 28, min: 'dataMin' },
+      legend: { bottom: 2, type: 'scroll' },
+      grid: { left: 60, right: 24, top: 36, bottom: 64 },
+      xAxis: { type: 'value', name: 'step', nameLocation: 'middle', nameGap: 24, min: 'dataMin' },
       yAxis: { type: 'value', scale: true, axisLabel: { formatter: (v) => formatNumber(v, 3) } },
       series: [],
     });
@@ -80,7 +86,7 @@ class Curves {
 
 function facts(pairs) {
   return h('dl', { class: 'facts' }, pairs.filter(([, v]) => v !== null && v !== undefined && v !== '')
-    .map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
+    .flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
 }
 
 function table(header, rows, id) {
@@ -151,7 +157,7 @@ function evaluationSection(echarts, evaluations) {
   const section = h('section', { id: 'evaluation' }, h('h2', {}, 'Evaluation'));
   for (const evaluation of evaluations) {
     const classes = evaluation.per_class || [];
-    section.append(h('h3', {}, evaluation.name),
+    section.append(evaluation.name === 'evaluation' ? '' : h('h3', {}, `${evaluation.name} split`),
       facts([['Accuracy', formatNumber(evaluation.accuracy)], ['Top-5 accuracy', formatNumber(evaluation.top5_accuracy)],
         ['Macro F1', formatNumber(evaluation.macro_f1)], ['Samples', evaluation.samples]]));
     const matrix = h('div', { class: 'chart tall', id: `confusion-${evaluation.name}` });
@@ -203,7 +209,12 @@ export async function jobPage(app, name) {
     location.replace(path('studies', name));
     return;
   }
-  const echarts = await loadECharts();
+  let echarts;
+  try {
+    echarts = await loadECharts();
+  } catch (error) {
+    return showError(app, error, `Job ${name}`);
+  }
   const curves = h('div', { class: 'columns', id: 'curves', 'data-points': '0' });
   const onStop = async (event) => {
     event.target.disabled = true;

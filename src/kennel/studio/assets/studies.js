@@ -121,10 +121,10 @@ class StudyCharts {
       bestSoFar.push([minutes(t), last === null || (maximize ? t.objective > last : t.objective < last) ? t.objective : last]);
     }
     this.chart('objective-over-time', 'chart tall').setOption({
-      title: titled('Objective over time'), legend: { top: 6, right: 10 },
+      title: titled(`Objective (${metric}) over time`), legend: { top: 6, right: 10 },
       tooltip: { trigger: 'item', formatter: (p) => (p.data?.name ? `${p.data.name}: ${formatNumber(p.value[1])}` : formatNumber(p.value[1])) },
       xAxis: { type: 'value', name: 'minutes since the first trial started', nameLocation: 'middle', nameGap: 28 },
-      yAxis: { type: 'value', name: metric, scale: true },
+      yAxis: { type: 'value', scale: true },
       series: [...byStatus(finished, minutes), { name: 'best so far', type: 'line', step: 'end', data: bestSoFar,
         showSymbol: false, lineStyle: { color: '#222', width: 2 }, itemStyle: { color: '#222' } }],
     }, { replaceMerge: ['series'] });
@@ -163,7 +163,7 @@ class StudyCharts {
         title: titled(`${name} vs objective`), legend: { show: false },
         tooltip: { trigger: 'item', formatter: (p) => `${p.data.name}: ${name}=${p.value[0]}, ${formatNumber(p.value[1])}` },
         xAxis: { ...parameterAxis(parameters[name], name), nameLocation: 'middle', nameGap: 28 },
-        yAxis: { type: 'value', scale: true, name: metric },
+        yAxis: { type: 'value', scale: true },
         series: byStatus(trials, (t) => trialValue(t, name, parameters[name])),
       }, { replaceMerge: ['series'] });
     }
@@ -175,7 +175,7 @@ function trialsTable(study) {
   const parameters = Object.keys(study.parameters || {});
   const bestName = study.best?.name;
   const table = new SortableTable([
-    { key: 'index', label: '#', num: true },
+    { key: 'index', label: '#', num: true, format: (v) => (typeof v === 'number' ? v + 1 : '') },
     { key: 'name', label: 'Trial', html: (t) => `<a href="${path('jobs', t.name)}">${escapeHtml(t.name)}</a>` },
     { key: 'status', label: 'Status', html: (t) => statusBadgeHtml(t.early_stopped ? 'Stopped' : t.status) + (t.early_stopped ? ' early' : '') },
     { key: 'objective', label: study.objective?.metric || 'objective', num: true, format: (v) => formatNumber(v) },
@@ -196,7 +196,12 @@ export async function studyPage(app, name) {
   } catch (error) {
     return showError(app, error, `Study ${name}`);
   }
-  const echarts = await loadECharts();
+  let echarts;
+  try {
+    echarts = await loadECharts();
+  } catch (error) {
+    return showError(app, error, `Study ${name}`);
+  }
   const charts = h('div', { class: 'columns', id: 'study-charts' });
   let table = trialsTable(study);
   const trialsSection = h('section', { id: 'trials-section' }, h('h2', {}, 'Trials'), table.table);
