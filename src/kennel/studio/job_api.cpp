@@ -51,9 +51,8 @@ json job_row(const store::JobRecord& record, double now) {
   } else {
     problems.push_back(fmt::format("the registry's spec is not a JSON object: {}", parsed.status().message()));
   }
-  json final_metrics = parse_json_object(record.final_metrics_json).ok()
-                           ? parse_json_object(record.final_metrics_json).value()
-                           : json::object();
+  auto parsed_metrics = parse_json_object(record.final_metrics_json);
+  json final_metrics = parsed_metrics.ok() ? std::move(*parsed_metrics) : json::object();
   std::error_code error;
   if (record.job_dir.empty()) {
     problems.push_back("the registry names no job directory");

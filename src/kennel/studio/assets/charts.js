@@ -35,8 +35,12 @@ export function makeChart(echarts, element, option) {
     textStyle: { fontFamily: 'system-ui, sans-serif' },
     ...option,
   });
-  // A grid of charts reflows as charts are added: each follows its own box.
-  new ResizeObserver(() => chart.resize()).observe(element);
+  // A grid of charts reflows as charts are added: each follows its own box (and redraws only
+  // when that box really changed: the observer also reports the first size, already drawn).
+  new ResizeObserver(([entry]) => {
+    const { width, height } = entry.contentRect;
+    if (Math.round(width) !== chart.getWidth() || Math.round(height) !== chart.getHeight()) chart.resize();
+  }).observe(element);
   return chart;
 }
 

@@ -59,7 +59,11 @@ class Curves {
       }
       this.points++;
     }
-    for (const group of touched) group.chart.setOption({ series: [...group.series.values()] });
+    for (const group of touched) {
+      const series = [...group.series.values()];
+      if (group.chart) group.chart.setOption({ series });
+      else group.chart = makeChart(this.echarts, group.element, { ...group.option, series });  // one render
+    }
     this.container.dataset.points = String(this.points);
   }
 
@@ -70,15 +74,14 @@ class Curves {
     // Loss first, then accuracy, ...: whatever order the metrics arrive in.
     const after = [...this.container.children].find((c) => c.dataset.group && groupRank(c.dataset.group) > groupRank(name));
     this.container.insertBefore(element, after || null);
-    const chart = makeChart(this.echarts, element, {
+    const option = {
       title: titled(name),
       legend: { bottom: 2, type: 'scroll' },
       grid: { left: 60, right: 24, top: 36, bottom: 64 },
       xAxis: { type: 'value', name: 'step', nameLocation: 'middle', nameGap: 24, min: 'dataMin' },
       yAxis: { type: 'value', scale: true, axisLabel: { formatter: (v) => formatNumber(v, 3) } },
-      series: [],
-    });
-    group = { chart, series: new Map() };
+    };
+    group = { element, option, chart: null, series: new Map() };
     this.groups.set(name, group);
     return group;
   }

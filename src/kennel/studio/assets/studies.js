@@ -94,13 +94,13 @@ class StudyCharts {
     this.charts = new Map();
   }
 
-  chart(id, className = 'chart') {
-    if (!this.charts.has(id)) {
-      const element = h('div', { class: className, id });
-      this.container.append(element);
-      this.charts.set(id, makeChart(this.echarts, element, {}));
-    }
-    return this.charts.get(id);
+  // Draws `option` in the chart `id`, made on first use (one render either way).
+  chart(id, className, option) {
+    const existing = this.charts.get(id);
+    if (existing) return existing.setOption(option, { replaceMerge: ['series'] });
+    const element = h('div', { class: className, id });
+    this.container.append(element);
+    this.charts.set(id, makeChart(this.echarts, element, option));
   }
 
   draw(study) {
@@ -120,31 +120,31 @@ class StudyCharts {
       const last = bestSoFar.length ? bestSoFar[bestSoFar.length - 1][1] : null;
       bestSoFar.push([minutes(t), last === null || (maximize ? t.objective > last : t.objective < last) ? t.objective : last]);
     }
-    this.chart('objective-over-time', 'chart tall').setOption({
+    this.chart('objective-over-time', 'chart tall', {
       title: titled(`Objective (${metric}) over time`), legend: { top: 6, right: 10 },
       tooltip: { trigger: 'item', formatter: (p) => (p.data?.name ? `${p.data.name}: ${formatNumber(p.value[1])}` : formatNumber(p.value[1])) },
       xAxis: { type: 'value', name: 'minutes since the first trial started', nameLocation: 'middle', nameGap: 28 },
       yAxis: { type: 'value', scale: true },
       series: [...byStatus(finished, minutes), { name: 'best so far', type: 'line', step: 'end', data: bestSoFar,
         showSymbol: false, lineStyle: { color: '#222', width: 2 }, itemStyle: { color: '#222' } }],
-    }, { replaceMerge: ['series'] });
+    });
 
     // Importance.
     const importance = study.importance || {};
     const ranked = [...(importance.parameters || [])].sort((a, b) => a.importance - b.importance);
-    this.chart('importance').setOption({
+    this.chart('importance', 'chart', {
       title: titled('Parameter importance (fANOVA)', { subtext: importance.note || importance.method, subtextStyle: { fontSize: 11 } }),
       grid: { left: 110, right: 30, top: 60, bottom: 30 },
       tooltip: { trigger: 'item', formatter: (p) => `${p.name}: ${(100 * p.value).toFixed(1)} % of the variance` },
       xAxis: { type: 'value', max: 1, axisLabel: { formatter: (v) => `${Math.round(v * 100)}%` } },
       yAxis: { type: 'category', data: ranked.map((p) => p.name) },
       series: [{ type: 'bar', data: ranked.map((p) => p.importance), itemStyle: { color: '#2f5d8a' } }],
-    }, { replaceMerge: ['series'] });
+    });
 
     // Parallel coordinates: every parameter, then the objective.
     const scored = trials.filter((t) => typeof t.objective === 'number');
     const values = scored.map((t) => t.objective);
-    this.chart('parallel', 'chart tall').setOption({
+    this.chart('parallel', 'chart tall', {
       title: titled('Parallel coordinates'),
       parallelAxis: [...names.map((name, i) => ({ dim: i, ...parameterAxis(parameters[name], name) })),
         { dim: names.length, name: metric, type: 'value', scale: true }],
@@ -155,17 +155,17 @@ class StudyCharts {
       tooltip: { trigger: 'item' },
       series: [{ type: 'parallel', lineStyle: { width: 1.2, opacity: 0.6 },
         data: scored.map((t) => ({ name: t.name, value: [...names.map((n) => trialValue(t, n, parameters[n])), t.objective] })) }],
-    }, { replaceMerge: ['series'] });
+    });
 
     // One chart per parameter.
     for (const name of names) {
-      this.chart(`param-${name}`, 'chart small').setOption({
+      this.chart(`param-${name}`, 'chart small', {
         title: titled(`${name} vs objective`), legend: { show: false },
         tooltip: { trigger: 'item', formatter: (p) => `${p.data.name}: ${name}=${p.value[0]}, ${formatNumber(p.value[1])}` },
         xAxis: { ...parameterAxis(parameters[name], name), nameLocation: 'middle', nameGap: 28 },
         yAxis: { type: 'value', scale: true },
         series: byStatus(trials, (t) => trialValue(t, name, parameters[name])),
-      }, { replaceMerge: ['series'] });
+      });
     }
     this.container.dataset.trials = String(trials.length);
   }
