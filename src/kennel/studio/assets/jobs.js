@@ -78,7 +78,10 @@ export async function jobsPage(app) {
     for (const box of table.body.querySelectorAll('input.pick')) box.checked = picked.has(box.value);
     count.textContent = `${rows.length} of ${jobs.length} jobs`;
   };
-  for (const control of [search, statusSelect, kindSelect]) control.addEventListener('input', draw);
+  for (const control of [search, statusSelect, kindSelect]) {
+    control.addEventListener('input', draw);
+    control.addEventListener('change', draw);
+  }
   table.body.addEventListener('change', (event) => {
     if (!event.target.classList.contains('pick')) return;
     if (event.target.checked) picked.add(event.target.value); else picked.delete(event.target.value);
