@@ -61,6 +61,10 @@ json job_row(const store::JobRecord& record, double now) {
   } else if (record.kind != "tuning" && !fs::exists(store::JobPaths{record.job_dir}.spec(), error)) {
     problems.push_back(fmt::format("'{}' is missing", store::JobPaths{record.job_dir}.spec().string()));
   }
+  // A study's spec holds its trials' training spec: what they train on is what a person looks for.
+  const json& trains = record.kind == "tuning" && spec.contains("training") && spec["training"].is_object()
+                           ? spec["training"]
+                           : spec;
   json world_size = number_or_null(spec, "world_size");
   if (world_size.is_null()) world_size = number_or_null(final_metrics, "world_size");
   return {{"name", record.name},
@@ -69,10 +73,10 @@ json job_row(const store::JobRecord& record, double now) {
           {"parent", record.parent},
           {"status", store::job_status_name(record.status)},
           {"reason", record.failure_reason},
-          {"arch", text_or_null(spec, "arch")},
-          {"dataset", text_or_null(spec, "data")},
+          {"arch", text_or_null(trains, "arch")},
+          {"dataset", text_or_null(trains, "data")},
           {"command", text_or_null(spec, "command")},
-          {"precision", text_or_null(spec, "precision")},
+          {"precision", text_or_null(trains, "precision")},
           {"world_size", world_size.is_null() ? json(1) : world_size},
           {"created_at", record.created_at},
           {"started_at", record.started_at},

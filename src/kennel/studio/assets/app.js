@@ -62,11 +62,14 @@ export function formatDuration(seconds) {
   return `${s}s`;
 }
 
-export function formatTime(unixSeconds) {
+// "2026-12-05 21:19:08"; `short`: "12-05 21:19" within this year (tables).
+export function formatTime(unixSeconds, short = false) {
   if (!(unixSeconds > 0)) return '-';
   const d = new Date(unixSeconds * 1000);
   const pad = (n) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  const day = `${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+  if (short && d.getFullYear() === new Date().getFullYear()) return `${day} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  return `${d.getFullYear()}-${day} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
 export function formatNumber(value, digits = 4) {
@@ -75,6 +78,14 @@ export function formatNumber(value, digits = 4) {
   const abs = Math.abs(value);
   if (abs !== 0 && (abs < 1e-3 || abs >= 1e6)) return value.toExponential(2);
   return value.toFixed(digits).replace(/\.?0+$/, '');
+}
+
+// An axis tick: enough significant digits that neighbouring ticks differ (0.0025, not 0.003).
+export function formatTick(value) {
+  if (typeof value !== 'number' || !isFinite(value)) return '';
+  const abs = Math.abs(value);
+  if (abs !== 0 && (abs < 1e-4 || abs >= 1e6)) return value.toExponential(1);
+  return String(Number(value.toPrecision(4)));
 }
 
 export function formatBytes(bytes) {

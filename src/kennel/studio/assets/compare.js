@@ -1,5 +1,5 @@
 // Compare: several jobs' curves of one metric on one chart (?jobs=a,b,c&metric=valid_accuracy).
-import { formatNumber, getJson, h, markRendered, path, setTitle, showError } from './app.js';
+import { formatTick, getJson, h, markRendered, path, setTitle, showError } from './app.js';
 import { loadECharts, makeChart, titled } from './charts.js';
 import { isMetric } from './job.js';
 
@@ -54,7 +54,7 @@ export async function comparePage(app) {
     title: titled(metric ? `${metric} by ${x}` : 'No metrics'),
     legend: { top: 6, right: 10, type: 'scroll', width: '60%' },
     xAxis: { type: 'value', name: x, nameLocation: 'middle', nameGap: 28, min: 'dataMin' },
-    yAxis: { type: 'value', scale: true, axisLabel: { formatter: (v) => formatNumber(v, 3) } },
+    yAxis: { type: 'value', scale: true, axisLabel: { formatter: formatTick } },
     series: names.map((name, i) => {
       // Epoch records carry epoch-level values; prefer them for an epoch axis, step records for steps.
       const records = histories[i].filter((r) => typeof r[metric] === 'number');

@@ -19,7 +19,7 @@ export async function endpointsPage(app) {
     { key: 'batch', label: 'Mean batch', num: true, value: (r) => r.metrics?.mean_batch_size, format: (v) => formatNumber(v, 2) },
     { key: 'queue', label: 'Queue', num: true, value: (r) => r.metrics?.queue_depth, format: (v) => formatNumber(v) },
     { key: 'pid', label: 'Process', value: (r) => `pid ${r.pid} on ${r.host}` },
-    { key: 'started_at', label: 'Started', format: formatTime },
+    { key: 'started_at', label: 'Started', format: (v) => formatTime(v, true) },
   ], { sortKey: 'started_at', id: 'endpoints' });
   const empty = h('p', { class: 'muted', id: 'empty' }, 'No kennel serve process is running with this home.');
   app.replaceChildren(h('h1', {}, 'Endpoints'), table.table, empty);

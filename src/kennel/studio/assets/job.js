@@ -2,7 +2,7 @@
 // while it runs), the resolved spec, the log tail, the debugger's rules, the
 // profiler's summary, the evaluation and the model's files.
 import {
-  ApiError, formatBytes, formatDuration, formatNumber, formatTime, getJson, h, markRendered, path, poll, postJson,
+  ApiError, formatBytes, formatTick, formatDuration, formatNumber, formatTime, getJson, h, markRendered, path, poll, postJson,
   setTitle, showError, statusBadge,
 } from './app.js';
 import { loadECharts, makeChart, titled } from './charts.js';
@@ -79,7 +79,7 @@ class Curves {
       legend: { bottom: 2, type: 'scroll' },
       grid: { left: 60, right: 24, top: 36, bottom: 64 },
       xAxis: { type: 'value', name: 'step', nameLocation: 'middle', nameGap: 24, min: 'dataMin' },
-      yAxis: { type: 'value', scale: true, axisLabel: { formatter: (v) => formatNumber(v, 3) } },
+      yAxis: { type: 'value', scale: true, axisLabel: { formatter: formatTick } },
     };
     group = { element, option, chart: null, series: new Map() };
     this.groups.set(name, group);

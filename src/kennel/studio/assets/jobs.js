@@ -18,7 +18,7 @@ function metric(row, ...keys) {
 
 function nameCell(row) {
   const href = row.kind === 'tuning' ? path('studies', row.name) : path('jobs', row.name);
-  const parent = row.parent ? `<span class="reason">trial of <a href="${path('studies', row.parent)}">${escapeHtml(row.parent)}</a></span>` : '';
+  const parent = row.parent ? `<span class="sub">trial of <a href="${path('studies', row.parent)}">${escapeHtml(row.parent)}</a></span>` : '';
   return `<input type="checkbox" class="pick" value="${escapeHtml(row.name)}" aria-label="compare"> ` +
     `<a href="${href}">${escapeHtml(row.name)}</a>${parent}`;
 }
@@ -41,7 +41,7 @@ const columns = [
   { key: 'kind', label: 'Kind' },
   { key: 'arch', label: 'Arch', value: (r) => r.arch || (r.command ? 'command' : '') },
   { key: 'dataset', label: 'Dataset', html: (r) => `<span title="${escapeHtml(r.dataset || '')}">${escapeHtml(datasetName(r.dataset))}</span>` },
-  { key: 'started_at', label: 'Started', value: (r) => r.started_at, format: formatTime },
+  { key: 'started_at', label: 'Started', value: (r) => r.started_at, format: (v) => formatTime(v, true) },
   { key: 'duration_seconds', label: 'Duration', num: true, format: formatDuration },
   { key: 'valid_accuracy', label: 'Valid acc', num: true, value: (r) => metric(r, 'valid_accuracy'), format: (v) => formatNumber(v) },
   { key: 'test_accuracy', label: 'Test acc', num: true, value: (r) => metric(r, 'test_accuracy'), format: (v) => formatNumber(v) },

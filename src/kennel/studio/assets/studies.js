@@ -24,7 +24,7 @@ export async function studiesPage(app) {
     { key: 'trials', label: 'Trials', num: true, format: (v, r) => (r.max_jobs ? `${v} / ${r.max_jobs}` : v) },
     { key: 'counts', label: 'Outcomes', value: (r) => Object.entries(r.counts || {}).map(([k, v]) => `${v} ${k}`).join(', ') },
     { key: 'best', label: 'Best', html: (r) => (r.best ? `<a href="${path('jobs', r.best.name)}">${escapeHtml(r.best.name)}</a> ${escapeHtml(formatNumber(r.best.objective))}` : '-') },
-    { key: 'started_at', label: 'Started', format: formatTime },
+    { key: 'started_at', label: 'Started', format: (v) => formatTime(v, true) },
     { key: 'duration_seconds', label: 'Duration', num: true, format: formatDuration },
   ], { sortKey: 'started_at', id: 'studies' });
   app.replaceChildren(h('h1', {}, 'Tuning studies'), table.table);
@@ -121,9 +121,10 @@ class StudyCharts {
       bestSoFar.push([minutes(t), last === null || (maximize ? t.objective > last : t.objective < last) ? t.objective : last]);
     }
     this.chart('objective-over-time', 'chart tall', {
-      title: titled(`Objective (${metric}) over time`), legend: { top: 6, right: 10 },
+      title: titled(`Objective (${metric}) over time`), legend: { bottom: 2 },
+      grid: { left: 60, right: 24, top: 36, bottom: 64 },
       tooltip: { trigger: 'item', formatter: (p) => (p.data?.name ? `${p.data.name}: ${formatNumber(p.value[1])}` : formatNumber(p.value[1])) },
-      xAxis: { type: 'value', name: 'minutes since the first trial started', nameLocation: 'middle', nameGap: 28 },
+      xAxis: { type: 'value', name: 'minutes since the first trial started', nameLocation: 'middle', nameGap: 24 },
       yAxis: { type: 'value', scale: true },
       series: [...byStatus(finished, minutes), { name: 'best so far', type: 'line', step: 'end', data: bestSoFar,
         showSymbol: false, lineStyle: { color: '#222', width: 2 }, itemStyle: { color: '#222' } }],
@@ -182,7 +183,7 @@ function trialsTable(study) {
     ...parameters.map((p) => ({ key: `p:${p}`, label: p, num: true, value: (t) => t.hyperparameters?.[p], format: (v) => formatNumber(v) })),
     { key: 'epochs_run', label: 'Epochs', num: true },
     { key: 'duration_seconds', label: 'Duration', num: true, format: formatDuration },
-    { key: 'reason', label: 'Reason' },
+    { key: 'reason', label: 'Reason', html: (t) => (t.reason ? `<span class="reason">${escapeHtml(t.reason)}</span>` : '') },
   ], { sortKey: 'objective', descending: !(study.objective?.goal === 'minimize'), id: 'trials',
     rowClass: (t) => (t.name === bestName ? 'best' : '') });
   return table;
