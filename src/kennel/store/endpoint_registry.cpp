@@ -30,14 +30,19 @@ std::string this_host() {
 constexpr int kFormatVersion = 1;
 
 json to_json(const EndpointRecord& record) {
-  return {{"version", kFormatVersion},   {"url", record.url},
-          {"model", record.model},       {"model_dir", record.model_dir},
-          {"host", record.host},         {"pid", record.pid},
-          {"process_start", record.process_start}, {"started_at", record.started_at}};
+  return {{"version", kFormatVersion},
+          {"url", record.url},
+          {"model", record.model},
+          {"model_dir", record.model_dir},
+          {"host", record.host},
+          {"pid", record.pid},
+          {"process_start", record.process_start},
+          {"started_at", record.started_at}};
 }
 
 std::optional<EndpointRecord> from_json(const json& object) {
-  if (!object.is_object() || !object.value("url", json()).is_string() || !object.value("pid", json()).is_number_integer()) {
+  if (!object.is_object() || !object.value("url", json()).is_string() ||
+      !object.value("pid", json()).is_number_integer()) {
     return std::nullopt;
   }
   EndpointRecord record;
@@ -50,7 +55,8 @@ std::optional<EndpointRecord> from_json(const json& object) {
   record.model = text("model");
   record.model_dir = text("model_dir");
   record.host = text("host");
-  if (const auto it = object.find("process_start"); it != object.end() && it->is_number_unsigned()) {
+  if (const auto it = object.find("process_start");
+      it != object.end() && it->is_number_unsigned()) {
     record.process_start = it->get<uint64_t>();
   }
   if (const auto it = object.find("started_at"); it != object.end() && it->is_number()) {
@@ -77,7 +83,8 @@ uint64_t process_start_ticks(int64_t pid) {
   return 0;
 }
 
-Result<EndpointRegistration> EndpointRegistration::create(const fs::path& home, EndpointRecord record) {
+Result<EndpointRegistration> EndpointRegistration::create(const fs::path& home,
+                                                          EndpointRecord record) {
   record.host = this_host();
   record.pid = static_cast<int64_t>(::getpid());
   record.process_start = process_start_ticks(record.pid);
@@ -99,7 +106,8 @@ std::vector<EndpointRecord> list_endpoints(const fs::path& home) {
   std::vector<EndpointRecord> live;
   const std::string here = this_host();
   std::error_code error;
-  for (fs::directory_iterator it(HomeLayout(home).endpoints(), error), end; !error && it != end; it.increment(error)) {
+  for (fs::directory_iterator it(HomeLayout(home).endpoints(), error), end; !error && it != end;
+       it.increment(error)) {
     if (it->path().extension() != ".json") continue;
     auto text = read_file_text(it->path());
     if (!text.ok()) continue;

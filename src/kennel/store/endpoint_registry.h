@@ -21,14 +21,14 @@
 namespace kennel::store {
 
 struct EndpointRecord {
-  std::string url;              // how to reach it, e.g. http://127.0.0.1:8080
-  std::string model;            // what the user asked to serve: a job name or a model directory
-  std::string model_dir;        // the resolved model directory
-  std::string host;             // gethostname() of the serving machine
+  std::string url;        // how to reach it, e.g. http://127.0.0.1:8080
+  std::string model;      // what the user asked to serve: a job name or a model directory
+  std::string model_dir;  // the resolved model directory
+  std::string host;       // gethostname() of the serving machine
   int64_t pid = 0;
-  uint64_t process_start = 0;   // /proc/<pid>/stat field 22: tells a reused pid apart
-  double started_at = 0;        // Unix seconds
-  bool same_host = true;        // set by list_endpoints, not stored
+  uint64_t process_start = 0;  // /proc/<pid>/stat field 22: tells a reused pid apart
+  double started_at = 0;       // Unix seconds
+  bool same_host = true;       // set by list_endpoints, not stored
 };
 
 // Registers an endpoint while alive: writes the file on create(), removes it
@@ -37,8 +37,11 @@ struct EndpointRecord {
 class EndpointRegistration {
  public:
   // Fills host, pid, process_start and started_at of `record` from this process.
-  static Result<EndpointRegistration> create(const std::filesystem::path& home, EndpointRecord record);
-  EndpointRegistration(EndpointRegistration&& other) noexcept : path_(std::move(other.path_)) { other.path_.clear(); }
+  static Result<EndpointRegistration> create(const std::filesystem::path& home,
+                                             EndpointRecord record);
+  EndpointRegistration(EndpointRegistration&& other) noexcept : path_(std::move(other.path_)) {
+    other.path_.clear();
+  }
   EndpointRegistration& operator=(EndpointRegistration&&) = delete;
   EndpointRegistration(const EndpointRegistration&) = delete;
   ~EndpointRegistration();

@@ -10,8 +10,8 @@
 //   tensors(name, ...)     GET  /api/jobs/NAME/tensors?name=REGEX&step=STEP
 //   stop(name)             POST /api/jobs/NAME/stop
 //   studies()              GET  /api/studies
-//   study(name)            GET  /api/studies/NAME    summary + parameter importance + retrain command
-//   endpoints()            GET  /api/endpoints       live `kennel serve` processes, probed
+//   study(name)            GET  /api/studies/NAME    summary + parameter importance + retrain
+//   command endpoints()            GET  /api/endpoints       live `kennel serve` processes, probed
 //
 // A job whose folder is damaged is still a row (and a page) with its
 // `problems` listed: nothing a job folder holds makes a call fail or throw.
@@ -42,7 +42,8 @@ class StudioApi {
   Result<nlohmann::json> jobs();
   Result<nlohmann::json> job(const std::string& name);
   Result<nlohmann::json> metrics(const std::string& name, int64_t since);
-  Result<nlohmann::json> tensors(const std::string& name, const std::string& name_regex, std::optional<int64_t> step);
+  Result<nlohmann::json> tensors(const std::string& name, const std::string& name_regex,
+                                 std::optional<int64_t> step);
   Result<nlohmann::json> stop(const std::string& name);
   Result<nlohmann::json> studies();
   Result<nlohmann::json> study(const std::string& name);

@@ -10,10 +10,10 @@
 namespace kennel::studio {
 
 struct EmbeddedAsset {
-  std::string_view path;          // the URL path it is served at, e.g. "/assets/app.js"
+  std::string_view path;  // the URL path it is served at, e.g. "/assets/app.js"
   std::string_view content_type;
   std::string_view body;
-  std::string_view etag;          // quoted, as the ETag header wants it
+  std::string_view etag;  // quoted, as the ETag header wants it
 };
 
 std::span<const EmbeddedAsset> embedded_assets();

@@ -36,10 +36,13 @@ json summarise_prometheus(const std::string& text) {
     sums[name] += value;
     if (name == "kennel_requests_total") {
       const size_t status = series.find("status=\"");
-      if (status != std::string::npos && status + 8 < series.size() && series[status + 8] >= '4') errors += value;
+      if (status != std::string::npos && status + 8 < series.size() && series[status + 8] >= '4')
+        errors += value;
     }
   }
-  const auto get = [&](const char* name) { return sums.count(name) ? json(sums[name]) : json(nullptr); };
+  const auto get = [&](const char* name) {
+    return sums.count(name) ? json(sums[name]) : json(nullptr);
+  };
   json out = {{"requests", get("kennel_requests_total")},
               {"errors", errors},
               {"images", get("kennel_images_total")},
@@ -48,7 +51,8 @@ json summarise_prometheus(const std::string& text) {
               {"mean_latency_ms", nullptr},
               {"mean_batch_size", nullptr}};
   if (sums["kennel_request_seconds_count"] > 0) {
-    out["mean_latency_ms"] = 1000 * sums["kennel_request_seconds_sum"] / sums["kennel_request_seconds_count"];
+    out["mean_latency_ms"] =
+        1000 * sums["kennel_request_seconds_sum"] / sums["kennel_request_seconds_count"];
   }
   if (sums["kennel_batch_size_count"] > 0) {
     out["mean_batch_size"] = sums["kennel_batch_size_sum"] / sums["kennel_batch_size_count"];
@@ -81,7 +85,8 @@ json probe(const store::EndpointRecord& endpoint) {
   client.set_follow_location(false);
   const auto ping = client.Get("/ping");
   if (!ping) {
-    out["error"] = fmt::format("no answer from {}/ping: {}", endpoint.url, httplib::to_string(ping.error()));
+    out["error"] =
+        fmt::format("no answer from {}/ping: {}", endpoint.url, httplib::to_string(ping.error()));
     return out;
   }
   out["ping"] = ping->status;

@@ -11,7 +11,9 @@ namespace {
 class HomeSource : public StudioSource {
  public:
   HomeSource(std::filesystem::path home, double busy_timeout_seconds)
-      : home_(std::filesystem::absolute(home)), layout_(home_), busy_timeout_seconds_(busy_timeout_seconds) {}
+      : home_(std::filesystem::absolute(home)),
+        layout_(home_),
+        busy_timeout_seconds_(busy_timeout_seconds) {}
 
   Result<std::vector<store::JobRecord>> list_jobs(const store::JobFilter& filter) override {
     auto registry = open();
@@ -29,7 +31,8 @@ class HomeSource : public StudioSource {
   Result<store::JobRecord> get_job(const std::string& name) override {
     auto registry = open();
     if (!registry.ok()) {
-      if (registry.status().code() == ErrorCode::kNotFound) return not_found("no job named '{}'", name);
+      if (registry.status().code() == ErrorCode::kNotFound)
+        return not_found("no job named '{}'", name);
       return registry.status();
     }
     auto record = (*registry)->get_job(name);
@@ -40,13 +43,16 @@ class HomeSource : public StudioSource {
   Result<nlohmann::json> study_summary(const std::string& name) override {
     auto record = get_job(name);
     if (!record.ok()) return record.status();
-    if (record->kind != "tuning") return not_found("'{}' is a {} job, not a tuning study", name, record->kind);
+    if (record->kind != "tuning")
+      return not_found("'{}' is a {} job, not a tuning study", name, record->kind);
     auto state = tune::load_study_files(*record, layout_.study(name));
     if (!state.ok()) return state.status();
     return tune::study_summary_json(home_, *state);
   }
 
-  store::StudyPaths study_paths(const std::string& name) const override { return layout_.study(name); }
+  store::StudyPaths study_paths(const std::string& name) const override {
+    return layout_.study(name);
+  }
 
   std::vector<store::EndpointRecord> endpoints() override { return store::list_endpoints(home_); }
 
@@ -73,7 +79,8 @@ class HomeSource : public StudioSource {
     }
     const std::filesystem::path laid_out =
         record.kind == "tuning" ? layout_.study(record.name).dir : layout_.job(record.name).dir;
-    if (std::filesystem::exists(laid_out, error)) record.job_dir = std::filesystem::absolute(laid_out, error).string();
+    if (std::filesystem::exists(laid_out, error))
+      record.job_dir = std::filesystem::absolute(laid_out, error).string();
   }
 
   std::filesystem::path home_;
@@ -83,7 +90,8 @@ class HomeSource : public StudioSource {
 
 }  // namespace
 
-std::unique_ptr<StudioSource> make_home_source(const std::filesystem::path& home, double busy_timeout_seconds) {
+std::unique_ptr<StudioSource> make_home_source(const std::filesystem::path& home,
+                                               double busy_timeout_seconds) {
   return std::make_unique<HomeSource>(home, busy_timeout_seconds);
 }
 

@@ -16,9 +16,9 @@
 namespace kennel::studio {
 
 namespace fs = std::filesystem;
-using nlohmann::json;
 using detail::parse_json_object;
 using detail::read_json_file;
+using nlohmann::json;
 
 namespace {
 
@@ -28,7 +28,8 @@ constexpr size_t kMaxTensorSummaries = 500;
 
 // What a person calls the job: a trial is a training job (or a command) run by a study.
 std::string display_kind(const store::JobRecord& record) {
-  if (record.kind == "command" || (!record.parent.empty() && record.kind == "training")) return "trial";
+  if (record.kind == "command" || (!record.parent.empty() && record.kind == "training"))
+    return "trial";
   return record.kind;
 }
 
@@ -49,7 +50,8 @@ json job_row(const store::JobRecord& record, double now) {
   if (auto parsed = parse_json_object(record.spec_json); parsed.ok()) {
     spec = std::move(*parsed);
   } else {
-    problems.push_back(fmt::format("the registry's spec is not a JSON object: {}", parsed.status().message()));
+    problems.push_back(
+        fmt::format("the registry's spec is not a JSON object: {}", parsed.status().message()));
   }
   auto parsed_metrics = parse_json_object(record.final_metrics_json);
   json final_metrics = parsed_metrics.ok() ? std::move(*parsed_metrics) : json::object();
@@ -58,13 +60,16 @@ json job_row(const store::JobRecord& record, double now) {
     problems.push_back("the registry names no job directory");
   } else if (!fs::is_directory(record.job_dir, error)) {
     problems.push_back(fmt::format("the job directory '{}' is missing", record.job_dir));
-  } else if (record.kind != "tuning" && !fs::exists(store::JobPaths{record.job_dir}.spec(), error)) {
-    problems.push_back(fmt::format("'{}' is missing", store::JobPaths{record.job_dir}.spec().string()));
+  } else if (record.kind != "tuning" &&
+             !fs::exists(store::JobPaths{record.job_dir}.spec(), error)) {
+    problems.push_back(
+        fmt::format("'{}' is missing", store::JobPaths{record.job_dir}.spec().string()));
   }
   // A study's spec holds its trials' training spec: what they train on is what a person looks for.
-  const json& trains = record.kind == "tuning" && spec.contains("training") && spec["training"].is_object()
-                           ? spec["training"]
-                           : spec;
+  const json& trains =
+      record.kind == "tuning" && spec.contains("training") && spec["training"].is_object()
+          ? spec["training"]
+          : spec;
   json world_size = number_or_null(spec, "world_size");
   if (world_size.is_null()) world_size = number_or_null(final_metrics, "world_size");
   return {{"name", record.name},
@@ -93,7 +98,8 @@ json log_tail(const fs::path& path) {
   struct stat info {};
   std::string text;
   if (::fstat(fd, &info) == 0 && S_ISREG(info.st_mode)) {
-    const off_t start = info.st_size > static_cast<off_t>(kLogTailBytes) ? info.st_size - kLogTailBytes : 0;
+    const off_t start =
+        info.st_size > static_cast<off_t>(kLogTailBytes) ? info.st_size - kLogTailBytes : 0;
     text.resize(static_cast<size_t>(info.st_size - start));
     const ssize_t got = ::pread(fd, text.data(), text.size(), start);
     text.resize(got > 0 ? static_cast<size_t>(got) : 0);
@@ -110,11 +116,13 @@ json log_tail(const fs::path& path) {
     if (end == std::string::npos) end = text.size();
     std::string line = text.substr(begin, end - begin);
     // A progress bar redraws with \r: keep what the terminal would show last.
-    if (const size_t cr = line.rfind('\r'); cr != std::string::npos && cr + 1 < line.size()) line.erase(0, cr + 1);
+    if (const size_t cr = line.rfind('\r'); cr != std::string::npos && cr + 1 < line.size())
+      line.erase(0, cr + 1);
     lines.push_back(std::move(line));
     begin = end + 1;
   }
-  const bool truncated = lines.size() > kLogTailLines || info.st_size > static_cast<off_t>(kLogTailBytes);
+  const bool truncated =
+      lines.size() > kLogTailLines || info.st_size > static_cast<off_t>(kLogTailBytes);
   if (lines.size() > kLogTailLines) lines.erase(lines.begin(), lines.end() - kLogTailLines);
   json out = {{"lines", json::array()}, {"truncated", truncated}, {"missing", false}};
   // Invalid UTF-8 in a log must not make the document unserialisable: the dump replaces it later.
@@ -126,9 +134,12 @@ json file_entries(const std::string& job, const fs::path& dir, const std::string
   json entries = json::array();
   std::error_code error;
   std::vector<fs::directory_entry> found;
-  for (fs::directory_iterator it(dir, error), end; !error && it != end; it.increment(error)) found.push_back(*it);
+  for (fs::directory_iterator it(dir, error), end; !error && it != end; it.increment(error))
+    found.push_back(*it);
   std::sort(found.begin(), found.end(),
-            [](const fs::directory_entry& a, const fs::directory_entry& b) { return a.path() < b.path(); });
+            [](const fs::directory_entry& a, const fs::directory_entry& b) {
+              return a.path() < b.path();
+            });
   for (const auto& entry : found) {
     const std::string name = entry.path().filename().string();
     if (name.starts_with(".")) continue;  // temp files of atomic writes
@@ -149,7 +160,8 @@ json debugger_section(const std::string& job, const store::JobPaths& paths, json
   const fs::path rules_path = paths.debug() / "rules.json";
   std::error_code error;
   if (!fs::exists(paths.debug(), error)) return nullptr;
-  json out = {{"rules", json::array()}, {"tensors_url", fmt::format("/api/jobs/{}/tensors", detail::url_encode(job))}};
+  json out = {{"rules", json::array()},
+              {"tensors_url", fmt::format("/api/jobs/{}/tensors", detail::url_encode(job))}};
   auto rules = read_json_file(rules_path);
   if (!rules.ok()) {
     if (rules.status().code() != ErrorCode::kNotFound) problems.push_back(rules.status().message());
@@ -178,12 +190,15 @@ json profiler_section(const std::string& job, const store::JobPaths& paths, json
   if (!fs::exists(paths.profile(), error)) return nullptr;
   json out = {{"report_url", nullptr}, {"trace_url", nullptr}};
   for (const char* trace : {"trace.json", "trace.json.gz"}) {
-    if (fs::exists(paths.profile() / trace, error)) out["trace_url"] = job_file_url(job, std::string("profile/") + trace);
+    if (fs::exists(paths.profile() / trace, error))
+      out["trace_url"] = job_file_url(job, std::string("profile/") + trace);
   }
-  if (fs::exists(paths.profile() / "report.html", error)) out["report_url"] = job_file_url(job, "profile/report.html");
+  if (fs::exists(paths.profile() / "report.html", error))
+    out["report_url"] = job_file_url(job, "profile/report.html");
   auto summary = read_json_file(paths.profile() / "summary.json");
   if (!summary.ok()) {
-    if (summary.status().code() != ErrorCode::kNotFound) problems.push_back(summary.status().message());
+    if (summary.status().code() != ErrorCode::kNotFound)
+      problems.push_back(summary.status().message());
     out["error"] = summary.status().message();
     return out;
   }
@@ -203,7 +218,8 @@ json evaluation_section(const std::string& job, const store::JobPaths& paths, js
   json out = json::array();
   std::error_code error;
   std::vector<fs::path> files;
-  for (fs::directory_iterator it(paths.evaluation(), error), end; !error && it != end; it.increment(error)) {
+  for (fs::directory_iterator it(paths.evaluation(), error), end; !error && it != end;
+       it.increment(error)) {
     const std::string name = it->path().filename().string();
     if (name.ends_with("evaluation.json") && !name.starts_with(".")) files.push_back(it->path());
   }
@@ -217,9 +233,12 @@ json evaluation_section(const std::string& job, const store::JobPaths& paths, js
       continue;
     }
     json entry = *report;
-    entry["name"] = prefix.empty() ? "evaluation" : prefix.substr(0, prefix.size() - (prefix.back() == '_' ? 1 : 0));
+    entry["name"] = prefix.empty()
+                        ? "evaluation"
+                        : prefix.substr(0, prefix.size() - (prefix.back() == '_' ? 1 : 0));
     if (fs::exists(paths.evaluation() / (prefix + "confusion_matrix.png"), error)) {
-      entry["confusion_png_url"] = job_file_url(job, "evaluation/" + prefix + "confusion_matrix.png");
+      entry["confusion_png_url"] =
+          job_file_url(job, "evaluation/" + prefix + "confusion_matrix.png");
     }
     out.push_back(std::move(entry));
   }
@@ -236,7 +255,8 @@ json model_section(const std::string& job, const store::JobPaths& paths, json& p
     for (const auto& [key, value] : info->items()) {
       if (key != "classes") brief[key] = value;
     }
-    if (info->contains("classes") && (*info)["classes"].is_array()) brief["num_classes"] = (*info)["classes"].size();
+    if (info->contains("classes") && (*info)["classes"].is_array())
+      brief["num_classes"] = (*info)["classes"].size();
     out["info"] = brief;
   } else if (info.status().code() != ErrorCode::kNotFound) {
     problems.push_back(info.status().message());
@@ -247,11 +267,13 @@ json model_section(const std::string& job, const store::JobPaths& paths, json& p
 }  // namespace
 
 std::string job_file_url(const std::string& job, const std::string& relative_path) {
-  return fmt::format("/files/jobs/{}/{}", detail::url_encode(job), detail::url_encode_path(relative_path));
+  return fmt::format("/files/jobs/{}/{}", detail::url_encode(job),
+                     detail::url_encode_path(relative_path));
 }
 
 std::string study_file_url(const std::string& study, const std::string& relative_path) {
-  return fmt::format("/files/studies/{}/{}", detail::url_encode(study), detail::url_encode_path(relative_path));
+  return fmt::format("/files/studies/{}/{}", detail::url_encode(study),
+                     detail::url_encode_path(relative_path));
 }
 
 Result<json> StudioApi::jobs() {
@@ -324,7 +346,8 @@ Result<json> StudioApi::metrics(const std::string& name, int64_t since) {
               {"records", std::move(slice->records)}};
 }
 
-Result<json> StudioApi::tensors(const std::string& name, const std::string& name_regex, std::optional<int64_t> step) {
+Result<json> StudioApi::tensors(const std::string& name, const std::string& name_regex,
+                                std::optional<int64_t> step) {
   auto record = source_.get_job(name);
   if (!record.ok()) return record.status();
   std::regex pattern;
@@ -355,10 +378,11 @@ Result<json> StudioApi::stop(const std::string& name) {
   auto record = source_.get_job(name);
   if (!record.ok()) return record.status();
   KENNEL_RETURN_IF_ERROR(store::request_stop(*record));
-  return json{{"job", name},
-              {"stopping", true},
-              {"message", fmt::format("sent SIGTERM to job '{}' (pid {}): it checkpoints and ends Stopped", name,
-                                      record->pid)}};
+  return json{
+      {"job", name},
+      {"stopping", true},
+      {"message", fmt::format("sent SIGTERM to job '{}' (pid {}): it checkpoints and ends Stopped",
+                              name, record->pid)}};
 }
 
 Result<fs::path> StudioApi::job_dir(const std::string& name) {

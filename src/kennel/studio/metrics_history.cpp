@@ -26,7 +26,8 @@ std::optional<int64_t> step_of(const json& record) {
   if (it == record.end()) return std::nullopt;
   if (it->is_number_unsigned()) {
     const auto value = it->get<uint64_t>();
-    return value <= static_cast<uint64_t>(INT64_MAX / 2) ? std::optional<int64_t>(value) : std::nullopt;
+    return value <= static_cast<uint64_t>(INT64_MAX / 2) ? std::optional<int64_t>(value)
+                                                         : std::nullopt;
   }
   if (it->is_number_integer()) return it->get<int64_t>();
   if (it->is_number_float()) {
@@ -47,8 +48,8 @@ struct MetricsHistoryCache::History {
   ino_t inode = 0;
   int64_t offset = 0;
   int64_t skipped_lines = 0;
-  int64_t last_step = -1;            // the step of the latest record (records without one inherit it)
-  std::vector<json> records;         // each with a numeric "step"
+  int64_t last_step = -1;     // the step of the latest record (records without one inherit it)
+  std::vector<json> records;  // each with a numeric "step"
 
   void reset() {
     offset = 0;
@@ -108,7 +109,8 @@ struct MetricsHistoryCache::History {
       position += got;
       pending.append(chunk.data(), static_cast<size_t>(got));
       size_t start = 0;
-      for (size_t newline; (newline = pending.find('\n', start)) != std::string::npos; start = newline + 1) {
+      for (size_t newline; (newline = pending.find('\n', start)) != std::string::npos;
+           start = newline + 1) {
         add_line(std::string_view(pending).substr(start, newline - start));
         offset += static_cast<int64_t>(newline + 1 - start);
       }
@@ -119,7 +121,8 @@ struct MetricsHistoryCache::History {
   }
 };
 
-std::shared_ptr<MetricsHistoryCache::History> MetricsHistoryCache::history_for(const fs::path& path) {
+std::shared_ptr<MetricsHistoryCache::History> MetricsHistoryCache::history_for(
+    const fs::path& path) {
   std::lock_guard lock(mutex_);
   const std::string key = path.string();
   recency_.remove(key);
@@ -133,7 +136,8 @@ std::shared_ptr<MetricsHistoryCache::History> MetricsHistoryCache::history_for(c
   return slot;
 }
 
-Result<MetricsSlice> MetricsHistoryCache::read(const fs::path& metrics_path, int64_t since, bool finished) {
+Result<MetricsSlice> MetricsHistoryCache::read(const fs::path& metrics_path, int64_t since,
+                                               bool finished) {
   const std::shared_ptr<History> history = history_for(metrics_path);
   std::lock_guard lock(history->mutex);
   KENNEL_RETURN_IF_ERROR(history->refresh(metrics_path));

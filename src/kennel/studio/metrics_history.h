@@ -46,7 +46,8 @@ class MetricsHistoryCache {
   // `since` < 0: from the start. `finished`: the job has ended, so its last step
   // is complete. A missing file is an empty history (the job has not logged yet);
   // other I/O errors come back as a Status naming the file.
-  Result<MetricsSlice> read(const std::filesystem::path& metrics_path, int64_t since, bool finished);
+  Result<MetricsSlice> read(const std::filesystem::path& metrics_path, int64_t since,
+                            bool finished);
 
  private:
   struct History;

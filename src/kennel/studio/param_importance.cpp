@@ -19,8 +19,9 @@ struct Leaf {
 
 class TreeBuilder {
  public:
-  TreeBuilder(const std::vector<ImportanceDimension>& dimensions, const std::vector<std::vector<double>>& points,
-              const std::vector<double>& objective, const ImportanceOptions& options)
+  TreeBuilder(const std::vector<ImportanceDimension>& dimensions,
+              const std::vector<std::vector<double>>& points, const std::vector<double>& objective,
+              const ImportanceOptions& options)
       : dimensions_(dimensions), points_(points), objective_(objective), options_(options) {}
 
   std::vector<Leaf> build(std::vector<size_t> sample) {
@@ -48,7 +49,8 @@ class TreeBuilder {
     double best_error = INFINITY;
     std::vector<size_t> order(sample);
     for (size_t d = 0; d < dimensions_.size(); ++d) {
-      std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return points_[a][d] < points_[b][d]; });
+      std::sort(order.begin(), order.end(),
+                [&](size_t a, size_t b) { return points_[a][d] < points_[b][d]; });
       double total = 0, total_squares = 0;
       for (size_t i : order) {
         total += objective_[i];
@@ -60,9 +62,11 @@ class TreeBuilder {
         left_squares += objective_[order[k]] * objective_[order[k]];
         const double here = points_[order[k]][d], next = points_[order[k + 1]][d];
         if (!(here < next) || k + 1 < minimum || order.size() - (k + 1) < minimum) continue;
-        const double n_left = static_cast<double>(k + 1), n_right = static_cast<double>(order.size() - k - 1);
+        const double n_left = static_cast<double>(k + 1),
+                     n_right = static_cast<double>(order.size() - k - 1);
         const double right = total - left, right_squares = total_squares - left_squares;
-        const double error = (left_squares - left * left / n_left) + (right_squares - right * right / n_right);
+        const double error =
+            (left_squares - left * left / n_left) + (right_squares - right * right / n_right);
         if (error < best_error - 1e-12) {
           best_error = error;
           dimension = d;
@@ -74,9 +78,9 @@ class TreeBuilder {
   }
 
   void grow(const std::vector<size_t>& sample, Leaf box, int depth) {
-    const auto [low, high] = std::minmax_element(sample.begin(), sample.end(), [&](size_t a, size_t b) {
-      return objective_[a] < objective_[b];
-    });
+    const auto [low, high] =
+        std::minmax_element(sample.begin(), sample.end(),
+                            [&](size_t a, size_t b) { return objective_[a] < objective_[b]; });
     size_t dimension = 0;
     double threshold = 0;
     if (depth >= options_.max_depth || objective_[*low] == objective_[*high] ||
@@ -108,20 +112,23 @@ class TreeBuilder {
 // dimension d on an interval between consecutive split points is the sum of
 // the leaves crossing it, each weighted by its volume in the other dimensions.
 // Empty when the tree predicts a constant.
-std::vector<double> tree_fractions(const std::vector<ImportanceDimension>& dimensions, const std::vector<Leaf>& leaves) {
+std::vector<double> tree_fractions(const std::vector<ImportanceDimension>& dimensions,
+                                   const std::vector<Leaf>& leaves) {
   const size_t count = dimensions.size();
   std::vector<std::vector<double>> widths(leaves.size(), std::vector<double>(count));
   std::vector<double> volume(leaves.size(), 1.0);
   for (size_t l = 0; l < leaves.size(); ++l) {
     for (size_t d = 0; d < count; ++d) {
-      widths[l][d] = (leaves[l].high[d] - leaves[l].low[d]) / (dimensions[d].high - dimensions[d].low);
+      widths[l][d] =
+          (leaves[l].high[d] - leaves[l].low[d]) / (dimensions[d].high - dimensions[d].low);
       volume[l] *= widths[l][d];
     }
   }
   double mean = 0;
   for (size_t l = 0; l < leaves.size(); ++l) mean += volume[l] * leaves[l].value;
   double total = 0;
-  for (size_t l = 0; l < leaves.size(); ++l) total += volume[l] * std::pow(leaves[l].value - mean, 2);
+  for (size_t l = 0; l < leaves.size(); ++l)
+    total += volume[l] * std::pow(leaves[l].value - mean, 2);
   if (!(total > 1e-300)) return {};
 
   std::vector<double> fractions(count, 0.0);
@@ -138,8 +145,10 @@ std::vector<double> tree_fractions(const std::vector<ImportanceDimension>& dimen
     std::vector<double> marginal(cuts.size(), 0.0);
     for (size_t l = 0; l < leaves.size(); ++l) {
       const double others = widths[l][d] > 0 ? volume[l] / widths[l][d] : 0.0;
-      const size_t first = std::lower_bound(cuts.begin(), cuts.end(), leaves[l].low[d]) - cuts.begin();
-      const size_t last = std::lower_bound(cuts.begin(), cuts.end(), leaves[l].high[d]) - cuts.begin();
+      const size_t first =
+          std::lower_bound(cuts.begin(), cuts.end(), leaves[l].low[d]) - cuts.begin();
+      const size_t last =
+          std::lower_bound(cuts.begin(), cuts.end(), leaves[l].high[d]) - cuts.begin();
       marginal[first] += leaves[l].value * others;
       marginal[last] -= leaves[l].value * others;
     }
@@ -164,24 +173,29 @@ Result<std::vector<double>> fanova_importance(const std::vector<ImportanceDimens
     return invalid_argument("{} points but {} objective values", points.size(), objective.size());
   }
   for (const auto& dimension : dimensions) {
-    if (!(dimension.low < dimension.high) || !std::isfinite(dimension.low) || !std::isfinite(dimension.high)) {
-      return invalid_argument("parameter '{}' has an empty range [{}, {}]", dimension.name, dimension.low,
-                              dimension.high);
+    if (!(dimension.low < dimension.high) || !std::isfinite(dimension.low) ||
+        !std::isfinite(dimension.high)) {
+      return invalid_argument("parameter '{}' has an empty range [{}, {}]", dimension.name,
+                              dimension.low, dimension.high);
     }
   }
   std::vector<std::vector<double>> clamped = points;
   for (size_t i = 0; i < clamped.size(); ++i) {
     if (clamped[i].size() != dimensions.size()) {
-      return invalid_argument("point {} has {} values, expected {}", i, clamped[i].size(), dimensions.size());
+      return invalid_argument("point {} has {} values, expected {}", i, clamped[i].size(),
+                              dimensions.size());
     }
     if (!std::isfinite(objective[i])) return invalid_argument("objective {} is not finite", i);
     for (size_t d = 0; d < dimensions.size(); ++d) {
-      if (!std::isfinite(clamped[i][d])) return invalid_argument("point {} has a non-finite '{}'", i, dimensions[d].name);
+      if (!std::isfinite(clamped[i][d]))
+        return invalid_argument("point {} has a non-finite '{}'", i, dimensions[d].name);
       clamped[i][d] = std::clamp(clamped[i][d], dimensions[d].low, dimensions[d].high);
     }
   }
-  if (objective.size() < 2) return failed_precondition("{} trial(s) with an objective: need at least 2", objective.size());
-  if (std::all_of(objective.begin(), objective.end(), [&](double value) { return value == objective.front(); })) {
+  if (objective.size() < 2)
+    return failed_precondition("{} trial(s) with an objective: need at least 2", objective.size());
+  if (std::all_of(objective.begin(), objective.end(),
+                  [&](double value) { return value == objective.front(); })) {
     return failed_precondition("every trial has the same objective: nothing to explain");
   }
   std::vector<double> sum(dimensions.size(), 0.0);
@@ -192,7 +206,8 @@ Result<std::vector<double>> fanova_importance(const std::vector<ImportanceDimens
   for (int tree = 0; tree < std::max(1, options.trees); ++tree) {
     std::vector<size_t> sample(objective.size());
     for (auto& index : sample) index = pick(rng);  // bootstrap
-    const std::vector<double> fractions = tree_fractions(dimensions, builder.build(std::move(sample)));
+    const std::vector<double> fractions =
+        tree_fractions(dimensions, builder.build(std::move(sample)));
     if (fractions.empty()) continue;
     for (size_t d = 0; d < dimensions.size(); ++d) sum[d] += fractions[d];
     ++counted;

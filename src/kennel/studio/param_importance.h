@@ -31,8 +31,8 @@ struct ImportanceDimension {
 };
 
 struct ImportanceOptions {
-  int trees = 64;             // more: steadier fractions, linear cost
-  int min_samples_leaf = 1;   // as optuna's and fANOVA's forests
+  int trees = 64;            // more: steadier fractions, linear cost
+  int min_samples_leaf = 1;  // as optuna's and fANOVA's forests
   int max_depth = 32;
   uint64_t seed = 0;
 };

@@ -41,10 +41,10 @@ struct StudioOptions {
   // More names the pages may be reached by (the Host header), e.g. "localhost:9000"
   // when an SSH tunnel maps another port; a name without a port means Studio's port.
   std::vector<std::string> allowed_hosts;
-  int http_threads = 8;            // requests served at once; pages poll, nothing streams
-  bool access_log = false;         // one log line per request
+  int http_threads = 8;     // requests served at once; pages poll, nothing streams
+  bool access_log = false;  // one log line per request
 
-  Status validate() const;         // kInvalidArgument naming the flag
+  Status validate() const;  // kInvalidArgument naming the flag
 };
 
 class StudioServer {
@@ -59,7 +59,7 @@ class StudioServer {
   Status start();
   int port() const { return port_; }
   std::string url() const;  // http://127.0.0.1:PORT
-  void stop();               // idempotent
+  void stop();              // idempotent
   void wait();
 
  private:

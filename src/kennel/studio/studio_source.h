@@ -47,6 +47,7 @@ class StudioSource {
 
 // Reads a Kennel home. `busy_timeout_seconds`: how long one read waits for a
 // writer's lock before the request answers 503.
-std::unique_ptr<StudioSource> make_home_source(const std::filesystem::path& home, double busy_timeout_seconds = 2);
+std::unique_ptr<StudioSource> make_home_source(const std::filesystem::path& home,
+                                               double busy_timeout_seconds = 2);
 
 }  // namespace kennel::studio

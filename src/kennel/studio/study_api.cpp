@@ -42,7 +42,8 @@ std::optional<Encoding> encoding_for(const std::string& name, const json& defini
   encoding.dimension.name = name;
   const std::string type = definition.value("type", "");
   if (type == "categorical") {
-    if (!definition.contains("choices") || !definition["choices"].is_array() || definition["choices"].size() < 2) {
+    if (!definition.contains("choices") || !definition["choices"].is_array() ||
+        definition["choices"].size() < 2) {
       return std::nullopt;  // one choice explains nothing
     }
     encoding.kind = Encoding::Kind::kCategorical;
@@ -51,8 +52,8 @@ std::optional<Encoding> encoding_for(const std::string& name, const json& defini
     encoding.dimension.high = static_cast<double>(encoding.choices.size()) - 0.5;
     return encoding;
   }
-  if (!definition.contains("min") || !definition.contains("max") || !definition["min"].is_number() ||
-      !definition["max"].is_number()) {
+  if (!definition.contains("min") || !definition.contains("max") ||
+      !definition["min"].is_number() || !definition["max"].is_number()) {
     return std::nullopt;
   }
   const std::string scale = definition.value("scale", "linear");
@@ -66,29 +67,34 @@ std::optional<Encoding> encoding_for(const std::string& name, const json& defini
   return encoding;
 }
 
-json study_row(const std::string& name, const json& summary, const store::JobRecord& record, double now) {
+json study_row(const std::string& name, const json& summary, const store::JobRecord& record,
+               double now) {
   json best = nullptr;
   if (summary.contains("best") && summary["best"].is_object()) {
-    best = {{"name", summary["best"].value("name", "")}, {"objective", summary["best"].value("objective", json())}};
+    best = {{"name", summary["best"].value("name", "")},
+            {"objective", summary["best"].value("objective", json())}};
   }
-  return {{"name", name},
-          {"status", store::job_status_name(record.status)},
-          {"reason", record.failure_reason},
-          {"strategy", summary.value("strategy", json())},
-          {"objective", summary.value("objective", json())},
-          {"counts", summary.value("counts", json::object())},
-          {"trials", summary.contains("trials") && summary["trials"].is_array() ? summary["trials"].size() : 0},
-          {"max_jobs", summary.value("max_jobs", json())},
-          {"best", best},
-          {"started_at", record.started_at},
-          {"duration_seconds", record.duration_seconds(now)},
-          {"problems", json::array()}};
+  return {
+      {"name", name},
+      {"status", store::job_status_name(record.status)},
+      {"reason", record.failure_reason},
+      {"strategy", summary.value("strategy", json())},
+      {"objective", summary.value("objective", json())},
+      {"counts", summary.value("counts", json::object())},
+      {"trials",
+       summary.contains("trials") && summary["trials"].is_array() ? summary["trials"].size() : 0},
+      {"max_jobs", summary.value("max_jobs", json())},
+      {"best", best},
+      {"started_at", record.started_at},
+      {"duration_seconds", record.duration_seconds(now)},
+      {"problems", json::array()}};
 }
 
 }  // namespace
 
 json StudioApi::importance_of(const json& summary) {
-  json out = {{"method", "fANOVA: main-effect share of the objective's variance, random forest of 64 trees"},
+  json out = {{"method",
+               "fANOVA: main-effect share of the objective's variance, random forest of 64 trees"},
               {"parameters", json::array()},
               {"note", nullptr}};
   const json parameters = summary.value("parameters", json::object());
@@ -102,14 +108,15 @@ json StudioApi::importance_of(const json& summary) {
   std::vector<double> objective;
   std::string signature;
   for (const json& trial : summary.value("trials", json::array())) {
-    if (!trial.is_object() || trial.value("status", "") != "Completed" || !trial.contains("objective") ||
-        !trial["objective"].is_number()) {
+    if (!trial.is_object() || trial.value("status", "") != "Completed" ||
+        !trial.contains("objective") || !trial["objective"].is_number()) {
       continue;
     }
     const json hyperparameters = trial.value("hyperparameters", json::object());
     std::vector<double> point;
     for (const auto& encoding : encodings) {
-      const auto value = encoding.encode(hyperparameters.is_object() && hyperparameters.contains(encoding.dimension.name)
+      const auto value = encoding.encode(hyperparameters.is_object() &&
+                                                 hyperparameters.contains(encoding.dimension.name)
                                              ? hyperparameters[encoding.dimension.name]
                                              : json());
       if (!value || !std::isfinite(*value)) break;
@@ -128,7 +135,8 @@ json StudioApi::importance_of(const json& summary) {
   {
     std::lock_guard lock(importance_mutex_);
     const auto cached = importance_cache_.find(study);
-    if (cached != importance_cache_.end() && cached->second.first == signature) return cached->second.second;
+    if (cached != importance_cache_.end() && cached->second.first == signature)
+      return cached->second.second;
   }
   std::vector<ImportanceDimension> dimensions;
   for (const auto& encoding : encodings) dimensions.push_back(encoding.dimension);
@@ -139,7 +147,8 @@ json StudioApi::importance_of(const json& summary) {
     }
     out["trials_used"] = points.size();
   } else {
-    out["note"] = fmt::format("not computed: {} (completed trials are used)", fractions.status().message());
+    out["note"] =
+        fmt::format("not computed: {} (completed trials are used)", fractions.status().message());
   }
   std::lock_guard lock(importance_mutex_);
   importance_cache_[study] = {signature, out};
@@ -170,7 +179,8 @@ Result<json> StudioApi::study(const std::string& name) {
   auto record = source_.get_job(name);
   if (!record.ok()) return record.status();
   if (record->kind != "tuning") {
-    return not_found("'{}' is a {} job, not a tuning study (see /jobs/{})", name, record->kind, name);
+    return not_found("'{}' is a {} job, not a tuning study (see /jobs/{})", name, record->kind,
+                     name);
   }
   auto summary = source_.study_summary(name);
   if (!summary.ok()) return summary.status();
@@ -184,7 +194,8 @@ Result<json> StudioApi::study(const std::string& name) {
 
   const store::StudyPaths paths = source_.study_paths(name);
   std::error_code error;
-  out["report_url"] = fs::exists(paths.report(), error) ? json(study_file_url(name, "report.html")) : json(nullptr);
+  out["report_url"] =
+      fs::exists(paths.report(), error) ? json(study_file_url(name, "report.html")) : json(nullptr);
   // How to train the best configuration again, as a command to paste.
   json retrain = nullptr;
   const json& best = out["best"];
@@ -193,9 +204,11 @@ Result<json> StudioApi::study(const std::string& name) {
     auto trial = source_.get_job(best_name);
     if (trial.ok() && trial->kind == "command") {
       auto spec = detail::parse_json_object(trial->spec_json);
-      if (spec.ok() && spec->contains("command") && (*spec)["command"].is_string()) retrain = (*spec)["command"];
+      if (spec.ok() && spec->contains("command") && (*spec)["command"].is_string())
+        retrain = (*spec)["command"];
     } else if (fs::exists(paths.best_spec(), error)) {
-      retrain = fmt::format("kennel train --spec {} --name {}-best", paths.best_spec().string(), name);
+      retrain =
+          fmt::format("kennel train --spec {} --name {}-best", paths.best_spec().string(), name);
     } else {
       retrain = fmt::format("kennel tune best {}", name);
     }

@@ -16,7 +16,8 @@ namespace {
 
 std::string lower(std::string_view text) {
   std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   return out;
 }
 
@@ -44,7 +45,8 @@ bool has_port(const std::string& name) {
 
 WebGuard::WebGuard(int port, std::vector<std::string> extra_hosts, std::string csrf_token)
     : csrf_token_(std::move(csrf_token)) {
-  for (const char* name : {"127.0.0.1", "localhost", "[::1]"}) hosts_.push_back(fmt::format("{}:{}", name, port));
+  for (const char* name : {"127.0.0.1", "localhost", "[::1]"})
+    hosts_.push_back(fmt::format("{}:{}", name, port));
   for (auto& host : extra_hosts) {
     const std::string name = lower(host);
     if (!name.empty()) hosts_.push_back(has_port(name) ? name : fmt::format("{}:{}", name, port));
@@ -63,15 +65,18 @@ bool WebGuard::origin_allowed(std::string_view origin) const {
 
 Status WebGuard::check(const GuardRequest& request) const {
   if (!host_allowed(request.host)) {
-    return Status(ErrorCode::kPermissionDenied,
-                  fmt::format("Host '{}' is not one of this server's names (a DNS-rebinding page looks like "
-                              "this): open it as http://{}, or start `kennel studio --allow-host NAME`",
-                              request.host, hosts_.front()));
+    return Status(
+        ErrorCode::kPermissionDenied,
+        fmt::format("Host '{}' is not one of this server's names (a DNS-rebinding page looks like "
+                    "this): open it as http://{}, or start `kennel studio --allow-host NAME`",
+                    request.host, hosts_.front()));
   }
   if (!request.origin.empty() && !origin_allowed(request.origin)) {
-    return Status(ErrorCode::kPermissionDenied,
-                  fmt::format("requests from the origin '{}' are refused: only Studio's own pages may call it",
-                              request.origin));
+    return Status(
+        ErrorCode::kPermissionDenied,
+        fmt::format(
+            "requests from the origin '{}' are refused: only Studio's own pages may call it",
+            request.origin));
   }
   const bool api = request.path.starts_with("/api/") || request.path.starts_with("/files/");
   if (api && request.sec_fetch_site == "cross-site") {
@@ -79,16 +84,19 @@ Status WebGuard::check(const GuardRequest& request) const {
   }
   if (request.method == "GET" || request.method == "HEAD") return {};
   // A state-changing request must say where it comes from, and prove it with the page's token.
-  const bool same_origin = !request.origin.empty() ? origin_allowed(request.origin)
-                                                   : !request.referer.empty() && origin_allowed(request.referer);
+  const bool same_origin = !request.origin.empty()
+                               ? origin_allowed(request.origin)
+                               : !request.referer.empty() && origin_allowed(request.referer);
   if (!same_origin) {
     return Status(ErrorCode::kPermissionDenied,
-                  fmt::format("{} {} without an Origin of this server is refused", request.method, request.path));
+                  fmt::format("{} {} without an Origin of this server is refused", request.method,
+                              request.path));
   }
   if (request.csrf_token.size() != csrf_token_.size() || csrf_token_.empty() ||
       CRYPTO_memcmp(request.csrf_token.data(), csrf_token_.data(), csrf_token_.size()) != 0) {
     return Status(ErrorCode::kPermissionDenied,
-                  fmt::format("{} {} without the page's CSRF token (header X-Kennel-CSRF) is refused: reload the page",
+                  fmt::format("{} {} without the page's CSRF token (header X-Kennel-CSRF) is "
+                              "refused: reload the page",
                               request.method, request.path));
   }
   return {};
@@ -96,7 +104,8 @@ Status WebGuard::check(const GuardRequest& request) const {
 
 std::string random_token() {
   unsigned char bytes[32];
-  if (RAND_bytes(bytes, sizeof(bytes)) != 1) throw Error(internal_error("the OS's random number generator failed"));
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1)
+    throw Error(internal_error("the OS's random number generator failed"));
   std::string out;
   for (unsigned char byte : bytes) out += fmt::format("{:02x}", byte);
   return out;
@@ -105,7 +114,8 @@ std::string random_token() {
 bool is_loopback_host(std::string_view host) {
   std::string name = lower(host);
   if (name == "localhost") return true;
-  if (name.size() > 2 && name.front() == '[' && name.back() == ']') name = name.substr(1, name.size() - 2);
+  if (name.size() > 2 && name.front() == '[' && name.back() == ']')
+    name = name.substr(1, name.size() - 2);
   in_addr v4{};
   if (::inet_pton(AF_INET, name.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
   in6_addr v6{};

@@ -25,7 +25,7 @@
 namespace kennel::studio {
 
 struct GuardRequest {
-  std::string method{};          // "GET", "POST", ...
+  std::string method{};  // "GET", "POST", ...
   std::string path{};
   std::string host{};            // the Host header
   std::string origin{};          // the Origin header ("" when absent)

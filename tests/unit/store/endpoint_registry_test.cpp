@@ -69,13 +69,16 @@ TEST_F(EndpointRegistryTest, AnEndpointWhoseProcessDiedIsNotListed) {
 }
 
 TEST_F(EndpointRegistryTest, AReusedPidIsNotTheServerThatRegistered) {
-  write("reused.json", {{"url", "http://127.0.0.1:1"}, {"pid", ::getpid()}, {"host", this_host()},
+  write("reused.json", {{"url", "http://127.0.0.1:1"},
+                        {"pid", ::getpid()},
+                        {"host", this_host()},
                         {"process_start", process_start_ticks(::getpid()) + 12345}});
   EXPECT_TRUE(list_endpoints(dir_.path()).empty());
 }
 
 TEST_F(EndpointRegistryTest, OtherHostsAreKeptUncheckedAndDebrisIsSkipped) {
-  write("remote.json", {{"url", "http://10.0.0.2:8080"}, {"pid", 99999999}, {"host", "another-host"}});
+  write("remote.json",
+        {{"url", "http://10.0.0.2:8080"}, {"pid", 99999999}, {"host", "another-host"}});
   write("broken.json", {{"no", "url"}});
   std::ofstream(HomeLayout(dir_.path()).endpoints() / "garbage.json") << "{not json";
   const auto live = list_endpoints(dir_.path());

@@ -19,13 +19,18 @@ class StudioApiTest : public ::testing::Test {
     registry_ = store::JobRegistry::open(layout_.registry()).value();
     add_job("good", R"({"arch": "resnet18", "data": "/data/dogs", "precision": "bf16"})");
     const store::JobPaths good = layout_.job("good");
-    write(good.spec(), R"({"arch": "resnet18", "data": "/data/dogs", "precision": "bf16", "lr": 0.1})");
-    write(good.metrics(), R"({"type":"step","step":1,"train_loss":2.0})" "\n"
-                          R"({"type":"step","step":2,"train_loss":1.5})" "\n"
-                          R"({"type":"epoch","step":2,"valid_accuracy":0.5})" "\n");
+    write(good.spec(),
+          R"({"arch": "resnet18", "data": "/data/dogs", "precision": "bf16", "lr": 0.1})");
+    write(good.metrics(), R"({"type":"step","step":1,"train_loss":2.0})"
+                          "\n"
+                          R"({"type":"step","step":2,"train_loss":1.5})"
+                          "\n"
+                          R"({"type":"epoch","step":2,"valid_accuracy":0.5})"
+                          "\n");
     write(good.log(), "line one\nepoch=0 step=2 train_loss=1.5\n");
-    write(good.debug() / "rules.json",
-          R"({"rules": [{"rule": "LossNotDecreasing", "status": "IssuesFound", "step": 2, "tensor": "losses/train_loss"}]})");
+    write(
+        good.debug() / "rules.json",
+        R"({"rules": [{"rule": "LossNotDecreasing", "status": "IssuesFound", "step": 2, "tensor": "losses/train_loss"}]})");
     write(good.model() / "model.json", R"({"arch": "resnet18", "classes": ["a", "b", "c"]})");
     write(good.model() / "model.safetensors", "weights");
     ASSERT_TRUE(registry_->set_status("good", store::JobStatus::kCompleted).ok());
@@ -76,7 +81,8 @@ TEST_F(StudioApiTest, RowsCarryTheRegistryAndWhatIsWrongWithTheFolder) {
   EXPECT_EQ(good["world_size"], 1);
   EXPECT_TRUE(good["problems"].empty());
   const json damaged = row(jobs, "damaged");
-  ASSERT_EQ(damaged["problems"].size(), 2u) << damaged.dump();  // the registry's spec, the missing spec.json
+  ASSERT_EQ(damaged["problems"].size(), 2u)
+      << damaged.dump();  // the registry's spec, the missing spec.json
   EXPECT_NE(damaged["problems"][0].get<std::string>().find("not"), std::string::npos);
   const json gone = row(jobs, "gone");
   EXPECT_NE(gone["problems"][0].get<std::string>().find("missing"), std::string::npos);
@@ -130,7 +136,8 @@ TEST_F(StudioApiTest, AHomeWithoutARegistryIsEmpty) {
 }
 
 TEST(StudioUrlTest, NamesAndPathsAreEscaped) {
-  EXPECT_EQ(job_file_url("a b/c", "profile/report.html"), "/files/jobs/a%20b%2Fc/profile/report.html");
+  EXPECT_EQ(job_file_url("a b/c", "profile/report.html"),
+            "/files/jobs/a%20b%2Fc/profile/report.html");
   EXPECT_EQ(study_file_url("s", "x y.json"), "/files/studies/s/x%20y.json");
 }
 

@@ -14,11 +14,16 @@ using nlohmann::json;
 class MetricsHistoryTest : public ::testing::Test {
  protected:
   void append(const std::string& text) { std::ofstream(path_, std::ios::app) << text; }
-  std::string step(int64_t number) { return json{{"type", "step"}, {"step", number}, {"train_loss", 1.0 / number}}.dump() + "\n"; }
-  std::string epoch(int64_t number) { return json{{"type", "epoch"}, {"step", number}, {"valid_accuracy", 0.5}}.dump() + "\n"; }
+  std::string step(int64_t number) {
+    return json{{"type", "step"}, {"step", number}, {"train_loss", 1.0 / number}}.dump() + "\n";
+  }
+  std::string epoch(int64_t number) {
+    return json{{"type", "epoch"}, {"step", number}, {"valid_accuracy", 0.5}}.dump() + "\n";
+  }
   std::vector<std::pair<std::string, int64_t>> seen(const MetricsSlice& slice) {
     std::vector<std::pair<std::string, int64_t>> out;
-    for (const auto& record : slice.records) out.emplace_back(record.value("type", ""), record["step"].get<int64_t>());
+    for (const auto& record : slice.records)
+      out.emplace_back(record.value("type", ""), record["step"].get<int64_t>());
     return out;
   }
 
@@ -78,7 +83,8 @@ TEST_F(MetricsHistoryTest, AResumedJobReplacesTheStepsItLoggedAgain) {
   append(step(1) + step(2) + epoch(2) + step(3) + step(4));
   append(step(3) + step(4) + epoch(4));  // resumed from the checkpoint at step 2
   const auto slice = cache_.read(path_, -1, true).value();
-  EXPECT_EQ(seen(slice), (Seen{{"step", 1}, {"step", 2}, {"epoch", 2}, {"step", 3}, {"step", 4}, {"epoch", 4}}));
+  EXPECT_EQ(seen(slice),
+            (Seen{{"step", 1}, {"step", 2}, {"epoch", 2}, {"step", 3}, {"step", 4}, {"epoch", 4}}));
 }
 
 TEST_F(MetricsHistoryTest, AReplacedFileIsReadAfresh) {
@@ -90,7 +96,11 @@ TEST_F(MetricsHistoryTest, AReplacedFileIsReadAfresh) {
 }
 
 TEST_F(MetricsHistoryTest, RecordsWithoutAUsableStepTakeThePreviousOne) {
-  append(step(5) + R"({"type": "evaluation", "test_accuracy": 0.9})" "\n" + R"({"type": "x", "step": "one"})" "\n");
+  append(step(5) +
+         R"({"type": "evaluation", "test_accuracy": 0.9})"
+         "\n" +
+         R"({"type": "x", "step": "one"})"
+         "\n");
   const auto slice = cache_.read(path_, -1, true).value();
   EXPECT_EQ(seen(slice), (Seen{{"step", 5}, {"evaluation", 5}, {"x", 5}}));
 }

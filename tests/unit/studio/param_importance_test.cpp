@@ -34,7 +34,8 @@ std::vector<ImportanceDimension> unit_cube(size_t dimensions) {
 }
 
 TEST(ParamImportanceTest, TheParameterThatMattersGetsTheVariance) {
-  const Sample s = sample(200, 3, [](const std::vector<double>& x) { return 10 * x[0] + 0.5 * x[1]; });
+  const Sample s =
+      sample(200, 3, [](const std::vector<double>& x) { return 10 * x[0] + 0.5 * x[1]; });
   const auto importance = fanova_importance(unit_cube(3), s.points, s.objective).value();
   ASSERT_EQ(importance.size(), 3u);
   EXPECT_GT(importance[0], 0.9);
@@ -45,7 +46,8 @@ TEST(ParamImportanceTest, TheParameterThatMattersGetsTheVariance) {
 
 // A correlation misses an effect that is best in the middle; a variance decomposition does not.
 TEST(ParamImportanceTest, SeesNonMonotonicEffectsACorrelationMisses) {
-  const Sample s = sample(300, 2, [](const std::vector<double>& x) { return -std::pow(x[1] - 0.5, 2); }, 7);
+  const Sample s = sample(
+      300, 2, [](const std::vector<double>& x) { return -std::pow(x[1] - 0.5, 2); }, 7);
   double mean_x = 0, mean_y = 0, covariance = 0, var_x = 0, var_y = 0;
   for (size_t i = 0; i < s.objective.size(); ++i) {
     mean_x += s.points[i][1] / s.objective.size();
@@ -56,7 +58,8 @@ TEST(ParamImportanceTest, SeesNonMonotonicEffectsACorrelationMisses) {
     var_x += std::pow(s.points[i][1] - mean_x, 2);
     var_y += std::pow(s.objective[i] - mean_y, 2);
   }
-  EXPECT_LT(std::abs(covariance / std::sqrt(var_x * var_y)), 0.2);  // the correlation sees nearly nothing
+  EXPECT_LT(std::abs(covariance / std::sqrt(var_x * var_y)),
+            0.2);  // the correlation sees nearly nothing
   const auto importance = fanova_importance(unit_cube(2), s.points, s.objective).value();
   EXPECT_GT(importance[1], 0.85);
   EXPECT_LT(importance[0], 0.05);
@@ -64,7 +67,8 @@ TEST(ParamImportanceTest, SeesNonMonotonicEffectsACorrelationMisses) {
 
 TEST(ParamImportanceTest, InteractionsAreNotMainEffects) {
   // y = (x0 - .5)(x1 - .5): each parameter alone explains nothing on average.
-  const Sample s = sample(400, 2, [](const std::vector<double>& x) { return (x[0] - 0.5) * (x[1] - 0.5); }, 3);
+  const Sample s = sample(
+      400, 2, [](const std::vector<double>& x) { return (x[0] - 0.5) * (x[1] - 0.5); }, 3);
   const auto importance = fanova_importance(unit_cube(2), s.points, s.objective).value();
   EXPECT_LT(importance[0] + importance[1], 0.35);
 }
@@ -92,13 +96,16 @@ TEST(ParamImportanceTest, IsDeterministicForASeed) {
 }
 
 TEST(ParamImportanceTest, RefusesWhatCannotBeExplained) {
-  EXPECT_EQ(fanova_importance(unit_cube(1), {{0.5}}, {1.0}).status().code(), ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(fanova_importance(unit_cube(1), {{0.5}}, {1.0}).status().code(),
+            ErrorCode::kFailedPrecondition);
   EXPECT_EQ(fanova_importance(unit_cube(1), {{0.1}, {0.9}}, {2.0, 2.0}).status().code(),
             ErrorCode::kFailedPrecondition);
   EXPECT_EQ(fanova_importance(unit_cube(1), {{0.1}, {0.9, 1}}, {1.0, 2.0}).status().code(),
             ErrorCode::kInvalidArgument);
-  EXPECT_EQ(fanova_importance({{"empty", 1, 1}}, {{1}, {1}}, {1.0, 2.0}).status().code(), ErrorCode::kInvalidArgument);
-  EXPECT_EQ(fanova_importance(unit_cube(1), {{NAN}, {0.5}}, {1.0, 2.0}).status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(fanova_importance({{"empty", 1, 1}}, {{1}, {1}}, {1.0, 2.0}).status().code(),
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(fanova_importance(unit_cube(1), {{NAN}, {0.5}}, {1.0, 2.0}).status().code(),
+            ErrorCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -23,7 +23,8 @@ class WebGuardTest : public ::testing::Test {
 
 TEST_F(WebGuardTest, OwnNamesAreAllowed) {
   EXPECT_TRUE(guard_.check(get()).ok());
-  for (const char* host : {"localhost:8070", "LOCALHOST:8070", "[::1]:8070", "studio.internal:8070", "localhost:9000"}) {
+  for (const char* host : {"localhost:8070", "LOCALHOST:8070", "[::1]:8070", "studio.internal:8070",
+                           "localhost:9000"}) {
     auto request = get();
     request.host = host;
     EXPECT_TRUE(guard_.check(request).ok()) << host;
@@ -32,7 +33,8 @@ TEST_F(WebGuardTest, OwnNamesAreAllowed) {
 
 // DNS rebinding: the attacker's name resolves to 127.0.0.1, the browser sends its own Host.
 TEST_F(WebGuardTest, ForeignHostsAreRefusedEvenOnLoopback) {
-  for (const char* host : {"evil.example:8070", "127.0.0.1:8071", "", "127.0.0.1", "localhost.evil.example:8070"}) {
+  for (const char* host :
+       {"evil.example:8070", "127.0.0.1:8071", "", "127.0.0.1", "localhost.evil.example:8070"}) {
     auto request = get("/jobs");
     request.host = host;
     const Status status = guard_.check(request);
@@ -41,8 +43,8 @@ TEST_F(WebGuardTest, ForeignHostsAreRefusedEvenOnLoopback) {
 }
 
 TEST_F(WebGuardTest, ForeignOriginsAreRefusedOnEveryMethod) {
-  for (const char* origin : {"http://evil.example", "null", "https://127.0.0.1:8070", "http://127.0.0.1:8070@evil.example",
-                             "http://127.0.0.1:80"}) {
+  for (const char* origin : {"http://evil.example", "null", "https://127.0.0.1:8070",
+                             "http://127.0.0.1:8070@evil.example", "http://127.0.0.1:80"}) {
     auto request = get();
     request.origin = origin;
     EXPECT_EQ(guard_.check(request).code(), ErrorCode::kPermissionDenied) << origin;
@@ -70,7 +72,8 @@ TEST_F(WebGuardTest, APostNeedsItsOriginAndTheToken) {
   auto no_origin = post();
   no_origin.origin = "";
   EXPECT_EQ(guard_.check(no_origin).code(), ErrorCode::kPermissionDenied);
-  no_origin.referer = "http://127.0.0.1:8070/jobs/j";  // an old browser: the Referer says where from
+  no_origin.referer =
+      "http://127.0.0.1:8070/jobs/j";  // an old browser: the Referer says where from
   EXPECT_TRUE(guard_.check(no_origin).ok());
   auto foreign = post();
   foreign.origin = "http://evil.example";
@@ -87,7 +90,8 @@ TEST(LoopbackTest, OnlyLoopbackAddressesCount) {
   for (const char* host : {"127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LocalHost"}) {
     EXPECT_TRUE(is_loopback_host(host)) << host;
   }
-  for (const char* host : {"0.0.0.0", "::", "10.0.0.1", "127.evil.example", "localhost.example", "", "128.0.0.1"}) {
+  for (const char* host :
+       {"0.0.0.0", "::", "10.0.0.1", "127.evil.example", "localhost.example", "", "128.0.0.1"}) {
     EXPECT_FALSE(is_loopback_host(host)) << host;
   }
 }

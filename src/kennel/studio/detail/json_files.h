@@ -19,7 +19,8 @@ Result<nlohmann::json> parse_json_object(std::string_view text);
 // A file holding one JSON object: kNotFound when it does not exist, kDataLoss
 // naming the file when it is not JSON (or not an object), other read errors as
 // util/fs.h reports them. Files above `max_bytes` are refused (kResourceExhausted).
-Result<nlohmann::json> read_json_file(const std::filesystem::path& path, uint64_t max_bytes = 64 << 20);
+Result<nlohmann::json> read_json_file(const std::filesystem::path& path,
+                                      uint64_t max_bytes = 64 << 20);
 
 // Percent-encodes everything but RFC 3986's unreserved characters.
 std::string url_encode(std::string_view text);
