@@ -10,7 +10,7 @@ namespace {
 
 class HomeSource : public StudioSource {
  public:
-  HomeSource(std::filesystem::path home, double busy_timeout_seconds)
+  HomeSource(const std::filesystem::path& home, double busy_timeout_seconds)
       : home_(std::filesystem::absolute(home)),
         layout_(home_),
         busy_timeout_seconds_(busy_timeout_seconds) {}

@@ -24,7 +24,7 @@ class TreeBuilder {
               const ImportanceOptions& options)
       : dimensions_(dimensions), points_(points), objective_(objective), options_(options) {}
 
-  std::vector<Leaf> build(std::vector<size_t> sample) {
+  std::vector<Leaf> build(const std::vector<size_t>& sample) {
     leaves_.clear();
     Leaf root;
     for (const auto& dimension : dimensions_) {
@@ -206,8 +206,7 @@ Result<std::vector<double>> fanova_importance(const std::vector<ImportanceDimens
   for (int tree = 0; tree < std::max(1, options.trees); ++tree) {
     std::vector<size_t> sample(objective.size());
     for (auto& index : sample) index = pick(rng);  // bootstrap
-    const std::vector<double> fractions =
-        tree_fractions(dimensions, builder.build(std::move(sample)));
+    const std::vector<double> fractions = tree_fractions(dimensions, builder.build(sample));
     if (fractions.empty()) continue;
     for (size_t d = 0; d < dimensions.size(); ++d) sum[d] += fractions[d];
     ++counted;

@@ -43,11 +43,11 @@ bool has_port(const std::string& name) {
 
 }  // namespace
 
-WebGuard::WebGuard(int port, std::vector<std::string> extra_hosts, std::string csrf_token)
+WebGuard::WebGuard(int port, const std::vector<std::string>& extra_hosts, std::string csrf_token)
     : csrf_token_(std::move(csrf_token)) {
   for (const char* name : {"127.0.0.1", "localhost", "[::1]"})
     hosts_.push_back(fmt::format("{}:{}", name, port));
-  for (auto& host : extra_hosts) {
+  for (const auto& host : extra_hosts) {
     const std::string name = lower(host);
     if (!name.empty()) hosts_.push_back(has_port(name) ? name : fmt::format("{}:{}", name, port));
   }

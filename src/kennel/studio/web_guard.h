@@ -38,7 +38,7 @@ class WebGuard {
  public:
   // `port`: the port the server listens on; `extra_hosts`: further names it
   // answers to ("studio.example:8070" or "studio.example" for any port).
-  WebGuard(int port, std::vector<std::string> extra_hosts, std::string csrf_token);
+  WebGuard(int port, const std::vector<std::string>& extra_hosts, std::string csrf_token);
 
   // OK, or kPermissionDenied saying which check refused the request.
   Status check(const GuardRequest& request) const;
