@@ -22,7 +22,7 @@ export async function endpointsPage(app) {
     { key: 'started_at', label: 'Started', format: (v) => formatTime(v, true) },
   ], { sortKey: 'started_at', id: 'endpoints' });
   const empty = h('p', { class: 'muted', id: 'empty' }, 'No kennel serve process is running with this home.');
-  app.replaceChildren(h('h1', {}, 'Endpoints'), table.table, empty);
+  app.replaceChildren(h('h1', {}, 'Endpoints'), table.element, empty);
   const load = async () => {
     const rows = (await getJson('/api/endpoints')).endpoints;
     table.setRows(rows.map((r) => ({ ...r, name: r.url })));

@@ -65,7 +65,7 @@ export async function jobsPage(app) {
   const message = h('span', { class: 'muted', id: 'message' });
   const table = new SortableTable(columns, { sortKey: 'started_at', id: 'jobs' });
   app.replaceChildren(h('h1', {}, 'Training jobs'),
-    h('div', { class: 'toolbar' }, search, statusSelect, kindSelect, compare, count, message), table.table);
+    h('div', { class: 'toolbar' }, search, statusSelect, kindSelect, compare, count, message), table.element);
 
   const picked = new Set();
   let jobs = [];

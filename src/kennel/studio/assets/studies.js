@@ -27,7 +27,7 @@ export async function studiesPage(app) {
     { key: 'started_at', label: 'Started', format: (v) => formatTime(v, true) },
     { key: 'duration_seconds', label: 'Duration', num: true, format: formatDuration },
   ], { sortKey: 'started_at', id: 'studies' });
-  app.replaceChildren(h('h1', {}, 'Tuning studies'), table.table);
+  app.replaceChildren(h('h1', {}, 'Tuning studies'), table.element);
   const load = async () => table.setRows((await getJson('/api/studies')).studies);
   try {
     await load();
@@ -205,7 +205,7 @@ export async function studyPage(app, name) {
   }
   const charts = h('div', { class: 'columns', id: 'study-charts' });
   let table = trialsTable(study);
-  const trialsSection = h('section', { id: 'trials-section' }, h('h2', {}, 'Trials'), table.table);
+  const trialsSection = h('section', { id: 'trials-section' }, h('h2', {}, 'Trials'), table.element);
   app.replaceChildren(studyHeader(study), h('h2', {}, 'Charts'), charts, trialsSection);
   const view = new StudyCharts(echarts, charts);
   view.draw(study);
@@ -216,12 +216,11 @@ export async function studyPage(app, name) {
     study = await getJson(path('api', 'studies', name));
     document.getElementById('summary').replaceWith(studyHeader(study));
     view.draw(study);
-    const sortKey = table.sortKey, descending = table.descending;
+    const { sortKey, descending, shown } = table;
     table = trialsTable(study);
-    table.sortKey = sortKey;
-    table.descending = descending;
+    Object.assign(table, { sortKey, descending, shown });
     table.drawHead();
-    trialsSection.replaceChildren(h('h2', {}, 'Trials'), table.table);
+    trialsSection.replaceChildren(h('h2', {}, 'Trials'), table.element);
     table.setRows(study.trials || []);
     return study.status === 'InProgress';
   });
