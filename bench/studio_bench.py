@@ -62,7 +62,7 @@ def generate(kennel, home, jobs, trials, epochs, steps_per_epoch, seed):
     data = home.parent / "data"
     run(kennel, home, "data", "synth", "--out", data, "--classes", 3, "--per-class", 8, "--size", "40x40")
     run(kennel, home, "train", "--data", data, "--name", "seed-job", "--arch", "resnet18", "--pretrained", "none",
-        "--freeze", "none", "--input-size", 32, "--resize", 36, "--max-steps", 2, "--quiet")
+        "--freeze", "none", "--input-size", 32, "--resize", 36, "--batch-size", 8, "--max-steps", 2, "--quiet")
     run(kennel, home, "tune", "--name", "big-study", "--command", f"{FAKE} --lr {{lr}} --x {{x}}",
         "--metric", "valid_accuracy=valid_accuracy=([0-9.]+)", "--param", "lr=1e-4..1:log",
         "--param", "x=1,2,3", "--max-jobs", 2, "--max-parallel-jobs", 2, "--quiet")
