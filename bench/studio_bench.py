@@ -2,9 +2,9 @@
 
 Generates the home (a real job and a real 2-trial study give the files their true format;
 the rest are copies with varied names, statuses, metrics and hyperparameters written through
-the registry's schema), starts `kennel studio`, opens every page in Debian's headless Chromium
-and reports navigation start -> the page's data drawn (the page's own `kennel-rendered`
-performance mark, set once its table or charts are in the DOM). The first visit of a page is
+the store's schema: its jobs, studies and trials tables), starts `kennel studio`, opens every
+page in Debian's headless Chromium and reports navigation start -> the page's data drawn (the
+page's own `kennel-rendered` performance mark, set once its table or charts are in the DOM). The first visit of a page is
 cold (the server reads and parses everything; fANOVA is computed); later ones are warm.
 """
 import json
@@ -117,10 +117,26 @@ def generate(kennel, home, jobs, trials, epochs, steps_per_epoch, seed):
                          job_dir=str(job_dir), created_at=started, started_at=started, ended_at=started + 9,
                          heartbeat_at=started + 9, final_metrics_json=json.dumps({"valid_accuracy": objective})))
     (study_dir / "trials.json").write_text(json.dumps({"trials": trial_list}))
+    # The store is the study's record (studies and trials tables); trials.json is this host's copy.
+    trial_columns = [row[1] for row in db.execute("PRAGMA table_info(trials)")]
+    trial_row = dict(zip(trial_columns, db.execute("SELECT * FROM trials WHERE study = 'big-study' LIMIT 1").fetchone()))
+    trial_rows = [dict(trial_row, idx=t["index"], name=t["name"], state=t["state"],
+                       hyperparameters_json=json.dumps(t["hyperparameters"]), objective=t["objective"],
+                       intermediate_json=json.dumps(t["intermediate"]), epochs_run=t["epochs_run"],
+                       attempts=t["attempts"], started_at=t["started_at"], ended_at=t["ended_at"], reason="",
+                       early_stopped=0, token="", lease_expires_at=0, heartbeat_at=t["ended_at"])
+                  for t in trial_list]
     placeholders = ", ".join("?" for _ in columns)
     with db:
         db.executemany(f"INSERT OR REPLACE INTO jobs ({', '.join(columns)}) VALUES ({placeholders})",
                        [tuple(row[c] for c in columns) for row in rows])
+        stored_spec = json.loads(db.execute("SELECT spec_json FROM studies WHERE name = 'big-study'").fetchone()[0])
+        stored_spec["max_jobs"] = trials
+        db.execute("UPDATE studies SET max_jobs = ?, spec_json = ? WHERE name = 'big-study'",
+                   (trials, json.dumps(stored_spec)))
+        db.executemany(f"INSERT OR REPLACE INTO trials ({', '.join(trial_columns)}) "
+                       f"VALUES ({', '.join('?' for _ in trial_columns)})",
+                       [tuple(row[c] for c in trial_columns) for row in trial_rows])
     count = db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
     db.close()
     return count

@@ -12,12 +12,16 @@ DEBIAN_PACKAGES=(
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
   libsqlite3-dev libcurl4-openssl-dev libcpp-httplib-dev libssl-dev zlib1g-dev libjpeg62-turbo-dev
+  # S3's XML documents (src/kennel/s3/xml_responses.cpp): small, DOM + XPath, in Debian
+  libpugixml-dev
   libprotobuf-dev protobuf-compiler
   # the allocator kennel links (docs/decisions.md: glibc malloc halves CPU training speed)
   libtcmalloc-minimal4
   # tests and benchmarks (clang + its runtime: the libFuzzer targets; wrk: the serving benchmark)
   libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev wrk
   python3 python3-pytest python3-numpy python3-pil python3-torch python3-torchvision
+  # the independent S3 signer and client (tests/unit/s3/sigv4_baseline.py, the S3 tests)
+  python3-botocore python3-boto3
   # headless browser: the profiler report test renders report.html in it
   chromium
   # data

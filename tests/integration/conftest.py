@@ -41,8 +41,8 @@ class Kennel:
                 f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
         return result
 
-    def json(self, *args, check=0):
-        return json.loads(self.run(*args, "--json", check=check).stdout)
+    def json(self, *args, check=0, timeout=300):
+        return json.loads(self.run(*args, "--json", check=check, timeout=timeout).stdout)
 
 
 @pytest.fixture

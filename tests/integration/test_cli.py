@@ -57,3 +57,13 @@ def test_missing_dataset_names_the_path(kennel, tmp_path):
     assert str(missing) in result.stderr
     assert result.stderr.startswith("error: ")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_no_command_lists_the_commands(kennel):
+    result = kennel.run(check=2)
+    for command in ("data", "train", "tune", "jobs", "serve", "predict", "transform", "debug", "profile"):
+        assert re.search(rf"^\s+{command}\b", result.stdout, re.M), (command, result.stdout)
+    assert "command is required" in result.stderr
+    # One level down too: `kennel data` lists data's commands.
+    data = kennel.run("data", check=2)
+    assert re.search(r"^\s+check\b", data.stdout, re.M), data.stdout

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-READY = re.compile(r"ready on http://127\.0\.0\.1:(\d+)")
+READY = re.compile(r"ready on (https?)://127\.0\.0\.1:(\d+)")
 REQUEST_TIMEOUT = 30  # seconds, for every HTTP request
 
 
@@ -85,11 +85,11 @@ def assert_alive(port):
 class Server:
     """A `kennel serve` process; stdout and stderr go to files (no pipe can fill up)."""
 
-    def __init__(self, binary, home, model, workdir, *args, port=0, ready_timeout=90, wait_ready=True):
+    def __init__(self, binary, home, model, workdir, *args, port=0, ready_timeout=90, wait_ready=True, env=None):
         workdir.mkdir(parents=True, exist_ok=True)
         self.stdout_path = workdir / "serve.stdout"
         self.stderr_path = workdir / "serve.stderr"
-        env = dict(os.environ, KENNEL_HOME=str(home))
+        env = dict(os.environ, KENNEL_HOME=str(home), **(env or {}))
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(
                 [str(binary), "serve", str(model), "--port", str(port), *map(str, args)],
@@ -101,14 +101,14 @@ class Server:
         while True:
             match = READY.search(self.stdout())
             if match:
-                self.port = int(match.group(1))
+                self.scheme, self.port = match.group(1), int(match.group(2))
                 break
             if self.process.poll() is not None or time.time() > deadline:
                 self.stop()
                 raise AssertionError(f"kennel serve did not get ready (exit {self.process.returncode})\n"
                                      f"stdout:\n{self.stdout()}\nstderr:\n{self.stderr()[-3000:]}")
             time.sleep(0.05)
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{self.scheme}://127.0.0.1:{self.port}"
 
     def stdout(self):
         return self.stdout_path.read_text(errors="replace")
@@ -195,9 +195,14 @@ def setup(kennel_bin, tmp_path_factory):
     return Setup(kennel, root, data)
 
 
+# Every upstream a test fetches from listens on 127.0.0.1, which a server
+# refuses by default (not a public address); URL-fetching servers open it.
+ALLOW_LOOPBACK = ("--allow-network", "127.0.0.1/32")
+
+
 @pytest.fixture(scope="module")
 def server(setup):
-    with serving(setup, "--allow-file-root", setup.data, name="main") as server:
+    with serving(setup, "--allow-file-root", setup.data, *ALLOW_LOOPBACK, name="main") as server:
         yield server
 
 
@@ -422,7 +427,7 @@ def test_get_invocations_is_a_json_404_or_405(server):
 def small_body_server(setup):
     """Tight limits: 2000-byte bodies, 1 s and 10 kB per fetched URL."""
     with serving(setup, "--max-body", 2000, "--fetch-timeout", 1, "--max-fetch-bytes", 10000,
-                 "--allow-file-root", setup.data, name="small-body") as server:
+                 "--allow-file-root", setup.data, *ALLOW_LOOPBACK, name="small-body") as server:
         yield server
 
 

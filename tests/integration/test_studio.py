@@ -313,3 +313,36 @@ def test_the_dashboard_never_writes_the_registry(studio, home):
         assert http(f"{studio}{path}")[0] == 200
     assert (db.stat().st_mtime_ns, db.stat().st_size) == before
     assert (wal.stat().st_size if wal.exists() else None) == wal_before
+
+
+def test_studio_reads_a_postgresql_store_read_only(kennel_bin, tmp_path, postgres):
+    """--store postgresql://...: the jobs and the study come from the shared store, through a
+    read-only session that changes none of its rows."""
+    kennel = Kennel(kennel_bin, tmp_path / "home")
+    kennel.run("--store", postgres.url, "tune", "--name", "shared", "--command", f"{FAKE} --lr {{lr}}",
+               "--metric", "valid_accuracy=valid_accuracy=([0-9.]+)", "--param", "lr=1e-4..1:log",
+               "--strategy", "random", "--max-jobs", 3, "--max-parallel-jobs", 3, "--quiet", check=0)
+
+    def snapshot():
+        return postgres.psql("SELECT md5(string_agg(j::text, ',' ORDER BY j.name)) FROM kennel_jobs j; "
+                             "SELECT md5(string_agg(t::text, ',' ORDER BY t.idx)) FROM kennel_trials t; "
+                             "SELECT md5(string_agg(s::text, ',')) FROM kennel_studies s")
+
+    before = snapshot()
+    process = start(kennel, "--store", postgres.url, "studio", "--port", 0)
+    try:
+        url = read_until(process, r"open (http://127\.0\.0\.1:\d+)", timeout=30)
+        status, _, body = http(f"{url}/api/jobs")
+        assert status == 200, body
+        listed = json.loads(body)
+        assert "read-only" in listed["source"] and "postgresql://" in listed["source"]
+        assert {job["name"] for job in listed["jobs"]} >= {"shared"}
+        status, _, body = http(f"{url}/api/studies/shared")
+        assert status == 200, body
+        study = json.loads(body)
+        assert len(study["trials"]) == 3 and study["best"]["name"].startswith("shared-")
+        assert http(f"{url}/api/jobs/nope")[0] == 404
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    assert snapshot() == before

@@ -209,6 +209,37 @@ def test_warm_start_seeds_the_strategy(kennel):
     assert "nope" in missing.stderr
 
 
+def test_a_bayesian_study_says_which_trials_tpe_chose(kennel):
+    common = ["--command", f"{FAKE} --lr {{lr}}", "--metric", "valid_accuracy=valid_accuracy=([0-9.]+)",
+              "--param", "lr=1e-4..1:log"]
+    # 6 trials, 2 at a time, 5 startup trials: TPE never chooses, and the user is told before the first trial.
+    all_random = kennel.run("tune", "--name", "all-random", *common, "--max-jobs", 6, "--max-parallel-jobs", 2,
+                            check=0)
+    assert "bayesian with 6 trials, 2 at a time: all will be random" in all_random.stderr
+    assert "raise --max-jobs above 6 or lower --startup-trials to 4" in all_random.stderr
+    outcome = kennel.json("tune", "--name", "honest", *common, "--max-jobs", 8, "--startup-trials", 3)
+    by_index = sorted(outcome["trials"], key=lambda t: t["index"])
+    assert [t["source"] for t in by_index] == ["startup"] * 3 + ["tpe"] * 5
+    assert outcome["chosen_by"] == {"startup": 3, "tpe": 5} and outcome["startup_trials"] == 3
+    log = (kennel.home / "tuning" / "honest" / "log.txt").read_text()
+    assert "bayesian: trials 1-3 are random (startup), trials 4-8 chosen by TPE" in log
+    assert "trial honest-004 started [chosen by tpe]" in log and "trial honest-001 started [chosen by startup]" in log
+    text = kennel.run("tune", "describe", "honest", check=0).stdout
+    assert "trials chosen by: 3 random (startup), 5 TPE" in text and "chosen by" in text
+    rows = list(csv.DictReader(io.StringIO(kennel.run("tune", "describe", "honest", "--csv", check=0).stdout)))
+    assert sorted(r["chosen_by"] for r in rows) == ["startup"] * 3 + ["tpe"] * 5
+
+
+def test_a_warm_started_grid_skips_the_points_already_evaluated(kennel):
+    grid = ["--command", f"{FAKE} --lr {{lr}} --x {{x}}", "--metric", "valid_accuracy=valid_accuracy=([0-9.]+)",
+            "--param", "lr=0.01,0.1", "--param", "x=1,2", "--strategy", "grid"]
+    kennel.run("tune", "--name", "grid-a", *grid, "--max-jobs", 2, check=0)  # (0.01, 1) and (0.01, 2)
+    second = kennel.json("tune", "--name", "grid-b", *grid, "--max-jobs", 4, "--warm-start", "grid-a")
+    assert second["status"] == "Completed"
+    assert sorted((t["hyperparameters"]["lr"], t["hyperparameters"]["x"]) for t in second["trials"]) == \
+        [(0.1, 1), (0.1, 2)]
+
+
 @pytest.mark.parametrize("param, message", [
     ("lr=0.1..0.1", "empty"),
     ("lr=0.1..0.01", "greater than max"),

@@ -16,6 +16,18 @@ std::filesystem::path GlobalOptions::home_dir() const {
   return "kennel-runs";
 }
 
+store::StoreLocation GlobalOptions::store_location() const {
+  auto location = store::parse_store_location(store, home_dir());
+  if (!location.ok()) throw Error(location.status());
+  return *location;
+}
+
+std::unique_ptr<store::Store> GlobalOptions::open_store() const {
+  auto opened = store::open_store(store_location());
+  if (!opened.ok()) throw Error(opened.status());
+  return std::move(*opened);
+}
+
 namespace {
 
 const char* spec_key_type_name(job::SpecKeyType type) {
@@ -67,9 +79,7 @@ nlohmann::json training_overrides(const std::map<std::string, std::string>& valu
 }
 
 std::filesystem::path job_dir_of(const CommandContext& context, const std::string& job) {
-  auto registry = store::JobRegistry::open(store::HomeLayout(context.global.home_dir()).registry());
-  if (!registry.ok()) throw Error(registry.status());
-  auto record = (*registry)->get_job(job);
+  auto record = context.global.open_store()->get_job(job);
   if (!record.ok()) throw Error(not_found("no job named '{}' (`kennel jobs list` shows the jobs)", job));
   return record->job_dir;
 }
@@ -93,6 +103,10 @@ void build_cli(CLI::App& app, CommandContext& context) {
                  "Directory for jobs, the registry and caches (default: $KENNEL_HOME, else "
                  "./kennel-runs)")
       ->envname("KENNEL_HOME");
+  app.add_option("--store", context.global.store,
+                 "Where jobs and studies are recorded: embedded (the home's kennel.db, the default), "
+                 "sqlite:PATH, or postgresql://user@host:port/db shared by tuning workers on many hosts")
+      ->envname("KENNEL_STORE");
   app.add_option("--log-level", context.global.log_level,
                  "trace, debug, info, warn, error or off")
       ->envname("KENNEL_LOG_LEVEL")

@@ -14,13 +14,20 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "kennel/store/store.h"
+
 namespace kennel::cli {
 
 struct GlobalOptions {
   std::string home;               // --home, else $KENNEL_HOME, else ./kennel-runs
   std::string log_level = "info";  // --log-level, else $KENNEL_LOG_LEVEL
+  std::string store;              // --store, else $KENNEL_STORE, else the home's embedded registry
 
   std::filesystem::path home_dir() const;
+  // The parsed --store (throws kennel::Error naming a malformed one).
+  store::StoreLocation store_location() const;
+  // Opens it (throws kennel::Error: unreachable, unwritable, newer schema).
+  std::unique_ptr<store::Store> open_store() const;
 };
 
 struct CommandContext {

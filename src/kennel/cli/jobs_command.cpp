@@ -53,13 +53,14 @@ json record_to_json(const JobRecord& job) {
           {"spec", parse_or_empty(job.spec_json)}};
 }
 
-std::unique_ptr<store::JobRegistry> open_registry(const CommandContext& context) {
-  const auto db = store::HomeLayout(context.global.home_dir()).registry();
+std::unique_ptr<store::Store> open_registry(const CommandContext& context) {
+  const auto location = context.global.store_location();
   std::error_code error;
-  if (!std::filesystem::exists(db, error)) {
-    throw Error(not_found("no job registry at '{}': no job has run with this --home yet", db.string()));
+  if (!location.shared() && !std::filesystem::exists(location.sqlite_path, error)) {
+    throw Error(not_found("no job registry at '{}': no job has run with this --home yet",
+                          location.sqlite_path.string()));
   }
-  return store::JobRegistry::open(db).value();
+  return context.global.open_store();
 }
 
 struct ListFlags {
@@ -149,6 +150,10 @@ void register_logs(CLI::App& jobs, CommandContext& context) {
   logs->callback([name, follow, &context] {
     auto registry = open_registry(context);
     auto job = registry->get_job(*name).value();
+    if (!job.host.empty() && job.host != store::this_host()) {
+      throw Error(failed_precondition("job '{}' ran on host '{}': its log is there ({})", *name, job.host,
+                                      store::JobPaths{job.job_dir}.log().string()));
+    }
     const auto path = store::JobPaths{job.job_dir}.log();
     std::ifstream in(path);
     if (!in) throw Error(not_found("job '{}' has no log at '{}' yet", *name, path.string()));

@@ -33,6 +33,19 @@ bool explain_unknown_subcommand(const CLI::App& app) {
   return true;
 }
 
+// `kennel` or `kennel data` alone: CLI11 says only "A subcommand is required";
+// show the commands there are instead (still a usage error, exit 2).
+bool list_missing_subcommand(const CLI::App& app) {
+  const CLI::App* level = &app;
+  while (!level->get_subcommands().empty()) level = level->get_subcommands().front();
+  const auto known = level->get_subcommands([](const CLI::App*) { return true; });
+  if (!level->remaining().empty() || known.empty()) return false;
+  std::fputs(level->help().c_str(), stdout);
+  std::fflush(stdout);
+  std::fprintf(stderr, "error: a command is required: choose one of the commands above\n");
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -48,7 +61,10 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
     // --help and --version are "errors" with exit code 0; usage errors exit 2.
-    if (dynamic_cast<const CLI::RequiredError*>(&error) != nullptr && explain_unknown_subcommand(app)) return 2;
+    if (dynamic_cast<const CLI::RequiredError*>(&error) != nullptr &&
+        (explain_unknown_subcommand(app) || list_missing_subcommand(app))) {
+      return 2;
+    }
     const int code = app.exit(error);
     return code == 0 ? 0 : 2;
   } catch (const kennel::Error& error) {

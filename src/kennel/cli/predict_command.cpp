@@ -2,6 +2,7 @@
 // local model (--model), and print the top-K classes (or JSON with the logits).
 #include <algorithm>
 #include <iostream>
+#include <optional>
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -9,6 +10,7 @@
 #include "kennel/cli/command.h"
 #include "kennel/data/image_header.h"
 #include "kennel/models/model_dir.h"
+#include "kennel/serve/auth.h"
 #include "kennel/serve/predictor.h"
 #include "kennel/serve/url_fetcher.h"
 #include "kennel/util/fs.h"
@@ -62,11 +64,27 @@ std::string read_image(const std::string& path) {
   return std::string(bytes->begin(), bytes->end());
 }
 
-// Talks to `kennel serve` (or any server with the same contract).
+// Talks to `kennel serve` (or any server with the same contract), over
+// http:// or https:// (certificates verified, against --ca-bundle if given),
+// with the bearer token when there is one.
 class EndpointClient {
  public:
-  explicit EndpointClient(const std::string& endpoint) : endpoint_(endpoint), client_(endpoint) {
-    if (!client_.is_valid()) throw Error(invalid_argument("--endpoint '{}' is not an http:// URL", endpoint));
+  EndpointClient(const std::string& endpoint, const std::optional<std::string>& token,
+                 const std::string& ca_bundle)
+      : endpoint_(endpoint), client_(endpoint) {
+    const bool https = endpoint.rfind("https://", 0) == 0;
+    if (!client_.is_valid() || (!https && endpoint.rfind("http://", 0) != 0)) {
+      throw Error(invalid_argument("--endpoint '{}' is not an http:// or https:// URL", endpoint));
+    }
+    if (!ca_bundle.empty()) {
+      if (!https) throw Error(invalid_argument("--ca-bundle is for an https:// --endpoint, got '{}'", endpoint));
+      if (!fs::is_regular_file(ca_bundle)) {
+        throw Error(invalid_argument("--ca-bundle '{}' is not a file of PEM certificates", ca_bundle));
+      }
+      client_.set_ca_cert_path(ca_bundle.c_str());
+    }
+    client_.enable_server_certificate_verification(true);
+    if (token) client_.set_bearer_token_auth(token->c_str());
     client_.set_connection_timeout(5);
     client_.set_read_timeout(120);
   }
@@ -91,8 +109,19 @@ class EndpointClient {
  private:
   json parse(const httplib::Result& response, const std::string& what) {
     if (!response) {
-      throw Error(Status(ErrorCode::kUnavailable, fmt::format("{} {}: {} (is `kennel serve` running there?)",
-                                                              endpoint_, what, httplib::to_string(response.error()))));
+      const bool tls_problem = response.error() == httplib::Error::SSLServerVerification ||
+                               response.error() == httplib::Error::SSLConnection ||
+                               response.error() == httplib::Error::SSLLoadingCerts;
+      throw Error(Status(ErrorCode::kUnavailable,
+                         fmt::format("{} {}: {} ({})", endpoint_, what, httplib::to_string(response.error()),
+                                     tls_problem ? "for a self-signed certificate pass --ca-bundle CERT.pem"
+                                                 : "is `kennel serve` running there?")));
+    }
+    if (response->status == 401) {
+      json body = json::parse(response->body, nullptr, false);
+      throw Error(Status(ErrorCode::kPermissionDenied,
+                         fmt::format("{} {}: HTTP 401: {}", endpoint_, what,
+                                     body.is_object() ? body.value("detail", response->body) : response->body)));
     }
     json body;
     try {
@@ -126,16 +155,29 @@ void register_predict_command(CLI::App& app, CommandContext& context) {
     int64_t top_k = 5;
     bool json = false;
     std::string file_root;
+    std::string auth_token_file;
+    std::string ca_bundle;
+    std::vector<std::string> allow_networks;
+    std::vector<std::string> deny_networks;
   };
   auto flags = std::make_shared<Flags>();
   auto* predict = app.add_subcommand("predict", "Classify images with an endpoint (--endpoint) or a local model (--model)");
-  auto* endpoint = predict->add_option("--endpoint", flags->endpoint, "Endpoint base URL, e.g. http://127.0.0.1:8080");
+  auto* endpoint = predict->add_option("--endpoint", flags->endpoint,
+                                       "Endpoint base URL, e.g. http://127.0.0.1:8080 or https://host:8443");
   auto* model = predict->add_option("--model", flags->model, "Model directory or job name (runs locally, no server)");
   endpoint->excludes(model);
   predict->add_option("--url", flags->urls, "Image URL (repeatable): http(s)://, s3://, file://");
   predict->add_option("--image", flags->images, "Image file or folder (repeatable)");
   predict->add_option("--top-k", flags->top_k, "Classes shown per image")->capture_default_str();
   predict->add_option("--allow-file-root", flags->file_root, "With --model: allow file:// URLs below this folder");
+  predict->add_option("--auth-token-file", flags->auth_token_file,
+                      "With --endpoint: file holding the endpoint's token (mode 600; default: $KENNEL_AUTH_TOKEN)");
+  predict->add_option("--ca-bundle", flags->ca_bundle,
+                      "PEM CA certificates to trust for https:// (a self-signed endpoint's certificate)");
+  predict->add_option("--allow-network", flags->allow_networks,
+                      "With --model: CIDR that URLs may reach although not public (repeatable)");
+  predict->add_option("--deny-network", flags->deny_networks,
+                      "With --model: CIDR that URLs may not reach (repeatable)");
   predict->add_flag("--json", flags->json, "One JSON object per image, with the logits");
   predict->callback([flags, &context] {
     if (flags->endpoint.empty() == flags->model.empty()) {
@@ -147,7 +189,9 @@ void register_predict_command(CLI::App& app, CommandContext& context) {
     std::vector<Answer> answers;
     std::vector<std::string> classes;
     if (!flags->endpoint.empty()) {
-      EndpointClient client(flags->endpoint);
+      auto token = serve::load_auth_token(flags->auth_token_file);
+      if (!token.ok()) throw Error(token.status());
+      EndpointClient client(flags->endpoint, *token, flags->ca_bundle);
       classes = client.classes();
       for (const auto& url : flags->urls) answers.push_back(client.invoke(url, true));
       for (const auto& image : images) answers.push_back(client.invoke(image, false));
@@ -159,7 +203,11 @@ void register_predict_command(CLI::App& app, CommandContext& context) {
       classes = (*predictor)->info().classes;
       serve::FetchOptions fetch;
       fetch.file_root = flags->file_root;
-      auto fetcher = serve::make_url_fetcher(fetch).value();
+      fetch.allowed_networks = flags->allow_networks;
+      fetch.denied_networks = flags->deny_networks;
+      fetch.ca_bundle = flags->ca_bundle;
+      auto fetcher = serve::make_url_fetcher(fetch);
+      if (!fetcher.ok()) throw Error(fetcher.status());
       auto run = [&](const std::string& input, Result<std::string> bytes) {
         Answer answer{input, {}, {}};
         if (!bytes.ok()) {
@@ -175,7 +223,7 @@ void register_predict_command(CLI::App& app, CommandContext& context) {
         answer.logits.assign(logits.data_ptr<float>(), logits.data_ptr<float>() + logits.size(1));
         return answer;
       };
-      for (const auto& url : flags->urls) answers.push_back(run(url, fetcher->fetch(url)));
+      for (const auto& url : flags->urls) answers.push_back(run(url, (*fetcher)->fetch(url)));
       for (const auto& image : images) {
         auto bytes = read_file_bytes(image, 256ull << 20);
         answers.push_back(run(image, bytes.ok() ? Result<std::string>(std::string(bytes->begin(), bytes->end()))

@@ -12,6 +12,7 @@
 
 #include "kennel/cli/command.h"
 #include "kennel/models/model_dir.h"
+#include "kennel/serve/auth.h"
 #include "kennel/serve/server.h"
 #include "kennel/store/endpoint_registry.h"
 #include "kennel/util/stop_signal.h"
@@ -51,13 +52,13 @@ class StopSignalWatcher {
 // must exist already: serving a model directory does not create one.
 std::optional<store::EndpointRegistration> register_endpoint(const CommandContext& context, const std::string& model,
                                                              const std::filesystem::path& model_dir,
-                                                             const std::string& host, int port) {
+                                                             const std::string& host, int port, bool tls) {
   const auto home = context.global.home_dir();
   std::error_code error;
   if (!std::filesystem::is_directory(home, error)) return std::nullopt;
   const std::string address = host.find(':') != std::string::npos ? "[" + host + "]" : host;
   store::EndpointRecord record;
-  record.url = fmt::format("http://{}:{}", address, port);
+  record.url = fmt::format("{}://{}:{}", tls ? "https" : "http", address, port);
   record.model = model;
   record.model_dir = model_dir.string();
   auto registration = store::EndpointRegistration::create(home, std::move(record));
@@ -79,15 +80,23 @@ void register_serve_command(CLI::App& app, CommandContext& context) {
     std::vector<std::string> allow_networks;
     std::vector<std::string> deny_networks;
     std::string file_root;
+    std::string auth_token_file;
+    std::string tls_cert;
+    std::string tls_key;
+    std::string ca_bundle;
   };
   auto flags = std::make_shared<Flags>();
   auto& o = flags->options;
+  auto& l = o.listener;
   auto* serve = app.add_subcommand("serve",
                                    "Serve a model over HTTP: GET /ping, POST /invocations, GET /models, GET /metrics");
   serve->add_option("model", flags->model, "Model directory (with model.json) or the name of a completed job")
       ->required();
-  serve->add_option("--host", o.host, "Address to listen on (0.0.0.0 opens it to the network)")->capture_default_str();
-  serve->add_option("--port", o.port, "Port (0 = any free port)")->capture_default_str();
+  serve->add_option("--host", l.host,
+                    "Address to listen on; beyond loopback (e.g. 0.0.0.0) it needs --auth-token-file and "
+                    "--tls-cert/--tls-key, or --insecure-no-auth")
+      ->capture_default_str();
+  serve->add_option("--port", l.port, "Port (0 = any free port)")->capture_default_str();
   serve->add_option("--max-batch-size", o.batcher.max_batch_size, "Images per model batch at most")
       ->capture_default_str();
   serve->add_option("--max-batch-delay-ms", o.batcher.max_delay_ms, "How long an image waits for a fuller batch")
@@ -98,25 +107,53 @@ void register_serve_command(CLI::App& app, CommandContext& context) {
       ->capture_default_str();
   serve->add_option("--threads", o.predictor.threads, "CPU threads of each model worker (0 = all cores)")
       ->capture_default_str();
-  serve->add_option("--http-threads", o.http_threads, "Connections handled (and images decoded) at once")
+  serve->add_option("--http-threads", l.threads, "Requests handled (and images decoded) at once")
       ->capture_default_str();
   serve->add_option("--precision", o.predictor.precision, "fp32 or bf16")->capture_default_str();
-  serve->add_option("--max-body", o.max_body_bytes, "Largest request body, bytes (larger: 413)")
+  serve->add_option("--max-body", l.max_body_bytes, "Largest request body, bytes (larger: 413)")
       ->capture_default_str();
   serve->add_option("--max-pixels", o.predictor.max_pixels, "Refuse images whose header claims more pixels")
       ->capture_default_str();
+  serve->add_option("--decode-pixel-budget", o.decode_pixel_budget,
+                    "Pixels decoded at once across requests; beyond it 503 (0 = twice --max-pixels)")
+      ->capture_default_str();
+  serve->add_option("--max-connections", l.max_connections,
+                    "Open client connections at most; more are answered 503")
+      ->capture_default_str();
+  serve->add_option("--header-timeout", l.header_timeout_seconds,
+                    "Seconds for a request's headers to arrive once begun (then 408)")
+      ->capture_default_str();
+  serve->add_option("--body-timeout", l.body_timeout_seconds, "Seconds for a request's body to arrive (then 408)")
+      ->capture_default_str();
+  serve->add_option("--idle-timeout", l.idle_timeout_seconds, "Seconds an idle keep-alive connection stays open")
+      ->capture_default_str();
+  serve->add_option("--request-timeout", o.request_timeout_seconds,
+                    "Seconds for fetching all the URLs of one request")
+      ->capture_default_str();
+  serve->add_option("--fetch-concurrency", o.fetch_concurrency, "URLs of one request fetched at once")
+      ->capture_default_str();
+  serve->add_option("--auth-token-file", flags->auth_token_file,
+                    "File holding the token every route but /ping requires (Authorization: Bearer); mode "
+                    "600. Default: $KENNEL_AUTH_TOKEN, else no authentication");
+  serve->add_option("--tls-cert", flags->tls_cert, "PEM certificate (chain): serve HTTPS only");
+  serve->add_option("--tls-key", flags->tls_key, "PEM private key of --tls-cert");
+  serve->add_flag("--insecure-no-auth", o.insecure_no_auth,
+                  "Allow a --host beyond loopback without a token and TLS (anyone who reaches it can use it)");
   serve->add_option("--allow-file-root", flags->file_root,
                     "Serve file:// URLs from below this folder (default: file:// refused)");
   serve->add_option("--allow-network", flags->allow_networks,
-                    "CIDR that URLs may reach even if denied (repeatable), e.g. 169.254.0.0/16");
+                    "CIDR that URLs may reach although not public (repeatable), e.g. 10.0.0.0/8; a cloud "
+                    "metadata address opens only when named exactly (169.254.169.254/32)");
   serve->add_option("--deny-network", flags->deny_networks,
-                    "CIDR that URLs may not reach, added to 169.254.0.0/16 and fd00:ec2::254 (repeatable)");
+                    "CIDR that URLs may not reach, on top of every non-public range (repeatable)");
   serve->add_option("--fetch-timeout", o.fetch.total_timeout_seconds, "Seconds to fetch one URL")
       ->capture_default_str();
   serve->add_option("--max-fetch-bytes", o.fetch.max_bytes, "Largest image a URL may return, bytes")
       ->capture_default_str();
+  serve->add_option("--ca-bundle", flags->ca_bundle, "PEM CA certificates for https:// URLs (default: the system's)");
   serve->add_option("--s3-endpoint", o.fetch.s3_endpoint,
-                    "S3-compatible endpoint for s3:// URLs (default: $AWS_ENDPOINT_URL_S3, else AWS)");
+                    "S3-compatible endpoint for s3:// URLs, trusted even on a private address "
+                    "(default: $AWS_ENDPOINT_URL_S3, else AWS)");
   serve->add_flag("--no-access-log", flags->no_access_log, "Do not log one line per request");
   serve->add_option("--drain-seconds", flags->drain_seconds,
                     "On SIGINT/SIGTERM, wait this long for in-flight requests, then exit 1")
@@ -125,8 +162,14 @@ void register_serve_command(CLI::App& app, CommandContext& context) {
     auto options = flags->options;
     options.access_log = !flags->no_access_log;
     options.fetch.file_root = flags->file_root;
-    for (const auto& cidr : flags->deny_networks) options.fetch.denied_networks.push_back(cidr);
+    options.fetch.denied_networks = flags->deny_networks;
     options.fetch.allowed_networks = flags->allow_networks;
+    options.listener.tls_cert = flags->tls_cert;
+    options.listener.tls_key = flags->tls_key;
+    options.fetch.ca_bundle = flags->ca_bundle;
+    auto token = serve::load_auth_token(flags->auth_token_file);
+    if (!token.ok()) throw Error(token.status());
+    if (token->has_value()) options.auth_token = **token;
     auto model_dir = models::resolve_model_dir(flags->model, context.global.home_dir());
     if (!model_dir.ok()) throw Error(model_dir.status());
 
@@ -151,10 +194,14 @@ void register_serve_command(CLI::App& app, CommandContext& context) {
       server.wait();
       throw Error(loaded);
     }
-    std::cout << fmt::format("kennel serve: {} ready on http://{}:{} (POST /invocations; Ctrl-C stops)\n",
-                             model_dir->string(), options.host, server.port())
+    const bool tls = !options.listener.tls_cert.empty();
+    const std::string& host = options.listener.host;
+    const std::string shown_host = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+    std::cout << fmt::format("kennel serve: {} ready on {}://{}:{} (POST /invocations; {}Ctrl-C stops)\n",
+                             model_dir->string(), tls ? "https" : "http", shown_host, server.port(),
+                             options.auth_token.empty() ? "" : "token required; ")
               << std::flush;
-    const auto registration = register_endpoint(context, flags->model, *model_dir, options.host, server.port());
+    const auto registration = register_endpoint(context, flags->model, *model_dir, host, server.port(), tls);
     server.wait();
     if (stop_signal != 0) {
       std::cout << fmt::format("kennel serve: stopped by {} after finishing in-flight requests\n",

@@ -30,11 +30,13 @@ void register_studio_command(CLI::App& app, CommandContext& context) {
       ->capture_default_str();
   studio->add_flag("--access-log", options->access_log, "Log one line per request");
   studio->callback([options, &context] {
-    studio::StudioServer server(*options, studio::make_home_source(context.global.home_dir()));
+    const store::StoreLocation location = context.global.store_location();
+    studio::StudioServer server(*options,
+                                studio::make_home_source(context.global.home_dir(), location));
     StopSignalScope stop_signals;
     if (Status started = server.start(); !started.ok()) throw Error(started);
-    std::cout << fmt::format("kennel studio: open {} (home {}; Ctrl-C stops)\n", server.url(),
-                             context.global.home_dir().string())
+    std::cout << fmt::format("kennel studio: open {} (home {}, store {}; Ctrl-C stops)\n",
+                             server.url(), context.global.home_dir().string(), location.display())
               << std::flush;
     while (StopSignalScope::received() == 0)
       std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -14,6 +14,9 @@ void register_transform_command(CLI::App& app, CommandContext& context) {
     std::string input;
     std::string out;
     std::string file_root;
+    std::string ca_bundle;
+    std::vector<std::string> allow_networks;
+    std::vector<std::string> deny_networks;
     serve::BatchTransformOptions options;
   };
   auto flags = std::make_shared<Flags>();
@@ -29,11 +32,18 @@ void register_transform_command(CLI::App& app, CommandContext& context) {
   transform->add_option("--threads", flags->options.predictor.threads, "Model CPU threads (0 = all cores)")
       ->capture_default_str();
   transform->add_option("--allow-file-root", flags->file_root, "Allow file:// URLs in the manifest below this folder");
+  transform->add_option("--allow-network", flags->allow_networks,
+                        "CIDR that manifest URLs may reach although not public (repeatable), e.g. 10.0.0.0/8");
+  transform->add_option("--deny-network", flags->deny_networks, "CIDR that manifest URLs may not reach (repeatable)");
+  transform->add_option("--ca-bundle", flags->ca_bundle, "PEM CA certificates to trust for https:// URLs");
   transform->add_flag("--quiet", flags->options.quiet, "No progress bar");
   transform->callback([flags, &context] {
     auto model_dir = models::resolve_model_dir(flags->model, context.global.home_dir());
     if (!model_dir.ok()) throw Error(model_dir.status());
     flags->options.fetch.file_root = flags->file_root;
+    flags->options.fetch.allowed_networks = flags->allow_networks;
+    flags->options.fetch.denied_networks = flags->deny_networks;
+    flags->options.fetch.ca_bundle = flags->ca_bundle;
     auto summary = serve::run_batch_transform(*model_dir, flags->input, flags->out, flags->options);
     if (!summary.ok()) throw Error(summary.status());
     std::cout << fmt::format("{} inputs: {} predicted, {} failed, {} already done earlier -> {}\n", summary->total,

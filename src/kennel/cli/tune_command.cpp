@@ -1,8 +1,10 @@
 // `kennel tune`: a hyperparameter tuning job from a spec file and/or flags,
-// and `kennel tune resume|describe|best|report NAME` to continue and read it.
+// `kennel tune worker` to run a shared study's trials on another host, and
+// `kennel tune resume|describe|best|report NAME` to continue and read it.
 #include <unistd.h>
 
 #include <iostream>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -31,6 +33,15 @@ struct TuneFlags {
   std::vector<std::string> metrics;
   std::vector<std::string> sets;
   std::map<std::string, std::string> training_values;
+  std::optional<int64_t> startup_trials, nproc_per_node;
+  std::optional<double> lease_seconds, requeue_grace_seconds;
+  std::string save_models;
+  // This process as a worker.
+  bool no_run = false;
+  int64_t max_parallel = 0;
+  std::string launcher = "local";
+  std::string partition;
+  std::vector<std::string> sbatch_args;
   bool quiet = false;
   bool json_output = false;
 };
@@ -88,14 +99,41 @@ tune::StudySpec study_from_flags(const TuneFlags& flags) {
   if (flags.max_retries) spec.max_retries = *flags.max_retries;
   if (flags.seed) spec.seed = static_cast<uint64_t>(*flags.seed);
   if (!flags.warm_start.empty()) spec.warm_start = flags.warm_start;
+  if (flags.startup_trials) spec.sampler.startup_trials = *flags.startup_trials;
+  if (flags.nproc_per_node) spec.nproc_per_node = *flags.nproc_per_node;
+  if (flags.lease_seconds) spec.lease_seconds = *flags.lease_seconds;
+  if (flags.requeue_grace_seconds) spec.requeue_grace_seconds = *flags.requeue_grace_seconds;
+  if (!flags.save_models.empty()) spec.save_models = flags.save_models;
   for (const auto& metric : flags.metrics) check(tune::add_metric_definition(spec, metric));
   const json overrides = training_overrides(flags.training_values, flags.sets);
   for (const auto& [key, value] : overrides.items()) spec.training[key] = value;
   return spec;
 }
 
+tune::TuneOptions tune_options(const CommandContext& context, const TuneFlags& flags, bool quiet) {
+  tune::TuneOptions options;
+  // Absolute: trials (and Slurm jobs) run from other working directories.
+  options.home = fs::absolute(context.global.home_dir());
+  options.executable = own_executable();
+  options.store = context.global.store_location();
+  options.quiet = quiet;
+  options.max_parallel = flags.max_parallel;
+  options.launcher.kind = flags.launcher;
+  options.launcher.partition = flags.partition;
+  options.launcher.sbatch_args = flags.sbatch_args;
+  if (options.launcher.kind == "slurm") {
+    // A batch job runs on another node: it needs the binary's real path, not this process's /proc entry.
+    std::error_code error;
+    const auto real = fs::read_symlink("/proc/self/exe", error);
+    if (!error) options.executable = real;
+  }
+  if (flags.max_parallel < 0) throw Error(invalid_argument("--max-parallel must be >= 0, got {}", flags.max_parallel));
+  return options;
+}
+
 tune::StudyState load(const CommandContext& context, const std::string& name) {
-  auto state = tune::load_study(context.global.home_dir(), name);
+  auto store = context.global.open_store();
+  auto state = tune::load_study(*store, name);
   if (!state.ok()) throw Error(state.status());
   return std::move(*state);
 }
@@ -140,7 +178,15 @@ void print_describe(const json& summary, bool csv) {
   std::vector<std::vector<std::string>> rows;
   std::vector<std::string> header = {"trial", "status", summary["objective"]["metric"].get<std::string>()};
   header.insert(header.end(), names.begin(), names.end());
-  header.insert(header.end(), {"epochs", csv ? "duration_seconds" : "duration", "reason"});
+  // Hosts matter only when trials ran on more than one.
+  std::set<std::string> hosts;
+  for (const auto& trial : summary["trials"]) {
+    if (!trial.value("host", std::string()).empty()) hosts.insert(trial["host"].get<std::string>());
+  }
+  const bool show_hosts = csv || hosts.size() > 1;
+  header.insert(header.end(), {"epochs", csv ? "duration_seconds" : "duration", csv ? "chosen_by" : "chosen by"});
+  if (show_hosts) header.push_back("host");
+  header.push_back("reason");
   rows.push_back(header);
   for (const auto& trial : summary["trials"]) {
     std::string status = trial["status"].get<std::string>();
@@ -154,6 +200,9 @@ void print_describe(const json& summary, bool csv) {
     row.push_back(std::to_string(trial["epochs_run"].get<int64_t>()));
     const double duration = trial["duration_seconds"].get<double>();
     row.push_back(csv ? fmt::format("{:.3f}", duration) : format_duration(duration));
+    const std::string source = trial.value("source", std::string());
+    row.push_back(source.empty() ? (csv ? "" : "-") : source);
+    if (show_hosts) row.push_back(trial.value("host", std::string()));
     std::string reason = trial["reason"].get<std::string>();
     if (!csv && reason.size() > 90) reason = reason.substr(0, 87) + "...";
     row.push_back(reason);
@@ -175,6 +224,14 @@ void print_describe(const json& summary, bool csv) {
                            summary["strategy"].get<std::string>(), summary["early_stopping"].get<std::string>(),
                            summary["objective"]["goal"].get<std::string>(), summary["objective"]["metric"].get<std::string>(),
                            summary["objective"]["at"].get<std::string>(), counts.empty() ? "none yet" : counts);
+  if (summary.contains("chosen_by") && !summary["chosen_by"].empty()) {
+    std::string chosen;
+    for (const auto& [source, count] : summary["chosen_by"].items()) {
+      chosen += fmt::format("{}{} {}", chosen.empty() ? "" : ", ", count.get<int>(),
+                            source == "startup" ? "random (startup)" : source == "tpe" ? "TPE" : source);
+    }
+    std::cout << fmt::format("trials chosen by: {}\n", chosen);
+  }
   print_table(rows);
   if (!summary["best"].is_null()) {
     std::cout << fmt::format("best: {} ({} = {})\n", summary["best"]["name"].get<std::string>(),
@@ -183,6 +240,7 @@ void print_describe(const json& summary, bool csv) {
 }
 
 json best_or_throw(const CommandContext& context, const tune::StudyState& state) {
+  (void)context;
   json best = tune::best_trial_json(context.global.home_dir(), state);
   if (best.is_null()) {
     throw Error(failed_precondition("tuning job '{}' has no trial with an objective yet ({}): see `kennel tune describe {}`",
@@ -193,6 +251,19 @@ json best_or_throw(const CommandContext& context, const tune::StudyState& state)
 
 void finish_run(CommandContext& context, const Result<tune::TuningResult>& result, bool json_output) {
   if (!result.ok()) throw Error(result.status());
+  if (!result->ran) {
+    const std::string store = context.global.store_location().display();
+    if (json_output) {
+      std::cout << json{{"name", result->name}, {"status", "InProgress"}, {"store", store},
+                        {"tuning_dir", result->tuning_dir.string()}}.dump(2)
+                << "\n";
+    } else {
+      std::cout << fmt::format("created study {} in the store {}; run its trials on any host with\n"
+                               "  kennel tune worker --store {} --study {}\n",
+                               result->name, store, context.global.store_location().argument(), result->name);
+    }
+    return;
+  }
   auto state = load(context, result->name);
   const json summary = tune::study_summary_json(context.global.home_dir(), state);
   if (json_output) {
@@ -210,6 +281,11 @@ void finish_run(CommandContext& context, const Result<tune::TuningResult>& resul
                                "`kennel train --spec {}`\n",
                                result->name, store::StudyPaths{result->tuning_dir}.best_spec().string());
     }
+  }
+  if (result->stop_signal && result->status == store::JobStatus::kInProgress) {
+    std::cerr << fmt::format("worker stopped: {}\n", result->reason);
+    context.exit_code = 1;
+    return;
   }
   if (result->status == store::JobStatus::kStopped) {
     std::cerr << fmt::format("tuning job {} stopped: {}\n", result->name, result->reason);
@@ -244,7 +320,29 @@ void register_tune_commands(CLI::App& app, CommandContext& context) {
   tune->add_option("--max-parallel-jobs", flags->max_parallel_jobs, "Trials at once; CPU threads are split between them (default 1)");
   tune->add_option("--max-retries", flags->max_retries, "Re-runs of a trial that crashed (default 1)");
   tune->add_option("--seed", flags->seed, "Seed of the search (default 0); the trials' own seed is --set seed=N");
-  tune->add_option("--warm-start", flags->warm_start, "Seed the strategy with the trials of these tuning jobs");
+  tune->add_option("--warm-start", flags->warm_start,
+                   "Seed the strategy with the trials of these tuning jobs (bayesian learns from them, grid and "
+                   "random skip their configurations, hyperband starts from their best)");
+  tune->add_option("--startup-trials", flags->startup_trials,
+                   "bayesian: random trials before TPE chooses (default 5; warm-start trials count)");
+  tune->add_option("--save-models", flags->save_models,
+                   "Which trials keep their model: best (default: only the study's best), all, or none");
+  tune->add_option("--nproc-per-node", flags->nproc_per_node,
+                   "Ranks per Kennel trial: each trial runs `kennel train --nproc-per-node N` (default 1)");
+  tune->add_option("--lease-seconds", flags->lease_seconds,
+                   "Shared store: a claimed trial's lease, renewed every quarter of it (default 60)");
+  tune->add_option("--requeue-grace-seconds", flags->requeue_grace_seconds,
+                   "Shared store: after a lease expires, how long before another worker re-runs the trial (default 30)");
+  tune->add_flag("--no-run", flags->no_run,
+                 "Only create the study (in --store); `kennel tune worker` processes run its trials");
+  tune->add_option("--max-parallel", flags->max_parallel,
+                   "Trials this process runs at once (default: the study's --max-parallel-jobs, which bounds all "
+                   "workers together)");
+  tune->add_option("--launcher", flags->launcher, "Where trials run: local (child processes, default) or slurm (sbatch)")
+      ->check(CLI::IsMember({"local", "slurm"}));
+  tune->add_option("--partition", flags->partition, "slurm: the partition trials are submitted to");
+  tune->add_option("--sbatch-arg", flags->sbatch_args,
+                   "slurm: an extra sbatch argument for every trial, e.g. --sbatch-arg=--time=30 (repeatable)");
   tune->add_option("--command", flags->command,
                    "Tune an external program instead of `kennel train`: {name} placeholders take the trial's values");
   tune->add_option("--metric", flags->metrics,
@@ -255,8 +353,22 @@ void register_tune_commands(CLI::App& app, CommandContext& context) {
   add_training_key_flags(*tune, flags->training_values, {"name", "seed"});
   tune->callback([flags, tune, &context] {
     if (!tune->get_subcommands().empty()) return;
-    tune::TuneOptions options{context.global.home_dir(), own_executable(), flags->quiet || flags->json_output};
-    finish_run(context, tune::run_tuning_job(study_from_flags(*flags), options), flags->json_output);
+    const auto options = tune_options(context, *flags, flags->quiet || flags->json_output);
+    const auto spec = study_from_flags(*flags);
+    finish_run(context, flags->no_run ? tune::create_tuning_job(spec, options) : tune::run_tuning_job(spec, options),
+               flags->json_output);
+  });
+
+  auto worker_flags = std::make_shared<ReadFlags>();
+  auto* worker = tune->add_subcommand(
+      "worker",
+      "Run trials of studies in a shared --store on this host (with --max-parallel, --launcher, ... of `kennel "
+      "tune`), until none is left");
+  worker->add_option("--study", worker_flags->name, "Only this study (default: every study in progress, oldest first)");
+  worker->add_flag("--json", worker_flags->json_output, "Print the outcome as JSON");
+  worker->callback([worker_flags, flags, &context] {
+    const auto options = tune_options(context, *flags, flags->quiet || worker_flags->json_output);
+    finish_run(context, tune::run_tuning_worker(worker_flags->name, options), worker_flags->json_output);
   });
 
   auto resume_flags = std::make_shared<ReadFlags>();
@@ -264,7 +376,7 @@ void register_tune_commands(CLI::App& app, CommandContext& context) {
   resume->add_option("name", resume_flags->name, "Tuning job name")->required();
   resume->add_flag("--json", resume_flags->json_output, "Print the outcome as JSON");
   resume->callback([resume_flags, flags, &context] {
-    tune::TuneOptions options{context.global.home_dir(), own_executable(), flags->quiet || resume_flags->json_output};
+    const auto options = tune_options(context, *flags, flags->quiet || resume_flags->json_output);
     finish_run(context, tune::resume_tuning_job(resume_flags->name, options), resume_flags->json_output);
   });
 

@@ -45,6 +45,9 @@ Status LoaderOptions::validate() const {
     return invalid_argument("prefetch_batches must be >= 1, got {}", prefetch_batches);
   }
   if (max_pixels < 0) return invalid_argument("max_pixels must be >= 0, got {}", max_pixels);
+  if (shard.count < 1 || shard.index < 0 || shard.index >= shard.count) {
+    return invalid_argument("shard {} of {} does not exist", shard.index, shard.count);
+  }
   return {};
 }
 
@@ -75,14 +78,16 @@ void ImageLoader::stop() {
   }
 }
 
+int64_t ImageLoader::epoch_size() const { return options_.shard.size(static_cast<int64_t>(samples_.size())); }
+
 int64_t ImageLoader::batches_per_epoch() const {
-  const auto n = static_cast<int64_t>(samples_.size());
+  const int64_t n = epoch_size();
   return options_.drop_last ? n / options_.batch_size
                             : (n + options_.batch_size - 1) / options_.batch_size;
 }
 
 int64_t ImageLoader::batch_length(int64_t batch) const {
-  const auto n = static_cast<int64_t>(samples_.size());
+  const int64_t n = epoch_size();
   return std::min(options_.batch_size, n - batch * options_.batch_size);
 }
 
@@ -93,7 +98,7 @@ std::vector<int64_t> ImageLoader::epoch_order(int64_t epoch) const {
     std::mt19937_64 rng(mix(options_.seed ^ mix(static_cast<uint64_t>(epoch))));
     std::shuffle(order.begin(), order.end(), rng);
   }
-  return order;
+  return options_.shard.take(order);
 }
 
 void ImageLoader::start_epoch(int64_t epoch, int64_t first_batch) {
@@ -125,7 +130,7 @@ void ImageLoader::worker_loop() {
         if (!epoch_active_ || worker_error_) return false;
         // A partial last batch has fewer tasks than batch_size: stop at the epoch's last sample.
         const int64_t epoch_tasks =
-            std::min<int64_t>(static_cast<int64_t>(samples_.size()), batches_per_epoch() * options_.batch_size);
+            std::min<int64_t>(epoch_size(), batches_per_epoch() * options_.batch_size);
         const int64_t batch_index = next_task_ / options_.batch_size;
         return next_task_ < epoch_tasks && batch_index < next_to_deliver_ + options_.prefetch_batches;
       });

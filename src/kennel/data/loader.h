@@ -33,6 +33,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "kennel/data/image_folder.h"
+#include "kennel/data/shard.h"
 #include "kennel/data/transforms.h"
 #include "kennel/util/status.h"
 
@@ -52,6 +53,8 @@ struct LoaderOptions {
   int64_t max_pixels = 89'478'485;  // decompression-bomb guard (0 = none)
   bool reduced_decode = true;        // JPEG DCT-scaled decode when the target is much smaller
   bool apply_exif_orientation = true;
+  // A data-parallel rank's share of each epoch (data/shard.h); whole by default.
+  Shard shard{};
 
   Status validate() const;
 };
@@ -87,7 +90,8 @@ class ImageLoader {
   ImageLoader(const ImageLoader&) = delete;
   ImageLoader& operator=(const ImageLoader&) = delete;
 
-  int64_t size() const { return static_cast<int64_t>(samples_.size()); }
+  int64_t size() const { return static_cast<int64_t>(samples_.size()); }  // all shards' samples
+  int64_t epoch_size() const;  // samples this loader delivers per epoch (its shard's)
   int64_t batches_per_epoch() const;
   // Starts (or restarts) an epoch at batch `first_batch` (resumption skips
   // what was done without decoding it); an epoch in progress is abandoned.
@@ -99,7 +103,7 @@ class ImageLoader {
 
   LoaderStats stats() const;
   std::vector<SkippedFile> skipped_files() const;
-  // The sample order of an epoch (exposed for tests and resumption).
+  // This shard's sample order of an epoch (exposed for tests and resumption).
   std::vector<int64_t> epoch_order(int64_t epoch) const;
 
  private:

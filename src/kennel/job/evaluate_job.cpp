@@ -5,6 +5,7 @@
 
 #include "kennel/data/image_folder.h"
 #include "kennel/data/loader.h"
+#include "kennel/job/inputs.h"
 #include "kennel/models/model_dir.h"
 #include "kennel/train/batch_sources.h"
 #include "kennel/train/trainer.h"
@@ -15,20 +16,6 @@ namespace kennel::job {
 
 namespace fs = std::filesystem;
 
-namespace {
-class EvalModel : public train::TrainableModel {
- public:
-  explicit EvalModel(models::Classifier classifier) : classifier_(std::move(classifier)) {}
-  at::Tensor forward(const at::Tensor& inputs) override { return classifier_->forward(inputs); }
-  void set_training(bool) override { classifier_->set_training(false); }
-  std::vector<at::Tensor> trainable_parameters() override { return {}; }
-  torch::nn::Module& module() override { return *classifier_; }
-
- private:
-  models::Classifier classifier_;
-};
-
-}  // namespace
 
 Result<EvaluateResult> evaluate_model(const std::string& model, const fs::path& data, const fs::path& home,
                                       const EvaluateOptions& options) {
@@ -67,11 +54,11 @@ Result<EvaluateResult> evaluate_model(const std::string& model, const fs::path& 
   train::ImageBatchSource source(loader);
   models::Classifier classifier = loaded->classifier;
   classifier->to(at::MemoryFormat::ChannelsLast);
-  EvalModel eval_model(classifier);
+  auto eval_model = trainable_model(classifier, TrainedPart::kNone);
   train::TrainerOptions eval_options;
   eval_options.num_classes = static_cast<int64_t>(index->classes.size());
   eval_options.channels_last = true;
-  const train::EvalMetrics metrics = train::evaluate(eval_model, source, eval_options);
+  const train::EvalMetrics metrics = train::evaluate(*eval_model, source, eval_options);
 
   EvaluateResult result;
   result.split = split_name;

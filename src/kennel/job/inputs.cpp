@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "kennel/job/distributed.h"
 #include "kennel/train/batch_sources.h"
 #include "kennel/train/feature_cache.h"
 #include "kennel/util/fs.h"
@@ -12,35 +13,17 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// ---- the trainable models: a whole classifier, or only its head ----------
-class ClassifierModel : public train::TrainableModel {
- public:
-  explicit ClassifierModel(models::Classifier classifier) : classifier_(std::move(classifier)) {}
-  at::Tensor forward(const at::Tensor& inputs) override { return classifier_->forward(inputs); }
-  void set_training(bool training) override { classifier_->set_training(training); }
-  std::vector<at::Tensor> trainable_parameters() override { return classifier_->trainable_parameters(); }
-  torch::nn::Module& module() override { return *classifier_; }
-
- private:
-  models::Classifier classifier_;
-};
-
-class HeadModel : public train::TrainableModel {
- public:
-  explicit HeadModel(models::Classifier classifier) : classifier_(std::move(classifier)) {}
-  at::Tensor forward(const at::Tensor& features) override { return classifier_->head_forward(features); }
-  void set_training(bool training) override { classifier_->set_training(training); }
-  std::vector<at::Tensor> trainable_parameters() override { return classifier_->head_parameters(); }
-  torch::nn::Module& module() override { return *classifier_; }
-
- private:
-  models::Classifier classifier_;
-};
+// This process's share of a split: padded for training (every rank takes the same steps), whole samples for evaluation.
+data::Shard shard_of(const InputOptions& options, bool training) {
+  if (options.group == nullptr) return {};
+  return {options.group->rank(), options.group->world_size(), training};
+}
 
 std::unique_ptr<data::ImageLoader> make_loader(const PreparedJob& prepared, const InputOptions& options,
                                                const data::Split& split, const data::TransformSpec& transform,
-                                               bool shuffle, bool channels_last) {
+                                               bool shuffle, bool channels_last, data::Shard shard) {
   data::LoaderOptions loader_options;
+  loader_options.shard = shard;
   loader_options.batch_size = prepared.spec.batch_size;
   loader_options.shuffle = shuffle;
   loader_options.seed = prepared.spec.seed;
@@ -49,10 +32,10 @@ std::unique_ptr<data::ImageLoader> make_loader(const PreparedJob& prepared, cons
   return std::make_unique<data::ImageLoader>(split.samples, data::ImagePipeline(transform), loader_options);
 }
 
-// The frozen backbone's output for a split.
+// The frozen backbone's output for `shard` of a split (the whole split by default).
 train::FeatureSet backbone_features(const PreparedJob& prepared, const InputOptions& options, const data::Split& split,
-                                    bool channels_last) {
-  auto loader = make_loader(prepared, options, split, eval_transform_of(prepared), false, channels_last);
+                                    bool channels_last, data::Shard shard) {
+  auto loader = make_loader(prepared, options, split, eval_transform_of(prepared), false, channels_last, shard);
   models::Classifier classifier = prepared.classifier;
   classifier->set_training(false);
   auto set = train::compute_features(
@@ -66,6 +49,22 @@ train::FeatureSet backbone_features(const PreparedJob& prepared, const InputOpti
   return set;
 }
 
+// Each rank computes its share of the split; all of them are gathered, so N ranks fill the cache N times faster.
+// One process per host stores the entry (the home may be shared between its ranks).
+train::FeatureSet sharded_features(const PreparedJob& prepared, const InputOptions& options, const data::Split& split,
+                                   bool channels_last, const train::FeatureCache& cache, const std::string& key) {
+  JobGroup& group = *options.group;
+  const data::Shard shard{group.rank(), group.world_size(), /*pad=*/false};
+  train::FeatureSet whole = group.gather_features(backbone_features(prepared, options, split, channels_last, shard));
+  spdlog::info("features of {} ({} images): computed by {} ranks, {} each", split.name, whole.labels.size(0),
+               group.world_size(), shard.size(static_cast<int64_t>(split.samples.size())));
+  if (group.environment().local_rank == 0) {
+    Status stored = cache.store(key, split.name, whole);
+    if (!stored.ok()) spdlog::warn("could not store features in the cache: {}", stored.message());
+  }
+  return whole;
+}
+
 // Features are computed once per (arch, weights, dataset content, transform) and shared by jobs.
 train::FeatureSet features_of(const PreparedJob& prepared, const InputOptions& options, const data::Split& split,
                               bool channels_last) {
@@ -77,7 +76,19 @@ train::FeatureSet features_of(const PreparedJob& prepared, const InputOptions& o
                                                spec.input_size, prepared.normalize_id);
   const std::string dataset_id = train::dataset_content_hash(split.samples, spec.data);
   const std::string key = train::feature_cache_key(spec.arch, prepared.weights_id, dataset_id, transform_id);
-  if (auto cached = cache.load(key, split.name)) {
+  std::optional<train::FeatureSet> cached = cache.load(key, split.name);
+  if (options.group != nullptr) {
+    // The pass is collective: it is skipped only when every rank has the entry.
+    at::Tensor missing = at::tensor({cached ? 0.0 : 1.0}, at::kDouble);
+    options.group->group().all_reduce_sum(missing);
+    if (missing.item<double>() == 0) {
+      spdlog::info("features of {} ({} images): reused from the feature cache ({})", split.name,
+                   cached->labels.size(0), key);
+      return *cached;
+    }
+    return sharded_features(prepared, options, split, channels_last, cache, key);
+  }
+  if (cached) {
     spdlog::info("features of {} ({} images): reused from the feature cache ({})", split.name,
                  cached->labels.size(0), key);
     return *cached;
@@ -90,13 +101,41 @@ train::FeatureSet features_of(const PreparedJob& prepared, const InputOptions& o
                  cached->labels.size(0), key);
     return *cached;
   }
-  auto set = backbone_features(prepared, options, split, channels_last);
+  auto set = backbone_features(prepared, options, split, channels_last, {});
   Status stored = cache.store(key, split.name, set);
   if (!stored.ok()) spdlog::warn("could not store features in the cache: {}", stored.message());
   return set;
 }
 
 }  // namespace
+
+namespace {
+
+// A classifier as the trainer sees it: the whole network, only its head (over
+// cached backbone features), or the whole network kept in eval mode.
+class ClassifierModel : public train::TrainableModel {
+ public:
+  ClassifierModel(models::Classifier classifier, TrainedPart part) : classifier_(std::move(classifier)), part_(part) {}
+  at::Tensor forward(const at::Tensor& inputs) override {
+    return part_ == TrainedPart::kHead ? classifier_->head_forward(inputs) : classifier_->forward(inputs);
+  }
+  void set_training(bool training) override { classifier_->set_training(training && part_ != TrainedPart::kNone); }
+  std::vector<at::Tensor> trainable_parameters() override {
+    if (part_ == TrainedPart::kNone) return {};
+    return part_ == TrainedPart::kHead ? classifier_->head_parameters() : classifier_->trainable_parameters();
+  }
+  torch::nn::Module& module() override { return *classifier_; }
+
+ private:
+  models::Classifier classifier_;
+  TrainedPart part_;
+};
+
+}  // namespace
+
+std::unique_ptr<train::TrainableModel> trainable_model(models::Classifier classifier, TrainedPart part) {
+  return std::make_unique<ClassifierModel>(std::move(classifier), part);
+}
 
 std::optional<data::LoaderStats> JobInputs::train_loader_stats() const {
   if (loaders.empty()) return std::nullopt;
@@ -133,14 +172,16 @@ JobInputs build_job_inputs(const PreparedJob& prepared, const InputOptions& opti
 
   if (inputs.on_cached_features) {
     auto to_source = [&](const train::FeatureSet& set, bool shuffle) {
-      return std::make_unique<train::TensorBatchSource>(
-          set.features, set.labels,
-          train::TensorBatchOptions{.batch_size = spec.batch_size, .shuffle = shuffle, .seed = spec.seed});
+      return std::make_unique<train::TensorBatchSource>(set.features, set.labels,
+                                                        train::TensorBatchOptions{.batch_size = spec.batch_size,
+                                                                                  .shuffle = shuffle,
+                                                                                  .seed = spec.seed,
+                                                                                  .shard = shard_of(options, shuffle)});
     };
     inputs.train = to_source(features_of(prepared, options, *train_split, channels_last), true);
     if (has_images(valid_split)) inputs.valid = to_source(features_of(prepared, options, *valid_split, channels_last), false);
     if (has_images(test_split)) inputs.test = to_source(features_of(prepared, options, *test_split, channels_last), false);
-    inputs.model = std::make_unique<HeadModel>(classifier);
+    inputs.model = trainable_model(classifier, TrainedPart::kHead);
     return inputs;
   }
 
@@ -148,13 +189,14 @@ JobInputs build_job_inputs(const PreparedJob& prepared, const InputOptions& opti
   data::TransformSpec train_transform = eval_transform;
   train_transform.augment = spec.augment;
   auto image_source = [&](const data::Split& split, const data::TransformSpec& transform, bool shuffle) {
-    inputs.loaders.push_back(make_loader(prepared, options, split, transform, shuffle, channels_last));
+    inputs.loaders.push_back(
+        make_loader(prepared, options, split, transform, shuffle, channels_last, shard_of(options, shuffle)));
     return std::make_unique<train::ImageBatchSource>(*inputs.loaders.back());
   };
   inputs.train = image_source(*train_split, train_transform, true);
   if (has_images(valid_split)) inputs.valid = image_source(*valid_split, eval_transform, false);
   if (has_images(test_split)) inputs.test = image_source(*test_split, eval_transform, false);
-  inputs.model = std::make_unique<ClassifierModel>(classifier);
+  inputs.model = trainable_model(classifier, TrainedPart::kWhole);
   return inputs;
 }
 

@@ -2,7 +2,10 @@
 // a batch source per split. With a frozen backbone and no augmentation that
 // is the head alone over cached backbone features (computed once per
 // weights, dataset content and transform, shared by every job of the home);
-// otherwise the whole classifier over images decoded by loaders.
+// otherwise the whole classifier over images decoded by loaders. In a
+// data-parallel job each rank's sources hand it its shard (data/shard.h) and
+// the feature pass is sharded too: each rank computes its share and every
+// rank gets the whole set.
 // Thread-safety: built and used on the job's thread.
 #pragma once
 
@@ -29,11 +32,19 @@ struct JobInputs {
   std::optional<data::LoaderStats> train_loader_stats() const;
 };
 
+class JobGroup;
+
 struct InputOptions {
   store::HomeLayout home;
   int threads = 1;     // decode threads (and the feature pass's compute threads)
   bool quiet = false;  // no progress bars
+  JobGroup* group = nullptr;  // data parallelism; null for one process
 };
+
+// What of a classifier the trainer optimises: all its trainable parameters,
+// its head alone (inputs are cached backbone features), or nothing (evaluation).
+enum class TrainedPart { kWhole, kHead, kNone };
+std::unique_ptr<train::TrainableModel> trainable_model(models::Classifier classifier, TrainedPart part);
 
 // True when the job trains its head on cached features (frozen backbone, no augmentation).
 bool uses_feature_cache(const TrainSpec& spec);

@@ -100,6 +100,7 @@ Status build_model(PreparedJob& prepared) {
   model_spec.dropout = spec.dropout;
   model_spec.num_classes = static_cast<int64_t>(prepared.index.classes.size());
   model_spec.freeze = spec.freeze;
+  model_spec.frozen_batchnorm = spec.batchnorm == "frozen";
   model_spec.keras_compat = backbone && backbone->keras_compat;
   torch::manual_seed(spec.seed);
   auto classifier = models::build_classifier(model_spec);

@@ -224,6 +224,9 @@ const std::vector<SpecKey>& train_spec_keys() {
        [](const TrainSpec& spec) { return json(spec.head); }},
       float_key("dropout", &TrainSpec::dropout, "Dropout in the head (with hidden layers)"),
       string_key("freeze", &TrainSpec::freeze, "backbone (train the head only), none, or last:N (last N stages trainable)"),
+      string_key("batchnorm", &TrainSpec::batchnorm,
+                 "train (batch statistics where the backbone trains), frozen (running statistics everywhere) or "
+                 "sync (batch statistics over every data-parallel rank)"),
       float_key("lr", &TrainSpec::lr, "Learning rate"),
       int_key("batch_size", &TrainSpec::batch_size, "Images per step"),
       int_key("epochs", &TrainSpec::epochs, "Passes over the training split"),
@@ -262,6 +265,8 @@ Status apply_spec_json(TrainSpec& spec, const json& object, const std::string& o
   }
   const auto& keys = train_spec_keys();
   for (const auto& [name, value] : object.items()) {
+    // A data-parallel job's spec.json records how it ran (world size, effective batch size): not an input.
+    if (name == kDistributedRecordKey) continue;
     auto it = std::find_if(keys.begin(), keys.end(), [&](const SpecKey& key) { return key.name == name; });
     if (it == keys.end()) {
       const auto closest = std::min_element(keys.begin(), keys.end(), [&](const SpecKey& a, const SpecKey& b) {
@@ -372,6 +377,9 @@ Result<TrainSpec> resolve_train_spec(TrainSpec spec) {
   }
   if (!(spec.freeze == "backbone" || spec.freeze == "none" || spec.freeze.rfind("last:", 0) == 0)) {
     return invalid_argument("spec key 'freeze' must be backbone, none or last:N, got '{}'", spec.freeze);
+  }
+  if (!one_of(spec.batchnorm, {"train", "frozen", "sync"})) {
+    return invalid_argument("spec key 'batchnorm' must be train, frozen or sync, got '{}'", spec.batchnorm);
   }
   if (spec.max_steps < 0) return invalid_argument("spec key 'max_steps' must be >= 0, got {}", spec.max_steps);
   return spec;

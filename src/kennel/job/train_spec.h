@@ -34,6 +34,8 @@ struct TrainSpec {
   std::vector<int64_t> head;  // hidden sizes: [] one Linear, [256] Linear-ReLU-Dropout-Linear
   double dropout = 0.5;       // in the head, when it has hidden layers
   std::string freeze = "backbone";  // backbone | none | last:N
+  // train (batch statistics) | frozen (running statistics everywhere) | sync (over every data-parallel rank)
+  std::string batchnorm = "train";
   // hyperparameters
   double lr = 1e-3;
   int64_t batch_size = 32;
@@ -87,6 +89,10 @@ struct SpecKey {
 
 // The one table of keys.
 const std::vector<SpecKey>& train_spec_keys();
+
+// The key under which a data-parallel job's spec.json records how it ran
+// (world size, effective batch size, launcher); readers skip it.
+inline constexpr const char* kDistributedRecordKey = "distributed";
 
 // Applies every key of a JSON object (unknown keys: kInvalidArgument naming
 // the key and the closest known one). Values may be strings ("0.01") as from flags.

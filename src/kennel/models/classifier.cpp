@@ -15,6 +15,7 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/utils.h>
 
+#include "kennel/models/batch_norm.h"
 #include "kennel/models/mobilenet_v2.h"
 #include "kennel/models/resnet.h"
 
@@ -219,6 +220,11 @@ void ClassifierImpl::train(bool on) {
   backbone_->train(on);  // its own flag; its children are ours and already set
   if (on) {
     for (const auto& module : frozen_modules_) module->eval();
+    if (spec_.frozen_batchnorm) {
+      for (const auto& module : modules(/*include_self=*/false)) {
+        if (module->as<BatchNorm2d>() != nullptr) module->eval();
+      }
+    }
   }
 }
 

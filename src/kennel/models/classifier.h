@@ -56,6 +56,10 @@ struct ModelSpec {
   // "backbone": only the head trains (fastest; features can be cached);
   // "none": everything trains; "last:N": the last N backbone stages + head.
   std::string freeze = "backbone";
+  // Every BatchNorm layer stays in eval mode (its running statistics), also
+  // in stages that train: common when fine-tuning with small batches, and
+  // what makes N data-parallel ranks exactly equivalent to one process.
+  bool frozen_batchnorm = false;
   // MobileNetV2 only: TF "same" padding and BatchNorm eps 1e-3, as weights
   // converted from Keras' MobileNetV2 need; false = torchvision's model.
   bool keras_compat = false;
@@ -81,8 +85,9 @@ class ClassifierImpl : public torch::nn::Module {
   // Pooled features -> logits: the head alone (for training on cached features).
   at::Tensor head_forward(const at::Tensor& features);
 
-  // train(on) for the whole model, then eval() again for every frozen stage,
-  // so that frozen BatchNorm keeps its running statistics. eval() = train(false).
+  // train(on) for the whole model, then eval() again for every frozen stage
+  // (and every BatchNorm with frozen_batchnorm), so that frozen BatchNorm
+  // keeps its running statistics. eval() = train(false).
   void train(bool on = true) override;
   void set_training(bool on) { train(on); }
 

@@ -11,6 +11,7 @@
 #include <torch/nn/modules/dropout.h>
 
 #include "kennel/models/activation_probe.h"
+#include "kennel/models/batch_norm.h"
 
 namespace kennel::models {
 
@@ -50,7 +51,7 @@ class ConvBnActImpl : public nn::Module {
                                                  .padding(padding)
                                                  .groups(config.groups)
                                                  .bias(false)));
-    bn_ = register_module("1", nn::BatchNorm2d(nn::BatchNorm2dOptions(config.out).eps(config.eps)));
+    bn_ = register_module("1", BatchNorm2d(nn::BatchNorm2dOptions(config.out).eps(config.eps)));
   }
 
   at::Tensor forward(const at::Tensor& input) {
@@ -74,7 +75,7 @@ class ConvBnActImpl : public nn::Module {
   std::string tap_;
   bool pad_in_forward_ = false;
   nn::Conv2d conv_{nullptr};
-  nn::BatchNorm2d bn_{nullptr};
+  BatchNorm2d bn_{nullptr};
 };
 TORCH_MODULE(ConvBnAct);
 
@@ -99,7 +100,7 @@ class InvertedResidualImpl : public nn::Module {
                                                     .tf_same_padding = tf_same_padding,
                                                     .eps = eps}));
     conv->push_back(nn::Conv2d(nn::Conv2dOptions(hidden, out, 1).bias(false)));
-    conv->push_back(nn::BatchNorm2d(nn::BatchNorm2dOptions(out).eps(eps)));
+    conv->push_back(BatchNorm2d(nn::BatchNorm2dOptions(out).eps(eps)));
     conv_ = register_module("conv", conv);
   }
 
@@ -197,7 +198,7 @@ MobileNetV2Impl::MobileNetV2Impl(const MobileNetV2Options& options)
   for (const auto& module : modules(/*include_self=*/false)) {
     if (auto* convolution = module->as<nn::Conv2d>()) {
       nn::init::kaiming_normal_(convolution->weight, 0.0, torch::kFanOut);
-    } else if (auto* norm = module->as<nn::BatchNorm2d>()) {
+    } else if (auto* norm = module->as<BatchNorm2d>()) {
       nn::init::ones_(norm->weight);
       nn::init::zeros_(norm->bias);
     } else if (auto* linear = module->as<nn::Linear>()) {

@@ -20,7 +20,7 @@ nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride) {
 // when the block keeps both the resolution and the channel count.
 nn::Sequential make_downsample(int64_t in, int64_t out, int64_t stride) {
   if (stride == 1 && in == out) return nullptr;
-  return nn::Sequential(conv(in, out, 1, stride), nn::BatchNorm2d(out));
+  return nn::Sequential(conv(in, out, 1, stride), BatchNorm2d(out));
 }
 
 class BasicBlockImpl : public nn::Module {
@@ -29,9 +29,9 @@ class BasicBlockImpl : public nn::Module {
 
   BasicBlockImpl(int64_t in, int64_t planes, int64_t stride) : nn::Module("BasicBlock") {
     conv1_ = register_module("conv1", conv(in, planes, 3, stride));
-    bn1_ = register_module("bn1", nn::BatchNorm2d(planes));
+    bn1_ = register_module("bn1", BatchNorm2d(planes));
     conv2_ = register_module("conv2", conv(planes, planes, 3, 1));
-    bn2_ = register_module("bn2", nn::BatchNorm2d(planes));
+    bn2_ = register_module("bn2", BatchNorm2d(planes));
     if (auto downsample = make_downsample(in, planes, stride)) {
       downsample_ = register_module("downsample", downsample);
     }
@@ -51,7 +51,7 @@ class BasicBlockImpl : public nn::Module {
  private:
   std::string tap_;
   nn::Conv2d conv1_{nullptr}, conv2_{nullptr};
-  nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
+  BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
   nn::Sequential downsample_{nullptr};
 };
 
@@ -64,11 +64,11 @@ class BottleneckImpl : public nn::Module {
   BottleneckImpl(int64_t in, int64_t planes, int64_t stride) : nn::Module("Bottleneck") {
     const int64_t out = planes * kExpansion;
     conv1_ = register_module("conv1", conv(in, planes, 1, 1));
-    bn1_ = register_module("bn1", nn::BatchNorm2d(planes));
+    bn1_ = register_module("bn1", BatchNorm2d(planes));
     conv2_ = register_module("conv2", conv(planes, planes, 3, stride));
-    bn2_ = register_module("bn2", nn::BatchNorm2d(planes));
+    bn2_ = register_module("bn2", BatchNorm2d(planes));
     conv3_ = register_module("conv3", conv(planes, out, 1, 1));
-    bn3_ = register_module("bn3", nn::BatchNorm2d(out));
+    bn3_ = register_module("bn3", BatchNorm2d(out));
     if (auto downsample = make_downsample(in, out, stride)) {
       downsample_ = register_module("downsample", downsample);
     }
@@ -88,7 +88,7 @@ class BottleneckImpl : public nn::Module {
  private:
   std::string tap_;
   nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, conv3_{nullptr};
-  nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr}, bn3_{nullptr};
+  BatchNorm2d bn1_{nullptr}, bn2_{nullptr}, bn3_{nullptr};
   nn::Sequential downsample_{nullptr};
 };
 
@@ -142,7 +142,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : BackboneImpl("ResNet"), o
 
   conv1_ = register_module(
       "conv1", nn::Conv2d(nn::Conv2dOptions(3, 64, 7).stride(2).padding(3).bias(false)));
-  bn1_ = register_module("bn1", nn::BatchNorm2d(64));
+  bn1_ = register_module("bn1", BatchNorm2d(64));
   int64_t channels = 64;
   auto layer = [&](const std::string& name, int64_t planes, int64_t blocks, int64_t stride) {
     return config.bottleneck ? make_layer<BottleneckImpl>(name, channels, planes, blocks, stride)
@@ -161,7 +161,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : BackboneImpl("ResNet"), o
   for (const auto& module : modules(/*include_self=*/false)) {
     if (auto* convolution = module->as<nn::Conv2d>()) {
       nn::init::kaiming_normal_(convolution->weight, 0.0, torch::kFanOut, torch::kReLU);
-    } else if (auto* norm = module->as<nn::BatchNorm2d>()) {
+    } else if (auto* norm = module->as<BatchNorm2d>()) {
       nn::init::ones_(norm->weight);
       nn::init::zeros_(norm->bias);
     }

@@ -15,13 +15,13 @@
 
 #include <cstdint>
 
-#include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
 #include "kennel/models/backbone.h"
+#include "kennel/models/batch_norm.h"
 #include "kennel/util/status.h"
 
 namespace kennel::models {
@@ -54,7 +54,7 @@ class ResNetImpl : public BackboneImpl {
   ResNetOptions options_;
   int64_t feature_dim_ = 0;
   torch::nn::Conv2d conv1_{nullptr};
-  torch::nn::BatchNorm2d bn1_{nullptr};
+  BatchNorm2d bn1_{nullptr};
   torch::nn::Sequential layer1_{nullptr}, layer2_{nullptr}, layer3_{nullptr}, layer4_{nullptr};
   torch::nn::Linear fc_{nullptr};
 };

@@ -60,10 +60,15 @@ json to_json(const SystemSample& sample) {
 }
 
 json to_json(const StepTiming& step) {
-  return {{"step", step.step},       {"epoch", step.epoch},         {"batch_size", step.batch_size},
-          {"start", step.start},     {"total", step.total},         {"data", step.data},
-          {"copy", step.copy},       {"forward", step.forward},     {"backward", step.backward},
-          {"optimizer", step.optimizer}, {"callbacks", step.callbacks}};
+  json out = {{"step", step.step},       {"epoch", step.epoch},         {"batch_size", step.batch_size},
+              {"start", step.start},     {"total", step.total},         {"data", step.data},
+              {"copy", step.copy},       {"forward", step.forward},     {"backward", step.backward},
+              {"optimizer", step.optimizer}, {"callbacks", step.callbacks}};
+  if (step.sync > 0 || !step.rank_busy.empty()) {
+    out["sync"] = step.sync;
+    out["rank_busy"] = step.rank_busy;
+  }
+  return out;
 }
 
 json to_json(const LoaderSample& sample) {
@@ -112,7 +117,8 @@ std::optional<StepTiming> step_timing_from_json(const json& object) {
             read(object, "batch_size", step.batch_size) && read(object, "start", step.start) &&
             read(object, "total", step.total) && read(object, "data", step.data) && read(object, "copy", step.copy) &&
             read(object, "forward", step.forward) && read(object, "backward", step.backward) &&
-            read(object, "optimizer", step.optimizer) && read(object, "callbacks", step.callbacks);
+            read(object, "optimizer", step.optimizer) && read(object, "callbacks", step.callbacks) &&
+            read(object, "sync", step.sync) && read(object, "rank_busy", step.rank_busy);
   if (!ok) return std::nullopt;
   return step;
 }

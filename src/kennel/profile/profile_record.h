@@ -52,6 +52,9 @@ struct StepTiming {
   double start = 0;   // Unix seconds
   double total = 0;   // the whole step
   double data = 0, copy = 0, forward = 0, backward = 0, optimizer = 0, callbacks = 0;
+  double sync = 0;  // data parallelism: waiting for the other ranks (gradients not averaged during backward)
+  // Data parallelism: each rank's busy time this step (before it waits for the others), by rank.
+  std::vector<double> rank_busy;
 };
 
 // A StepTiming's phases in the order they run, with the names the summary,
@@ -60,10 +63,11 @@ struct StepPhase {
   const char* name;
   double StepTiming::*field;
 };
-inline constexpr std::array<StepPhase, 6> kStepPhases = {{{"data", &StepTiming::data},
+inline constexpr std::array<StepPhase, 7> kStepPhases = {{{"data", &StepTiming::data},
                                                           {"copy", &StepTiming::copy},
                                                           {"forward", &StepTiming::forward},
                                                           {"backward", &StepTiming::backward},
+                                                          {"sync", &StepTiming::sync},
                                                           {"optimizer", &StepTiming::optimizer},
                                                           {"callbacks", &StepTiming::callbacks}}};
 

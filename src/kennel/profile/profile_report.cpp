@@ -83,6 +83,13 @@ json span_seconds(double from, double to) {
   return recorded(from) && recorded(to) && to >= from ? json(to - from) : json(nullptr);
 }
 
+// The "sync" phase exists only in data-parallel jobs (steps that record every rank's busy time).
+bool shows_phase(const ProfileData& data, const Phase& phase) {
+  if (phase.field != &StepTiming::sync) return true;
+  return std::any_of(data.steps.begin(), data.steps.end(),
+                     [](const StepTiming& step) { return step.rank_busy.size() > 1; });
+}
+
 json job_json(const ProfileData& data, const std::vector<RuleResult>& rules) {
   std::set<std::pair<int, std::string>> gpus;
   for (const auto& sample : data.system) {
@@ -337,8 +344,9 @@ json steps_json(const ProfileData& data, const std::vector<RuleResult>& rules) {
                     {"total_ms", number_or_null(step.total * 1000)},
                     {"biggest_phase", biggest.name},
                     {"biggest_phase_ms", number_or_null(step.*biggest.field * 1000)}};
-      for (const Phase& phase : kPhases)
-        entry[std::string(phase.name) + "_ms"] = number_or_null(step.*phase.field * 1000);
+      for (const Phase& phase : kPhases) {
+        if (shows_phase(data, phase)) entry[std::string(phase.name) + "_ms"] = number_or_null(step.*phase.field * 1000);
+      }
       outliers.push_back(std::move(entry));
     }
   } else {
@@ -368,8 +376,8 @@ json phases_json(const ProfileData& data) {
                 {"share", total > 0 ? json(seconds / total) : json(nullptr)}};
   };
   for (size_t i = 0; i < kPhases.size(); ++i) {
-    rows.push_back(row(kPhases[i].name, sums[i]));
     phases += sums[i];
+    if (shows_phase(data, kPhases[i])) rows.push_back(row(kPhases[i].name, sums[i]));
   }
   // Time in the step no phase accounts for (the loop's own bookkeeping).
   rows.push_back(row("other", std::max(0.0, total - phases)));
@@ -387,7 +395,7 @@ json phase_series_json(const ProfileData& data) {
   json out = {{"step", number_array(downsample(index))},
               {"total_ms", number_array(downsample(total))}};
   for (size_t i = 0; i < kPhases.size(); ++i) {
-    out[std::string(kPhases[i].name) + "_ms"] = number_array(downsample(phases[i]));
+    if (shows_phase(data, kPhases[i])) out[std::string(kPhases[i].name) + "_ms"] = number_array(downsample(phases[i]));
   }
   return out;
 }
@@ -668,14 +676,17 @@ std::string steps_section(const json& summary) {
                               ? fmt::format("; the {} slowest are listed", outliers.size())
                               : ""));
   std::vector<std::string> header = {"step", "epoch", "total (ms)", "biggest phase"};
-  for (const Phase& phase : kPhases) header.push_back(std::string(phase.name) + " (ms)");
+  std::vector<std::string> shown;  // the phases the summary has (sync only for data-parallel jobs)
+  for (const Phase& phase : kPhases) {
+    if (outliers.front().contains(std::string(phase.name) + "_ms")) shown.emplace_back(phase.name);
+  }
+  for (const auto& name : shown) header.push_back(name + " (ms)");
   std::vector<std::vector<std::string>> rows;
   for (const auto& outlier : outliers) {
     std::vector<std::string> row = {text_field(outlier, "step"), text_field(outlier, "epoch"),
                                     text_field(outlier, "total_ms"),
                                     text_field(outlier, "biggest_phase")};
-    for (const Phase& phase : kPhases)
-      row.push_back(text_field(outlier, std::string(phase.name) + "_ms"));
+    for (const auto& name : shown) row.push_back(text_field(outlier, name + "_ms"));
     rows.push_back(std::move(row));
   }
   return out + report::html_table(header, rows);
@@ -698,7 +709,8 @@ std::string phases_section(const json& summary) {
   const std::vector<double> x = numbers(field(series, "step"));
   std::vector<Series> lines;
   for (const Phase& phase : kPhases) {
-    lines.push_back(line(phase.name, x, numbers(field(series, std::string(phase.name) + "_ms"))));
+    const std::string key = std::string(phase.name) + "_ms";
+    if (series.is_object() && series.contains(key)) lines.push_back(line(phase.name, x, numbers(field(series, key))));
   }
   ChartOptions options;
   options.title = "Phase time per step";

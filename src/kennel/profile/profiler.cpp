@@ -52,7 +52,8 @@ ChromeTrace build_trace(const ProfileData& data, const std::vector<OperatorEvent
     double at = step.start;
     const std::pair<const char*, double> phases[] = {{"data wait", step.data},   {"host-to-device", step.copy},
                                                      {"forward", step.forward},  {"backward", step.backward},
-                                                     {"callbacks", step.callbacks}, {"optimizer", step.optimizer}};
+                                                     {"rank sync", step.sync},   {"callbacks", step.callbacks},
+                                                     {"optimizer", step.optimizer}};
     for (const auto& [name, seconds] : phases) {
       const double length = std::min(seconds, end - at);
       if (length <= 0) continue;

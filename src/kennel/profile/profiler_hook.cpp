@@ -105,6 +105,8 @@ void ProfilerHook::on_step_end(train::Trainer& trainer, const train::StepResult&
     timing.backward = phases.backward;
     timing.optimizer = phases.optimizer;
     timing.callbacks = phases.callbacks;
+    timing.sync = phases.sync;
+    timing.rank_busy = result.replica_busy_seconds;
     steps_.push_back(timing);
     if (loader_probe_) {
       LoaderSample sample = loader_probe_();

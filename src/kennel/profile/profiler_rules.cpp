@@ -81,6 +81,7 @@ const std::vector<RuleSpec>& rule_specs() {
        {{"stddev", 3, 0, kUnbounded, false},
         {"n_outliers", 10, 0, kMaxCount, true},
         {"skip_steps", 3, 0, kMaxCount, true}}},
+      {"StragglerRank", {{"threshold", 20, 0, kUnbounded, false}, {"skip_steps", 2, 0, kMaxCount, true}}},
       {"MaxInitializationTime", {{"threshold", 20, 0, kUnbounded, false}}},
       {"OverallSystemUsage", {}},
       {"OverallFrameworkMetrics", {}},
@@ -872,6 +873,10 @@ std::string phase_advice(const std::string& phase) {
     return "the slow steps run callbacks: checkpoints, evaluation or logging every N steps; make "
            "them less frequent or move the work off the step";
   }
+  if (phase == "sync") {
+    return "the slow steps wait for the other ranks: a slower rank (see StragglerRank) or a slow link between "
+           "hosts; check the network and each host's load";
+  }
   if (phase == "copy") {
     return "the slow steps copy to the device longer: check for contention on the host-to-device "
            "link or a batch that is not in pinned memory";
@@ -936,6 +941,46 @@ RuleResult step_outlier(const Context& context, RuleEvaluation rule) {
           fmt::format("{} of the {} outliers are dominated by '{}': {}", dominant->second,
                       outliers.size(), dominant->first, phase_advice(dominant->first));
     }
+  }
+  return result;
+}
+
+// Ranks wait for each other at every allreduce, so step totals are alike; a
+// straggler shows in its busy time (data, forward, backward), which the others
+// spend waiting. Judged on medians over steps, so a few slow steps do not count.
+RuleResult straggler_rank(const Context& context, RuleEvaluation rule) {
+  const ProfileData& data = context.data;
+  const double threshold = rule.value("threshold");
+  const int64_t skip_steps = rule.count("skip_steps");
+  RuleResult& result = rule.result();
+  std::vector<std::vector<double>> busy;  // [rank][step]
+  for (size_t i = static_cast<size_t>(skip_steps); i < data.steps.size(); ++i) {
+    const auto& ranks = data.steps[i].rank_busy;
+    if (ranks.size() < 2) continue;
+    if (busy.size() < ranks.size()) busy.resize(ranks.size());
+    for (size_t rank = 0; rank < ranks.size(); ++rank) {
+      if (std::isfinite(ranks[rank]) && ranks[rank] >= 0) busy[rank].push_back(ranks[rank]);
+    }
+  }
+  if (busy.empty()) return rule.no_data("one process: no ranks to compare (the job was not data-parallel)");
+  std::vector<double> medians;
+  for (const auto& steps : busy) medians.push_back(steps.empty() ? 0 : *detail::percentile(steps, 50));
+  const double typical = *detail::percentile(medians, 50);
+  const auto slowest = static_cast<size_t>(std::max_element(medians.begin(), medians.end()) - medians.begin());
+  const double excess = typical > 0 ? (medians[slowest] / typical - 1) * 100 : 0;
+  result.datapoints = static_cast<int64_t>(busy.front().size());
+  result.violations = 0;
+  for (const double step_busy : busy[slowest]) {
+    if (typical > 0 && (step_busy / typical - 1) * 100 > threshold) ++result.violations;
+  }
+  result.triggered = excess > threshold;
+  result.message = fmt::format("{} ranks; median busy time per step {} (rank {}, the slowest: {}, {}% above)",
+                               busy.size(), ms(typical), slowest, ms(medians[slowest]), num(excess));
+  if (result.triggered) {
+    result.recommendation = fmt::format(
+        "rank {} holds the others back: every rank waits for it at each gradient allreduce. Check that host's "
+        "load (other processes, fewer cores, CPU frequency), its disk for the data, or start fewer ranks there",
+        slowest);
   }
   return result;
 }
@@ -1105,6 +1150,7 @@ std::vector<RuleResult> evaluate_profiler_rules(const ProfileData& data, const j
       {"GPUMemoryIncrease", gpu_memory_increase},
       {"BatchSize", batch_size},
       {"StepOutlier", step_outlier},
+      {"StragglerRank", straggler_rank},
       {"MaxInitializationTime", max_initialization_time},
       {"OverallSystemUsage", overall_system_usage},
       {"OverallFrameworkMetrics", overall_framework_metrics},

@@ -77,6 +77,14 @@
 //    With mean + k·σ, slow steps are only separable while they are fewer than
 //    1/(1+k²) of the steps (10% for k = 3): more raise σ past themselves.
 //
+//  StragglerRank — in a data-parallel job, one rank holds the others back.
+//    threshold  [20]   fires when the slowest rank's median busy time per step
+//                      (data, forward, backward: before it waits for the others)
+//                      exceeds the median rank's by more than this %
+//    skip_steps [2]    warm-up steps skipped
+//    One process: not triggered, "no data". violations: the slowest rank's
+//    steps above the threshold.
+//
 //  MaxInitializationTime — the job took long to reach its first step.
 //    threshold [20]    minutes from the job's start to its first step (with no
 //                      step: to the job's end)

@@ -32,12 +32,20 @@ ServerMetrics::ServerMetrics()
       batch_size_({1, 2, 4, 8, 16, 32, 64, 128}),
       batch_seconds_({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}) {}
 
-void ServerMetrics::record_request(const std::string& route, int status, double seconds) {
+void ServerMetrics::record_request(const std::string& route, int status, double seconds,
+                                   const std::string& reason) {
   {
     std::lock_guard lock(mutex_);
     ++requests_[{route, status}];
+    if (status >= 400) ++errors_[{route, status, reason.empty() ? "unknown" : reason}];
   }
   latency_.observe(seconds);
+}
+
+void ServerMetrics::record_rejection(int status, const std::string& reason) {
+  std::lock_guard lock(mutex_);
+  ++requests_[{"none", status}];
+  ++errors_[{"none", status, reason.empty() ? "unknown" : reason}];
 }
 
 void ServerMetrics::record_batch(int64_t size, double seconds) {
@@ -50,16 +58,37 @@ void ServerMetrics::set_queue_depth_source(std::function<int64_t()> source) {
   queue_depth_ = std::move(source);
 }
 
+void ServerMetrics::set_open_connections_source(std::function<int64_t()> source) {
+  std::lock_guard lock(mutex_);
+  open_connections_ = std::move(source);
+}
+
+void ServerMetrics::set_decode_pixels_source(std::function<int64_t()> source) {
+  std::lock_guard lock(mutex_);
+  decode_pixels_ = std::move(source);
+}
+
 std::string ServerMetrics::render() const {
   std::string out;
   out += "# HELP kennel_requests_total HTTP requests by route and status.\n# TYPE kennel_requests_total counter\n";
   std::function<int64_t()> queue_depth;
+  std::function<int64_t()> open_connections;
+  std::function<int64_t()> decode_pixels;
   {
     std::lock_guard lock(mutex_);
     for (const auto& [key, count] : requests_) {
       out += fmt::format("kennel_requests_total{{route=\"{}\",status=\"{}\"}} {}\n", key.first, key.second, count);
     }
+    out += "# HELP kennel_request_errors_total Requests answered 4xx/5xx, by route, status and reason.\n"
+           "# TYPE kennel_request_errors_total counter\n";
+    for (const auto& [key, count] : errors_) {
+      const auto& [route, status, reason] = key;
+      out += fmt::format("kennel_request_errors_total{{route=\"{}\",status=\"{}\",reason=\"{}\"}} {}\n", route,
+                         status, reason, count);
+    }
     queue_depth = queue_depth_;
+    open_connections = open_connections_;
+    decode_pixels = decode_pixels_;
   }
   out += "# HELP kennel_request_seconds Request latency.\n# TYPE kennel_request_seconds histogram\n";
   latency_.render("kennel_request_seconds", out);
@@ -73,6 +102,12 @@ std::string ServerMetrics::render() const {
   out += fmt::format("# HELP kennel_queue_depth Images waiting for the model.\n# TYPE kennel_queue_depth gauge\n"
                      "kennel_queue_depth {}\n",
                      queue_depth ? queue_depth() : 0);
+  out += fmt::format("# HELP kennel_open_connections Client connections open now.\n"
+                     "# TYPE kennel_open_connections gauge\nkennel_open_connections {}\n",
+                     open_connections ? open_connections() : 0);
+  out += fmt::format("# HELP kennel_decode_pixels Pixels being decoded now (--decode-pixel-budget).\n"
+                     "# TYPE kennel_decode_pixels gauge\nkennel_decode_pixels {}\n",
+                     decode_pixels ? decode_pixels() : 0);
   out += fmt::format("# HELP kennel_model_load_seconds Time to load the model.\n"
                      "# TYPE kennel_model_load_seconds gauge\nkennel_model_load_seconds {}\n",
                      model_load_seconds_.load());

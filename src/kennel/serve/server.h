@@ -5,13 +5,25 @@
 //   GET  /models       the loaded model: arch, classes, input size, source job
 //   GET  /metrics      Prometheus text (metrics.h)
 //
-// The server is a client of the DynamicBatcher: handler threads parse,
-// fetch and decode (in parallel across requests), enqueue, and wait; the
-// batcher's workers own the model. Every failure is a JSON body
-// {"error": kind, "detail": message} with the status from status.h's table
-// (400 bad input, 413 body too large, 415 content type, 502/504 upstream
-// fetches, 503 + Retry-After when the queue is full); a last-resort handler
-// answers 500 and the server lives on. One access-log line per request.
+// Connections are held by an HttpListener (http_listener.h): requests reach
+// a handler thread only once read whole, within header/body deadlines. The
+// server is a client of the DynamicBatcher: handler threads parse, fetch a
+// request's URLs (concurrently, at most fetch_concurrency at once, all
+// within request_timeout_seconds), decode (within a PixelBudget shared by
+// all handlers), enqueue, and wait; the batcher's workers own the model.
+//
+// Security (docs/serving.md, "Security"): with an auth token every route but
+// /ping needs `Authorization: Bearer <token>` (401 otherwise); with
+// tls_cert/tls_key the endpoint speaks only HTTPS; a host beyond loopback is
+// refused unless it has both, or insecure_no_auth says the operator accepts
+// the risk. URL fetches reach only public addresses unless fetch opens more.
+//
+// Every failure is a JSON body {"error": kind, "detail": message} with the
+// status from status.h's table (400 bad input, 401 no token, 408 slow
+// client, 413 body too large, 415 content type, 502/504 upstream fetches,
+// 503 + Retry-After when the queue or the decode budget is full); a
+// last-resort handler answers 500 and the server lives on. /metrics counts
+// every 4xx/5xx by reason. One access-log line per request.
 //
 // Thread-safety: start()/load()/stop() from the owning thread; stop() may
 // also be called from a signal-watching thread.
@@ -24,22 +36,30 @@
 #include <thread>
 
 #include "kennel/serve/batcher.h"
+#include "kennel/serve/http_listener.h"
 #include "kennel/serve/predictor.h"
 #include "kennel/serve/url_fetcher.h"
 #include "kennel/util/status.h"
 
-namespace httplib {
-class Server;
-}
-
 namespace kennel::serve {
 
 struct ServeOptions {
-  std::string host = "127.0.0.1";  // loopback by default: opening up is a deliberate choice
-  int port = 8080;                 // 0 = any free port (tests)
-  int64_t max_body_bytes = 6ll << 20;  // the cloud endpoints' payload limit
-  int http_threads = 32;           // connections served at once (decode happens here)
-  double read_timeout_seconds = 10;
+  // Where and how to listen: host (loopback by default: opening up is a
+  // deliberate choice), port (0 = any free one), handler threads (decode
+  // happens there), connection cap, deadlines, --max-body (6 MiB, the cloud
+  // endpoint's payload limit), TLS files.
+  ListenerOptions listener;
+  // Requests must present it (Authorization: Bearer); empty = no authentication.
+  std::string auth_token;
+  // A host beyond loopback without both a token and TLS is refused unless this is set.
+  bool insecure_no_auth = false;
+  // One request's URLs: fetched this many at once, all within this deadline
+  // (counted from when a handler takes the request, already read whole; the
+  // cloud endpoint's invocation limit).
+  int fetch_concurrency = 4;
+  double request_timeout_seconds = 60;
+  // Pixels decoded at once across handlers; 0 = twice predictor.max_pixels.
+  int64_t decode_pixel_budget = 0;
   bool access_log = true;
   // Two single-threaded model workers by default: on a small machine OpenMP's
   // busy-waiting threads collapse throughput as soon as decoding or another
@@ -48,8 +68,9 @@ struct ServeOptions {
   FetchOptions fetch;
   PredictorOptions predictor = {.threads = 1};  // per worker; 0 = all cores
 
-  Status validate() const;  // kInvalidArgument naming the flag
+  Status validate() const;  // kInvalidArgument naming the flag, and saying why for an open host
 };
+
 
 class InferenceServer {
  public:
@@ -61,7 +82,7 @@ class InferenceServer {
   // Binds host:port and starts accepting (/ping answers 503 until load()).
   // kUnavailable naming the address when it cannot bind.
   Status start();
-  int port() const { return port_; }
+  int port() const;
   // Loads the model and starts the batcher; /ping answers 200 afterwards.
   Status load(const std::filesystem::path& model_dir);
   // Stops accepting, lets in-flight requests finish, drains the batcher. Idempotent.
@@ -74,10 +95,8 @@ class InferenceServer {
   void register_routes();
 
   ServeOptions options_;
-  std::unique_ptr<httplib::Server> http_;
+  std::unique_ptr<HttpListener> listener_;
   std::shared_ptr<State> state_;
-  std::thread listener_;
-  int port_ = 0;
 };
 
 }  // namespace kennel::serve

@@ -22,112 +22,6 @@ namespace kennel::serve {
 
 namespace {
 
-// ---- addresses and networks --------------------------------------------------
-
-// An IP address in network byte order; IPv4 uses the first 4 bytes.
-struct IpAddress {
-  bool v6 = false;
-  std::array<uint8_t, 16> bytes{};
-};
-
-struct Network {
-  IpAddress base;
-  int prefix_bits = 0;
-  std::string text;  // as configured, for messages
-};
-
-std::optional<IpAddress> parse_address(const std::string& text) {
-  IpAddress address;
-  if (inet_pton(AF_INET, text.c_str(), address.bytes.data()) == 1) return address;
-  address.v6 = true;
-  if (inet_pton(AF_INET6, text.c_str(), address.bytes.data()) == 1) return address;
-  return std::nullopt;
-}
-
-std::string address_text(const IpAddress& address) {
-  char text[INET6_ADDRSTRLEN] = {};
-  inet_ntop(address.v6 ? AF_INET6 : AF_INET, address.bytes.data(), text, sizeof(text));
-  return text;
-}
-
-Result<Network> parse_network(const std::string& cidr) {
-  const size_t slash = cidr.find('/');
-  if (slash == std::string::npos) {
-    return invalid_argument(
-        "'{}' is not a CIDR network: write ADDRESS/PREFIX (e.g. 10.0.0.0/8, or {}/32 or /128 for "
-        "one address)",
-        cidr, cidr);
-  }
-  const auto base = parse_address(cidr.substr(0, slash));
-  if (!base) {
-    return invalid_argument("'{}' is not a CIDR network: '{}' is not an IPv4 or IPv6 address", cidr,
-                            cidr.substr(0, slash));
-  }
-  const int max_bits = base->v6 ? 128 : 32;
-  const std::string_view prefix = std::string_view(cidr).substr(slash + 1);
-  int bits = -1;
-  const auto [end, error] = std::from_chars(prefix.data(), prefix.data() + prefix.size(), bits);
-  if (prefix.empty() || error != std::errc() || end != prefix.data() + prefix.size() || bits < 0 ||
-      bits > max_bits) {
-    return invalid_argument("'{}' is not a CIDR network: the prefix length must be 0..{}", cidr,
-                            max_bits);
-  }
-  return Network{*base, bits, cidr};
-}
-
-bool prefix_matches(const IpAddress& address, const IpAddress& base, int bits) {
-  const int whole_bytes = bits / 8;
-  if (std::memcmp(address.bytes.data(), base.bytes.data(), static_cast<size_t>(whole_bytes)) != 0) {
-    return false;
-  }
-  const int rest = bits % 8;
-  if (rest == 0) return true;
-  const auto mask = static_cast<uint8_t>(0xFF << (8 - rest));
-  return (address.bytes[whole_bytes] & mask) == (base.bytes[whole_bytes] & mask);
-}
-
-// ::ffff:a.b.c.d reaches the IPv4 host a.b.c.d through a dual-stack socket, so
-// such an address must not slip past an IPv4 deny rule (and vice versa).
-constexpr std::array<uint8_t, 12> kMappedPrefix = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
-
-bool is_mapped_ipv4(const IpAddress& address) {
-  return address.v6 && std::memcmp(address.bytes.data(), kMappedPrefix.data(), 12) == 0;
-}
-
-IpAddress unmapped(const IpAddress& address) {
-  IpAddress v4;
-  std::memcpy(v4.bytes.data(), address.bytes.data() + 12, 4);
-  return v4;
-}
-
-bool in_network(const IpAddress& address, const Network& network) {
-  if (address.v6 == network.base.v6 && prefix_matches(address, network.base, network.prefix_bits)) {
-    return true;
-  }
-  // Compare in IPv4 terms when both sides have an IPv4 meaning.
-  std::optional<IpAddress> address_v4;
-  if (!address.v6) address_v4 = address;
-  if (is_mapped_ipv4(address)) address_v4 = unmapped(address);
-  std::optional<Network> network_v4;
-  if (!network.base.v6) network_v4 = network;
-  if (is_mapped_ipv4(network.base) && network.prefix_bits >= 96) {
-    network_v4 = Network{unmapped(network.base), network.prefix_bits - 96, network.text};
-  }
-  if (!address_v4 || !network_v4 || (!address.v6 && !network.base.v6)) return false;
-  return prefix_matches(*address_v4, network_v4->base, network_v4->prefix_bits);
-}
-
-Result<std::vector<Network>> parse_networks(const std::vector<std::string>& cidrs,
-                                            const char* field) {
-  std::vector<Network> networks;
-  for (size_t i = 0; i < cidrs.size(); ++i) {
-    auto network = parse_network(cidrs[i]);
-    if (!network.ok()) return network.status().with_context(fmt::format("{}[{}]", field, i));
-    networks.push_back(std::move(*network));
-  }
-  return networks;
-}
-
 // ---- URL text ------------------------------------------------------------------
 
 std::string lower(std::string_view text) {
@@ -283,33 +177,17 @@ std::string s3_error_summary(const std::string& body) {
 // rest is not downloaded.
 constexpr size_t kErrorBodyLimit = 8 << 10;
 
-struct AddressPolicy {
-  std::vector<Network> denied;
-  std::vector<Network> allowed;
-
-  // The denied network `address` falls in, unless an allowed one overrides it.
-  const Network* denying(const IpAddress& address) const {
-    for (const Network& network : denied) {
-      if (!in_network(address, network)) continue;
-      for (const Network& exception : allowed) {
-        if (in_network(address, exception)) return nullptr;
-      }
-      return &network;
-    }
-    return nullptr;
-  }
-};
-
 struct Transfer {
   CURL* curl = nullptr;
   const AddressPolicy* policy = nullptr;
+  bool operator_endpoint = false;  // the operator's S3 endpoint: see url_fetcher.h
   uint64_t max_bytes = 0;
   std::string body;
   bool too_large = false;
   bool error_body_cut = false;
   // Set by the open-socket callback when it refuses an address.
   std::string refused_address;
-  std::string refused_network;
+  std::optional<AddressRefusal> refusal;
   std::string refused_url;  // empty unless the refused connection was for a redirect
 };
 
@@ -355,10 +233,10 @@ curl_socket_t open_checked_socket(void* user, curlsocktype /*purpose*/, curl_soc
   } else {
     return CURL_SOCKET_BAD;  // only IP sockets are expected; anything else is refused
   }
-  if (const Network* network = transfer->policy->denying(ip)) {
+  if (auto refusal = transfer->policy->refusal(ip, transfer->operator_endpoint)) {
     if (transfer->refused_address.empty()) {
-      transfer->refused_address = address_text(ip);
-      transfer->refused_network = network->text;
+      transfer->refused_address = ip.to_string();
+      transfer->refusal = std::move(refusal);
       // The effective URL is libcurl's normalised spelling (0x7f000001 becomes
       // 127.0.0.1), so it is named only when a redirect led here.
       long redirects = 0;
@@ -391,6 +269,8 @@ struct RequestSpec {
   std::string url;        // what libcurl fetches
   std::string shown_url;  // what messages name
   bool follow_redirects = true;
+  UrlFetcher::Clock::time_point deadline = UrlFetcher::Clock::time_point::max();
+  bool operator_endpoint = false;  // the S3 endpoint from the operator's configuration
   bool s3 = false;
   std::string s3_region;
   std::string access_key_id;
@@ -403,9 +283,14 @@ struct RequestSpec {
 class CurlUrlFetcher final : public UrlFetcher {
  public:
   CurlUrlFetcher(FetchOptions options, AddressPolicy policy)
-      : options_(std::move(options)), policy_(std::move(policy)) {}
+      : options_(std::move(options)), policy_(std::move(policy)) {
+    curl_slist* list = nullptr;
+    for (const std::string& pin : options_.pinned_hosts) list = curl_slist_append(list, pin.c_str());
+    pinned_hosts_.reset(list);
+  }
 
-  Result<std::string> fetch(const std::string& url) override {
+  using UrlFetcher::fetch;
+  Result<std::string> fetch(const std::string& url, Clock::time_point deadline) override {
     const std::string shown = display_url(url);
     const size_t scheme_end = url.find("://");
     if (scheme_end == std::string::npos) {
@@ -417,9 +302,10 @@ class CurlUrlFetcher final : public UrlFetcher {
       RequestSpec spec;
       spec.url = url;
       spec.shown_url = shown;
+      spec.deadline = deadline;
       return perform(spec);
     }
-    if (scheme == "s3") return fetch_s3(url, shown);
+    if (scheme == "s3") return fetch_s3(url, shown, deadline);
     if (scheme == "file") return fetch_file(url, shown);
     return invalid_argument(
         "{}: unsupported URL scheme '{}' (Kennel fetches http, https, s3, file)", shown, scheme);
@@ -481,7 +367,8 @@ class CurlUrlFetcher final : public UrlFetcher {
     return true;
   }
 
-  Result<std::string> fetch_s3(const std::string& url, const std::string& shown) const {
+  Result<std::string> fetch_s3(const std::string& url, const std::string& shown,
+                               Clock::time_point deadline) const {
     const std::string rest = url.substr(url.find("://") + 3);
     const size_t slash = rest.find('/');
     if (slash == std::string::npos || slash == 0 || slash + 1 == rest.size()) {
@@ -500,6 +387,7 @@ class CurlUrlFetcher final : public UrlFetcher {
 
     RequestSpec spec;
     spec.shown_url = shown;
+    spec.deadline = deadline;
     spec.s3 = true;
     // An S3 redirect means a wrong region or endpoint; following it would send
     // the security-token header to another host, so it is reported instead.
@@ -542,6 +430,8 @@ class CurlUrlFetcher final : public UrlFetcher {
       }
       while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
       spec.url = endpoint + "/" + bucket + "/" + encoded_key;
+      // The operator named this host; the client chose only bucket and key.
+      spec.operator_endpoint = true;
     } else if (dns_compatible) {
       spec.url =
           fmt::format("https://{}.s3.{}.amazonaws.com/{}", bucket, spec.s3_region, encoded_key);
@@ -554,12 +444,27 @@ class CurlUrlFetcher final : public UrlFetcher {
   }
 
   Result<std::string> perform(const RequestSpec& spec) const {
+    // The caller's deadline shortens the transfer's own limits, never lengthens them.
+    double total_seconds = options_.total_timeout_seconds;
+    bool deadline_binds = false;
+    if (spec.deadline != Clock::time_point::max()) {
+      const double left = std::chrono::duration<double>(spec.deadline - Clock::now()).count();
+      if (left <= 0) {
+        return Status(ErrorCode::kDeadlineExceeded,
+                      fmt::format("{}: not fetched: the request's deadline had passed", spec.shown_url));
+      }
+      if (left < total_seconds) {
+        total_seconds = left;
+        deadline_binds = true;
+      }
+    }
     CurlHandle handle;
     if (!handle.curl) return internal_error("curl_easy_init failed fetching {}", spec.shown_url);
     CURL* curl = handle.curl;
     Transfer transfer;
     transfer.curl = curl;
     transfer.policy = &policy_;
+    transfer.operator_endpoint = spec.operator_endpoint;
     transfer.max_bytes = static_cast<uint64_t>(options_.max_bytes);
     std::array<char, CURL_ERROR_SIZE> error_buffer{};
 
@@ -575,8 +480,11 @@ class CurlUrlFetcher final : public UrlFetcher {
     set(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     set(CURLOPT_FOLLOWLOCATION, spec.follow_redirects ? 1L : 0L);
     set(CURLOPT_MAXREDIRS, static_cast<long>(options_.max_redirects));
-    set(CURLOPT_CONNECTTIMEOUT_MS, milliseconds(options_.connect_timeout_seconds));
-    set(CURLOPT_TIMEOUT_MS, milliseconds(options_.total_timeout_seconds));
+    set(CURLOPT_CONNECTTIMEOUT_MS,
+        milliseconds(std::min(options_.connect_timeout_seconds, total_seconds)));
+    set(CURLOPT_TIMEOUT_MS, milliseconds(total_seconds));
+    if (pinned_hosts_) set(CURLOPT_RESOLVE, pinned_hosts_.get());
+    if (!options_.ca_bundle.empty()) set(CURLOPT_CAINFO, options_.ca_bundle.c_str());
     // A proxy would make the open-socket check see the proxy's address instead
     // of the target's, so the *_proxy environment variables are ignored.
     set(CURLOPT_PROXY, "");
@@ -617,16 +525,7 @@ class CurlUrlFetcher final : public UrlFetcher {
     long http_status = 0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &http_status);
 
-    if (!transfer.refused_address.empty() && result != CURLE_OK) {
-      const std::string hop = transfer.refused_url.empty()
-                                  ? ""
-                                  : fmt::format(" (redirected to {})", transfer.refused_url);
-      return Status(
-          ErrorCode::kPermissionDenied,
-          fmt::format("{}{}: refusing to connect to {}, which is in the denied network "
-                      "{} (allowed_networks can make an exception)",
-                      spec.shown_url, hop, transfer.refused_address, transfer.refused_network));
-    }
+    if (transfer.refusal && result != CURLE_OK) return refused(spec, transfer);
     const bool http_error = (result == CURLE_OK && !is_success(http_status)) ||
                             (result == CURLE_WRITE_ERROR && transfer.error_body_cut) ||
                             (result == CURLE_FILESIZE_EXCEEDED && http_status >= 400);
@@ -639,9 +538,38 @@ class CurlUrlFetcher final : public UrlFetcher {
     if (result != CURLE_OK) {
       long redirects = 0;
       curl_easy_getinfo(curl, CURLINFO_REDIRECT_COUNT, &redirects);
+      if (result == CURLE_OPERATION_TIMEDOUT && deadline_binds) {
+        return Status(ErrorCode::kDeadlineExceeded,
+                      fmt::format("{}: timed out at the request's deadline ({})", spec.shown_url,
+                                  *error_buffer.data() ? error_buffer.data()
+                                                       : curl_easy_strerror(result)));
+      }
       return curl_failure(spec, result, redirects, error_buffer.data());
     }
     return std::move(transfer.body);
+  }
+
+  // Names the address, the range it fell in, and what would open it.
+  static Status refused(const RequestSpec& spec, const Transfer& transfer) {
+    const AddressRefusal& why = *transfer.refusal;
+    const std::string& address = transfer.refused_address;
+    const std::string hop =
+        transfer.refused_url.empty() ? "" : fmt::format(" (redirected to {})", transfer.refused_url);
+    const std::string single = address + (address.find(':') == std::string::npos ? "/32" : "/128");
+    std::string how;
+    if (why.by_operator) {
+      how = fmt::format("it is in {}, denied by --deny-network (an --allow-network {} would override it)",
+                        why.network, single);
+    } else if (why.metadata) {
+      how = fmt::format("it is a {} address ({}), refused unless named exactly: --allow-network {}",
+                        why.what, why.network, single);
+    } else {
+      how = fmt::format("it is in {} ({}), not a public address; to allow it, pass --allow-network "
+                        "{} (or a CIDR covering it)",
+                        why.network, why.what, single);
+    }
+    return Status(ErrorCode::kPermissionDenied,
+                  fmt::format("{}{}: connection to {} denied: {}", spec.shown_url, hop, address, how));
   }
 
   Status http_failure(const RequestSpec& spec, long http_status, const std::string& body) const {
@@ -693,6 +621,9 @@ class CurlUrlFetcher final : public UrlFetcher {
 
   const FetchOptions options_;
   const AddressPolicy policy_;
+  // CURLOPT_RESOLVE's list, built once from options_.pinned_hosts; libcurl only reads it.
+  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> pinned_hosts_{nullptr,
+                                                                             &curl_slist_free_all};
 };
 
 }  // namespace
@@ -711,10 +642,23 @@ Status FetchOptions::validate() const {
                             max_redirects);
   }
   if (max_bytes <= 0) return invalid_argument("max_bytes must be positive, got {}", max_bytes);
-  auto denied = parse_networks(denied_networks, "denied_networks");
-  if (!denied.ok()) return denied.status();
-  auto allowed = parse_networks(allowed_networks, "allowed_networks");
-  if (!allowed.ok()) return allowed.status();
+  auto policy = AddressPolicy::make(allowed_networks, denied_networks);
+  if (!policy.ok()) return policy.status();
+  for (size_t i = 0; i < pinned_hosts.size(); ++i) {
+    const std::string& pin = pinned_hosts[i];
+    const size_t first = pin.find(':');
+    const size_t second = first == std::string::npos ? first : pin.find(':', first + 1);
+    if (first == 0 || second == std::string::npos || second + 1 >= pin.size()) {
+      return invalid_argument("pinned_hosts[{}] '{}' is not HOST:PORT:ADDRESS", i, pin);
+    }
+  }
+  if (!ca_bundle.empty()) {
+    std::error_code error;
+    if (!std::filesystem::is_regular_file(ca_bundle, error)) {
+      return invalid_argument("ca_bundle '{}' is not a readable file of PEM certificates",
+                              path_text(ca_bundle));
+    }
+  }
   if (!s3_endpoint.empty() && !is_http_url(s3_endpoint)) {
     return invalid_argument("s3_endpoint '{}' is not an http:// or https:// URL",
                             display_url(s3_endpoint));
@@ -733,19 +677,9 @@ Result<std::unique_ptr<UrlFetcher>> make_url_fetcher(const FetchOptions& options
   if (init_result != CURLE_OK) {
     return internal_error("curl_global_init failed: {}", curl_easy_strerror(init_result));
   }
-  // validate() has parsed these once already, so value() cannot throw.
-  AddressPolicy policy;
-  policy.denied = parse_networks(options.denied_networks, "denied_networks").value();
-  policy.allowed = parse_networks(options.allowed_networks, "allowed_networks").value();
+  // validate() has built the policy once already, so value() cannot throw.
+  auto policy = AddressPolicy::make(options.allowed_networks, options.denied_networks).value();
   return std::unique_ptr<UrlFetcher>(std::make_unique<CurlUrlFetcher>(options, std::move(policy)));
-}
-
-Result<bool> address_in_network(const std::string& address, const std::string& cidr) {
-  const auto parsed = parse_address(address);
-  if (!parsed) return invalid_argument("'{}' is not an IPv4 or IPv6 address", address);
-  auto network = parse_network(cidr);
-  if (!network.ok()) return network.status();
-  return in_network(*parsed, *network);
 }
 
 }  // namespace kennel::serve

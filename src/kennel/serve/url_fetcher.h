@@ -3,12 +3,20 @@
 // for `{"url": ...}` requests, and `kennel predict`/`transform` for URL inputs.
 //
 // Safety first, because the URL comes from whoever can reach the endpoint:
-// every connection's resolved address (redirect hops included) is checked
-// against a deny-list of networks before connecting — by default link-local
-// 169.254.0.0/16 (cloud metadata lives there) and fd00:ec2::254 — with an
-// allow-list that overrides it; redirects are limited; bodies are capped at
-// max_bytes while downloading; `file://` paths are resolved (symlinks, `..`)
-// and must stay inside file_root.
+// every connection's address (redirect hops included) is checked by the
+// AddressPolicy (address_policy.h) in libcurl's open-socket callback, after
+// DNS and before the socket exists, so a refused address never gets a packet
+// and a name that resolves differently the second time gains nothing. By
+// default only public unicast addresses are reached; allowed_networks
+// (`--allow-network`) opens ranges, denied_networks closes more. Redirects
+// are limited; bodies are capped at max_bytes while downloading; `file://`
+// paths are resolved (symlinks, `..`) and must stay inside file_root.
+//
+// The S3 endpoint named by the operator's configuration (s3_endpoint or
+// AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL) is trusted: its connections skip
+// the built-in non-public ranges (a MinIO on 127.0.0.1 or 10.x works) but
+// not denied_networks. A client chooses only the bucket and key of an
+// s3:// URL, never the host, and S3 redirects are not followed.
 //
 // s3://bucket/key is signed with AWS SigV4 (libcurl's CURLOPT_AWS_SIGV4) from
 // AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY [/ AWS_SESSION_TOKEN] and
@@ -23,18 +31,21 @@
 //   kResourceExhausted the body is larger than max_bytes
 //   kUpstreamFailed    DNS failure, connection refused, TLS error, HTTP >= 400,
 //                      too many redirects
-//   kDeadlineExceeded  connect or total timeout
-// Messages name the URL (credentials in it are not echoed).
+//   kDeadlineExceeded  connect or total timeout, or the caller's deadline
+// Messages name the URL (credentials in it are not echoed); a refused address
+// names the range it fell in and the `--allow-network` that would open it.
 //
 // Thread-safety: fetch() may be called from many threads at once.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "kennel/serve/address_policy.h"
 #include "kennel/util/status.h"
 
 namespace kennel::serve {
@@ -46,9 +57,16 @@ struct FetchOptions {
   int64_t max_bytes = 20ll << 20;  // larger bodies are cut off and refused
   // file:// URLs are served only from below this folder; empty refuses file:// entirely.
   std::filesystem::path file_root;
-  // CIDR networks never connected to, and exceptions that override them.
-  std::vector<std::string> denied_networks = {"169.254.0.0/16", "fd00:ec2::254/128"};
+  // CIDR networks opened although not public (a metadata address opens
+  // only when named exactly, as x.x.x.x/32), and networks refused on top of
+  // the non-public ones; allowed wins over denied. See address_policy.h.
   std::vector<std::string> allowed_networks;
+  std::vector<std::string> denied_networks;
+  // HOST:PORT:ADDRESS pins, as curl's --resolve: HOST resolves to ADDRESS
+  // without DNS. Lets tests play a DNS server; the address is checked as any.
+  std::vector<std::string> pinned_hosts;
+  // PEM file of CA certificates for https:// (a private CA); empty = the system's.
+  std::filesystem::path ca_bundle;
   // S3: empty = AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else https://s3.<region>.amazonaws.com.
   std::string s3_endpoint;
   std::string s3_region;  // empty = AWS_REGION / AWS_DEFAULT_REGION, else us-east-1
@@ -59,16 +77,16 @@ struct FetchOptions {
 
 class UrlFetcher {
  public:
+  using Clock = std::chrono::steady_clock;
   virtual ~UrlFetcher() = default;
   // The body of `url`, or a Status as listed above.
-  virtual Result<std::string> fetch(const std::string& url) = 0;
+  Result<std::string> fetch(const std::string& url) { return fetch(url, Clock::time_point::max()); }
+  // The same, but kDeadlineExceeded once `deadline` passes (a request's
+  // deadline across all its URLs), whichever of it and total_timeout_seconds comes first.
+  virtual Result<std::string> fetch(const std::string& url, Clock::time_point deadline) = 0;
 };
 
 // The real fetcher (libcurl). Fails with options.validate()'s status.
 Result<std::unique_ptr<UrlFetcher>> make_url_fetcher(const FetchOptions& options);
-
-// True when `address` (IPv4 or IPv6 text) falls in `cidr` ("10.0.0.0/8",
-// "fd00:ec2::254/128"); exposed for tests. kInvalidArgument for a bad CIDR or address.
-Result<bool> address_in_network(const std::string& address, const std::string& cidr);
 
 }  // namespace kennel::serve

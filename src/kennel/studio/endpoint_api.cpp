@@ -100,6 +100,9 @@ json probe(const store::EndpointRecord& endpoint) {
   }
   if (const auto metrics = client.Get("/metrics"); metrics && metrics->status == 200) {
     out["metrics"] = summarise_prometheus(metrics->body);
+  } else if (metrics && metrics->status == 401) {
+    // /ping is open to health checks; the rest of an endpoint started with a token needs it.
+    out["error"] = "its /models and /metrics need the endpoint's bearer token (--auth-token-file)";
   }
   return out;
 }

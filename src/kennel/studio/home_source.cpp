@@ -1,6 +1,7 @@
 // HomeSource: StudioSource over a Kennel home (see studio_source.h).
 #include <fmt/format.h>
 
+#include "kennel/store/store.h"
 #include "kennel/studio/studio_source.h"
 #include "kennel/tune/tuning_job.h"
 
@@ -10,9 +11,10 @@ namespace {
 
 class HomeSource : public StudioSource {
  public:
-  HomeSource(const std::filesystem::path& home, double busy_timeout_seconds)
+  HomeSource(const std::filesystem::path& home, store::StoreLocation location, double busy_timeout_seconds)
       : home_(std::filesystem::absolute(home)),
         layout_(home_),
+        location_(std::move(location)),
         busy_timeout_seconds_(busy_timeout_seconds) {}
 
   Result<std::vector<store::JobRecord>> list_jobs(const store::JobFilter& filter) override {
@@ -41,11 +43,17 @@ class HomeSource : public StudioSource {
   }
 
   Result<nlohmann::json> study_summary(const std::string& name) override {
-    auto record = get_job(name);
+    auto registry = open();
+    if (!registry.ok()) {
+      if (registry.status().code() == ErrorCode::kNotFound) return not_found("no job named '{}'", name);
+      return registry.status();
+    }
+    auto record = (*registry)->get_job(name);
     if (!record.ok()) return record.status();
+    locate(*record);
     if (record->kind != "tuning")
       return not_found("'{}' is a {} job, not a tuning study", name, record->kind);
-    auto state = tune::load_study_files(*record, layout_.study(name));
+    auto state = tune::load_study(**registry, *record, layout_.study(name));
     if (!state.ok()) return state.status();
     return tune::study_summary_json(home_, *state);
   }
@@ -57,14 +65,14 @@ class HomeSource : public StudioSource {
   std::vector<store::EndpointRecord> endpoints() override { return store::list_endpoints(home_); }
 
   std::string describe() const override {
-    return fmt::format("home {} (SQLite registry, read-only)", home_.string());
+    return fmt::format("home {} (store {}, read-only)", home_.string(), location_.display());
   }
 
  private:
   // One connection per call: it holds no lock between calls, and a writer's
   // checkpoint never waits on a reader that keeps a read transaction open.
-  Result<std::unique_ptr<store::JobRegistry>> open() const {
-    return store::JobRegistry::open_read_only(layout_.registry(), busy_timeout_seconds_);
+  Result<std::unique_ptr<store::Store>> open() const {
+    return store::open_store_read_only(location_, busy_timeout_seconds_);
   }
 
   // A job started with a relative --home recorded its folder relative to its own working
@@ -85,14 +93,16 @@ class HomeSource : public StudioSource {
 
   std::filesystem::path home_;
   store::HomeLayout layout_;
+  store::StoreLocation location_;
   double busy_timeout_seconds_;
 };
 
 }  // namespace
 
 std::unique_ptr<StudioSource> make_home_source(const std::filesystem::path& home,
+                                               const store::StoreLocation& location,
                                                double busy_timeout_seconds) {
-  return std::make_unique<HomeSource>(home, busy_timeout_seconds);
+  return std::make_unique<HomeSource>(home, location, busy_timeout_seconds);
 }
 
 }  // namespace kennel::studio

@@ -1,12 +1,13 @@
 // Where Studio reads jobs, studies and endpoints from: the narrow interface
-// the web pages need, so a shared store (PostgreSQL) can stand behind the
-// same pages later as a second implementation.
+// the web pages need (tests put their own behind the same pages).
 //
-// The embedded default, HomeSource, reads a Kennel home: the SQLite registry
-// opened read-only for each call (a short busy timeout, one statement per
-// read, so a dashboard never holds a lock a trainer waits for and never writes
-// to the registry), the job and study folders (store/layout.h), and the
-// endpoint files (store/endpoint_registry.h).
+// HomeSource reads a Kennel home and its store (the home's embedded SQLite
+// file, or --store: another SQLite file or a shared PostgreSQL): the store
+// opened read-only for each call (store.h, open_store_read_only: a short
+// busy timeout, a few statements per read, so a dashboard never holds a lock
+// a trainer waits for and never writes to the store), the job and study
+// folders on this host (store/layout.h), and the endpoint files
+// (store/endpoint_registry.h).
 //
 // Thread-safety: implementations are safe to call from several threads at once.
 #pragma once
@@ -21,6 +22,7 @@
 #include "kennel/store/endpoint_registry.h"
 #include "kennel/store/job_registry.h"
 #include "kennel/store/layout.h"
+#include "kennel/store/store.h"
 #include "kennel/util/status.h"
 
 namespace kennel::studio {
@@ -41,13 +43,15 @@ class StudioSource {
   virtual store::StudyPaths study_paths(const std::string& name) const = 0;
   // Running `kennel serve` processes of this home (dead ones left out).
   virtual std::vector<store::EndpointRecord> endpoints() = 0;
-  // What is being read, for people: "home /path (SQLite, read-only)".
+  // What is being read, for people: "home /path (store /path/kennel.db, read-only)".
   virtual std::string describe() const = 0;
 };
 
-// Reads a Kennel home. `busy_timeout_seconds`: how long one read waits for a
-// writer's lock before the request answers 503.
+// Reads a Kennel home and its store (`location`, store::parse_store_location).
+// `busy_timeout_seconds`: how long one SQLite read waits for a writer's lock
+// before the request answers 503.
 std::unique_ptr<StudioSource> make_home_source(const std::filesystem::path& home,
+                                               const store::StoreLocation& location,
                                                double busy_timeout_seconds = 2);
 
 }  // namespace kennel::studio

@@ -2,6 +2,7 @@
 
 #include <ATen/ops/arange.h>
 #include <ATen/ops/randperm.h>
+#include <ATen/ops/tensor.h>
 #include <ATen/CPUGeneratorImpl.h>
 
 namespace kennel::train {
@@ -16,7 +17,7 @@ TensorBatchSource::TensorBatchSource(at::Tensor inputs, at::Tensor labels, Tenso
     : inputs_(std::move(inputs)), labels_(std::move(labels)), options_(options) {}
 
 int64_t TensorBatchSource::batches_per_epoch() const {
-  const int64_t n = inputs_.size(0);
+  const int64_t n = options_.shard.size(inputs_.size(0));
   return options_.drop_last ? n / options_.batch_size : (n + options_.batch_size - 1) / options_.batch_size;
 }
 
@@ -29,13 +30,18 @@ void TensorBatchSource::start_epoch(int64_t epoch, int64_t first_batch) {
   } else {
     order_ = at::arange(n, at::TensorOptions().dtype(at::kLong));
   }
+  if (!options_.shard.whole()) {
+    const at::Tensor whole = order_.contiguous();
+    std::vector<int64_t> positions(whole.data_ptr<int64_t>(), whole.data_ptr<int64_t>() + n);
+    order_ = at::tensor(options_.shard.take(positions), at::TensorOptions().dtype(at::kLong));
+  }
   next_batch_ = first_batch;
 }
 
 std::optional<TrainBatch> TensorBatchSource::next() {
   if (!order_.defined() || next_batch_ >= batches_per_epoch()) return std::nullopt;
   const int64_t start = next_batch_ * options_.batch_size;
-  const int64_t length = std::min(options_.batch_size, inputs_.size(0) - start);
+  const int64_t length = std::min(options_.batch_size, order_.size(0) - start);
   ++next_batch_;
   const at::Tensor indices = order_.narrow(0, start, length);
   return TrainBatch{inputs_.index_select(0, indices), labels_.index_select(0, indices)};

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "kennel/data/loader.h"
+#include "kennel/data/shard.h"
 #include "kennel/train/trainer.h"
 
 namespace kennel::train {
@@ -28,13 +29,14 @@ struct TensorBatchOptions {
   bool shuffle = false;
   uint64_t seed = 0;
   bool drop_last = false;
+  data::Shard shard{};  // a data-parallel rank's share of each epoch
 };
 
 class TensorBatchSource : public BatchSource {
  public:
   // `inputs` [N, ...], `labels` [N] int64, on the CPU.
   TensorBatchSource(at::Tensor inputs, at::Tensor labels, TensorBatchOptions options);
-  int64_t size() const override { return inputs_.size(0); }
+  int64_t size() const override { return inputs_.size(0); }  // all shards' samples
   int64_t batches_per_epoch() const override;
   void start_epoch(int64_t epoch, int64_t first_batch) override;
   std::optional<TrainBatch> next() override;

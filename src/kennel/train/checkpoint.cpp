@@ -84,8 +84,7 @@ Status save_checkpoint(const fs::path& dir, torch::nn::Module& module, torch::op
   return {};
 }
 
-Result<TrainerState> load_latest_checkpoint(const fs::path& dir, torch::nn::Module& module,
-                                            torch::optim::Optimizer& optimizer) {
+Result<CheckpointBytes> read_latest_checkpoint(const fs::path& dir) {
   auto latest_text = read_file_text(dir / "latest.json");
   if (!latest_text.ok()) {
     return not_found("no checkpoint in '{}' (the job stopped before its first checkpoint)", dir.string());
@@ -97,9 +96,20 @@ Result<TrainerState> load_latest_checkpoint(const fs::path& dir, torch::nn::Modu
     return Status(ErrorCode::kDataLoss, fmt::format("'{}' is not readable: {}", (dir / "latest.json").string(), error.what()));
   }
   const fs::path path = dir / file;
+  auto bytes = read_file_text(path);
+  if (!bytes.ok()) {
+    return Status(ErrorCode::kDataLoss, fmt::format("checkpoint '{}' cannot be read: {}", path.string(),
+                                                    bytes.status().message()));
+  }
+  return CheckpointBytes{path.string(), std::move(*bytes)};
+}
+
+Result<TrainerState> restore_checkpoint(const CheckpointBytes& checkpoint, torch::nn::Module& module,
+                                        torch::optim::Optimizer& optimizer) {
+  const std::string& path = checkpoint.name;
   try {
     torch::serialize::InputArchive archive;
-    archive.load_from(path.string());
+    archive.load_from(checkpoint.bytes.data(), checkpoint.bytes.size());
     torch::serialize::InputArchive model_archive;
     archive.read("model", model_archive);
     module.load(model_archive);
@@ -117,16 +127,23 @@ Result<TrainerState> load_latest_checkpoint(const fs::path& dir, torch::nn::Modu
     archive.read("meta", meta);
     const json parsed = json::parse(meta.toStringRef());
     if (parsed.value("format_version", 0) > kCheckpointFormatVersion) {
-      return failed_precondition("checkpoint '{}' has format version {}, newer than this kennel reads",
-                                 path.string(), parsed.value("format_version", 0));
+      return failed_precondition("checkpoint '{}' has format version {}, newer than this kennel reads", path,
+                                 parsed.value("format_version", 0));
     }
     return state_from_json(parsed.at("state"));
   } catch (const c10::Error& error) {
-    return Status(ErrorCode::kDataLoss, fmt::format("checkpoint '{}' cannot be read: {}", path.string(),
-                                                    error.what_without_backtrace()));
+    return Status(ErrorCode::kDataLoss,
+                  fmt::format("checkpoint '{}' cannot be read: {}", path, error.what_without_backtrace()));
   } catch (const std::exception& error) {
-    return Status(ErrorCode::kDataLoss, fmt::format("checkpoint '{}' cannot be read: {}", path.string(), error.what()));
+    return Status(ErrorCode::kDataLoss, fmt::format("checkpoint '{}' cannot be read: {}", path, error.what()));
   }
+}
+
+Result<TrainerState> load_latest_checkpoint(const fs::path& dir, torch::nn::Module& module,
+                                            torch::optim::Optimizer& optimizer) {
+  auto checkpoint = read_latest_checkpoint(dir);
+  if (!checkpoint.ok()) return checkpoint.status();
+  return restore_checkpoint(*checkpoint, module, optimizer);
 }
 
 void Checkpointer::on_epoch_end(Trainer& trainer, const EpochResult&) {

@@ -28,6 +28,16 @@ Status save_checkpoint(const std::filesystem::path& dir, torch::nn::Module& modu
 Result<TrainerState> load_latest_checkpoint(const std::filesystem::path& dir, torch::nn::Module& module,
                                             torch::optim::Optimizer& optimizer);
 
+// The two halves of load_latest_checkpoint, for a data-parallel job whose
+// rank 0 reads the file and sends its bytes to ranks without the directory.
+struct CheckpointBytes {
+  std::string name;   // the file's path, for messages
+  std::string bytes;
+};
+Result<CheckpointBytes> read_latest_checkpoint(const std::filesystem::path& dir);
+Result<TrainerState> restore_checkpoint(const CheckpointBytes& checkpoint, torch::nn::Module& module,
+                                        torch::optim::Optimizer& optimizer);
+
 // The trainer callback: a checkpoint after every epoch, and one when training
 // stops early (signal, rule) so it can resume mid-epoch.
 class Checkpointer : public TrainerCallback {

@@ -4,6 +4,7 @@
 
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/tensor.h>
 #include <spdlog/spdlog.h>
 #include <torch/serialize.h>
 #include <torch/utils.h>
@@ -80,13 +81,14 @@ Status FeatureCache::store(const std::string& key, const std::string& split, con
 FeatureSet compute_features(data::ImageLoader& loader, const std::function<at::Tensor(const at::Tensor&)>& extract,
                             const std::string& progress_label, bool quiet) {
   torch::NoGradGuard no_grad;
-  std::vector<at::Tensor> features, labels;
-  Progress progress(progress_label, static_cast<uint64_t>(loader.size()), quiet);
+  std::vector<at::Tensor> features, labels, indices;
+  Progress progress(progress_label, static_cast<uint64_t>(loader.epoch_size()), quiet);
   const int64_t skipped_before = loader.stats().skipped;
   loader.start_epoch(0);
   while (auto batch = loader.next()) {
     features.push_back(extract(batch->images).to(at::kCPU, at::kFloat));
     labels.push_back(batch->labels);
+    indices.push_back(at::tensor(batch->sample_indices, at::kLong));
     progress.advance(static_cast<uint64_t>(batch->labels.size(0)));
   }
   progress.finish();
@@ -95,9 +97,11 @@ FeatureSet compute_features(data::ImageLoader& loader, const std::function<at::T
   if (features.empty()) {
     set.features = at::empty({0, 0}, at::kFloat);
     set.labels = at::empty({0}, at::kLong);
+    set.sample_indices = at::empty({0}, at::kLong);
   } else {
     set.features = at::cat(features);
     set.labels = at::cat(labels);
+    set.sample_indices = at::cat(indices);
   }
   return set;
 }

@@ -31,6 +31,7 @@ struct FeatureSet {
   at::Tensor features;  // [N, F] float32, CPU
   at::Tensor labels;    // [N] int64
   int64_t skipped = 0;  // bad files left out
+  at::Tensor sample_indices;  // [N] int64: each row's position in the loader's samples (not cached)
 };
 
 // SHA-256 over (relative path, label, content hash) of every sample, in order.

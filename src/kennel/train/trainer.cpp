@@ -71,6 +71,31 @@ void Trainer::request_stop(const std::string& reason) {
   stop_requested_ = true;
 }
 
+bool Trainer::stopping() const {
+  return options_.replicas != nullptr ? stop_agreed_ : stop_requested_.load();
+}
+
+void Trainer::exchange_step(double& loss_sum, double& correct, double& seen, double busy_seconds,
+                            StepResult& step) {
+  ReplicaGroup& replicas = *options_.replicas;
+  const std::vector<double> mine = {loss_sum, correct, seen, stop_requested_ ? 1.0 : 0.0, busy_seconds};
+  const auto all = replicas.all_gather(mine);
+  loss_sum = correct = seen = 0;
+  step.replica_busy_seconds.clear();
+  int asked = -1;
+  for (size_t rank = 0; rank < all.size(); ++rank) {
+    loss_sum += all[rank][0];
+    correct += all[rank][1];
+    seen += all[rank][2];
+    if (all[rank][3] != 0 && asked < 0) asked = static_cast<int>(rank);
+    step.replica_busy_seconds.push_back(all[rank][4]);
+  }
+  if (asked >= 0) {
+    if (asked != replicas.rank()) request_stop(fmt::format("rank {} stopped the job", asked));
+    stop_agreed_ = true;
+  }
+}
+
 bool Trainer::step_budget_spent() const {
   return options_.max_steps > 0 && state_.step >= options_.max_steps;
 }
@@ -91,8 +116,10 @@ TrainOutcome Trainer::fit() {
   for (auto& callback : callbacks_) callback->on_train_begin(*this);
   namespace F = torch::nn::functional;
   const auto loss_options = F::CrossEntropyFuncOptions().label_smoothing(options_.label_smoothing);
+  ReplicaGroup* replicas = options_.replicas;
+  if (replicas != nullptr) replicas->attach(model_);
 
-  while (state_.epoch < options_.epochs && !stop_requested_) {
+  while (state_.epoch < options_.epochs && !stopping()) {
     const int64_t epoch = state_.epoch;
     if (state_.batch == 0) {
       state_.loss_sum = state_.correct = state_.seen = state_.epoch_seconds = 0;
@@ -103,7 +130,7 @@ TrainOutcome Trainer::fit() {
     auto epoch_start = std::chrono::steady_clock::now();
     const double seconds_before = state_.epoch_seconds;
     double step_end_callbacks = 0;  // the previous step's on_step_end callbacks, charged to this step
-    while (!stop_requested_) {
+    while (!stopping()) {
       if (step_budget_spent()) break;
       const auto step_start = std::chrono::steady_clock::now();
       StepPhases phases;
@@ -129,46 +156,60 @@ TrainOutcome Trainer::fit() {
       phases.copy = lap();
       for (auto& callback : callbacks_) callback->on_before_forward(*this, *batch);
       phases.callbacks += lap();
+      if (replicas != nullptr) replicas->before_forward();
       const at::Tensor logits = forward_with_precision(inputs).to(at::kFloat);
       const at::Tensor loss = F::cross_entropy(logits, labels, loss_options);
       phases.forward = lap();
+      if (replicas != nullptr) replicas->before_backward();
       loss.backward();
       phases.backward = lap();
+      const double busy_seconds = seconds_since(step_start);
+      if (replicas != nullptr) replicas->after_backward();
+      phases.sync = lap();
       for (auto& callback : callbacks_) callback->on_after_backward(*this, *batch, logits, loss);
       phases.callbacks += lap();
-      if (!std::isfinite(loss.item<double>())) {
+
+      StepResult step;
+      double step_loss_sum = loss.item<double>() * static_cast<double>(labels.size(0));
+      double step_correct = 0;
+      double step_seen = static_cast<double>(labels.size(0));
+      {
+        torch::NoGradGuard no_grad;
+        step_correct = logits.argmax(1).eq(labels).sum().item<double>();
+      }
+      if (replicas != nullptr) {
+        exchange_step(step_loss_sum, step_correct, step_seen, busy_seconds, step);
+        phases.sync += lap();
+      }
+      const double step_loss = step_seen > 0 ? step_loss_sum / step_seen : 0;
+      if (!std::isfinite(step_loss)) {
         throw Error(failed_precondition(
             "the training loss became {} at epoch {} step {}: the learning rate ({}) is probably "
             "too high",
-            loss.item<double>(), epoch, state_.step + 1, lr));
+            step_loss, epoch, state_.step + 1, lr));
       }
       optimizer_.step();
 
-      const int64_t n = labels.size(0);
-      {
-        torch::NoGradGuard no_grad;
-        state_.correct += logits.argmax(1).eq(labels).sum().item<double>();
-      }
-      state_.loss_sum += loss.item<double>() * static_cast<double>(n);
-      state_.seen += static_cast<double>(n);
+      state_.correct += step_correct;
+      state_.loss_sum += step_loss_sum;
+      state_.seen += step_seen;
       ++state_.step;
       ++state_.batch;
-      StepResult step;
       step.epoch = epoch;
       step.step = state_.step;
       step.batch = state_.batch - 1;
-      step.batch_size = n;
-      step.loss = loss.item<double>();
+      step.batch_size = static_cast<int64_t>(step_seen);
+      step.loss = step_loss;
       step.lr = lr;
       phases.optimizer = lap();  // the step, and the metrics' host sync that waits for it
       step.seconds = seconds_since(step_start);
-      step.images_per_second = step.seconds > 0 ? static_cast<double>(n) / step.seconds : 0;
+      step.images_per_second = step.seconds > 0 ? step_seen / step.seconds : 0;
       step.phases = phases;
       for (auto& callback : callbacks_) callback->on_step_end(*this, step);
       step_end_callbacks = lap();
     }
     state_.epoch_seconds = seconds_before + seconds_since(epoch_start);
-    if (stop_requested_) break;  // mid-epoch: the state says where to resume
+    if (stopping()) break;  // mid-epoch: the state says where to resume
 
     EpochResult result;
     result.epoch = epoch;
@@ -186,7 +227,7 @@ TrainOutcome Trainer::fit() {
     // validated like a full one and the run completes.
     if (step_budget_spent()) break;
   }
-  outcome.completed = !stop_requested_ && (state_.epoch >= options_.epochs || step_budget_spent());
+  outcome.completed = !stopping() && (state_.epoch >= options_.epochs || step_budget_spent());
   {
     std::lock_guard lock(stop_mutex_);
     if (!outcome.completed) outcome.stop_reason = stop_reason_.empty() ? "stopped" : stop_reason_;
@@ -230,6 +271,16 @@ EvalMetrics evaluate(TrainableModel& model, BatchSource& source, const TrainerOp
     metrics.confusion.view(-1).index_add_(
         0, (labels * classes + predicted).cpu(), torch::ones({labels.size(0)}, torch::kLong));
     metrics.samples += labels.size(0);
+  }
+  if (options.replicas != nullptr) {
+    // Each replica evaluated its own samples (an unpadded shard): the sums make one evaluation.
+    at::Tensor sums = at::tensor({loss_sum, correct, top5, static_cast<double>(metrics.samples)}, at::kDouble);
+    options.replicas->sum(sums);
+    options.replicas->sum(metrics.confusion);
+    loss_sum = sums[0].item<double>();
+    correct = sums[1].item<double>();
+    top5 = sums[2].item<double>();
+    metrics.samples = static_cast<int64_t>(sums[3].item<double>());
   }
   if (metrics.samples > 0) {
     const auto n = static_cast<double>(metrics.samples);

@@ -8,8 +8,11 @@
 // job restores, so that a resumed run continues to the same result.
 // Stop requests (a signal, a rule) end the loop at a step boundary with a
 // reason; max_steps ends it as a completed run (a budget, as in other
-// trainers). Thread-safety: fit() runs on one thread; request_stop() may be
-// called from any thread.
+// trainers). With a ReplicaGroup (data parallelism) gradients are averaged
+// between backward and the optimizer step, reported numbers are summed over
+// replicas, and stops are agreed on by every replica at a step boundary.
+// Thread-safety: fit() runs on one thread; request_stop() may be called from
+// any thread.
 #pragma once
 
 #include <atomic>
@@ -23,6 +26,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
+#include "kennel/train/replica_group.h"
 #include "kennel/train/schedule.h"
 
 namespace torch::nn {
@@ -75,6 +79,9 @@ struct StepPhases {
   double forward = 0;    // forward pass and loss
   double backward = 0;
   double optimizer = 0;
+  // Data parallelism: waiting for the gradients' averaging after backward
+  // (communication not hidden behind backward) and for the step's metrics.
+  double sync = 0;
   // on_before_forward / on_after_backward callbacks of this step, plus the
   // on_step_end callbacks of the step before (they run after its result).
   double callbacks = 0;
@@ -84,12 +91,15 @@ struct StepResult {
   int64_t epoch = 0;
   int64_t step = 0;   // global, counting from 1 after the first step
   int64_t batch = 0;  // within the epoch, from 0
-  int64_t batch_size = 0;
-  double loss = 0;
+  int64_t batch_size = 0;  // over all replicas
+  double loss = 0;         // mean over all replicas' samples
   double lr = 0;
   double seconds = 0;
   double images_per_second = 0;
   StepPhases phases;
+  // Data parallelism: each replica's busy time this step (data, forward,
+  // backward: everything before it waits for the others), by rank.
+  std::vector<double> replica_busy_seconds;
 };
 
 struct EpochResult {
@@ -123,6 +133,9 @@ struct TrainerOptions {
   std::string precision = "fp32";  // fp32 | bf16 | fp16 (autocast)
   bool channels_last = false;      // image inputs in channels-last memory format
   bool synchronize_phases = false;  // CUDA: synchronise at phase boundaries so StepPhases are exact (profiler)
+  // Data parallelism (not owned); null for one process. Sources must then hand
+  // this replica its shard: padded for training, unpadded for evaluation.
+  ReplicaGroup* replicas = nullptr;
 };
 
 struct TrainOutcome {
@@ -166,7 +179,8 @@ class Trainer {
   // Loss, accuracy, top-5 and the confusion matrix over a whole source (no grad).
   EvalMetrics evaluate(BatchSource& source);
 
-  // Ends fit() after the current step. The first reason wins.
+  // Ends fit() after the current step (with replicas: after the step at
+  // which every replica has heard of it). The first reason wins.
   void request_stop(const std::string& reason);
   bool stop_requested() const { return stop_requested_.load(); }
 
@@ -177,6 +191,10 @@ class Trainer {
 
  private:
   bool step_budget_spent() const;
+  // Whether the loop ends now: the local request, or with replicas the agreed one.
+  bool stopping() const;
+  // With replicas: sums the step's numbers over replicas and agrees on stopping.
+  void exchange_step(double& loss_sum, double& correct, double& seen, double busy_seconds, StepResult& step);
   at::Tensor prepare_inputs(const at::Tensor& inputs) const;
   at::Tensor forward_with_precision(const at::Tensor& inputs);
 
@@ -188,6 +206,7 @@ class Trainer {
   TrainerState state_;
   std::vector<std::shared_ptr<TrainerCallback>> callbacks_;
   std::atomic<bool> stop_requested_{false};
+  bool stop_agreed_ = false;  // with replicas: some replica asked to stop, and all know it
   std::mutex stop_mutex_;
   std::string stop_reason_;
 };

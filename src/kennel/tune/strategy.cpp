@@ -35,26 +35,77 @@ json random_value(const Parameter& parameter, Rng& rng) {
   return parameter.from_unit(uniform01(rng));
 }
 
+// Whether every parameter of `space` has the same value in `a` and `b`.
+bool same_configuration(const SearchSpace& space, const json& a, const json& b) {
+  for (const auto& parameter : space.parameters) {
+    if (!a.is_object() || !b.is_object() || !a.contains(parameter.name) || !b.contains(parameter.name)) return false;
+    const json& x = a[parameter.name];
+    const json& y = b[parameter.name];
+    if (x.is_number() && y.is_number() ? x.get<double>() != y.get<double>() : x != y) return false;
+  }
+  return true;
+}
+
 class RandomSampler final : public Sampler {
  public:
-  RandomSampler(SearchSpace space, uint64_t seed) : space_(std::move(space)), seed_(seed) {}
+  RandomSampler(SearchSpace space, uint64_t seed, bool start_from_best)
+      : space_(std::move(space)), seed_(seed), start_from_best_(start_from_best) {}
 
   std::optional<json> suggest(int64_t trial_index, const std::vector<Observation>&) override {
+    if (trial_index == 0 && best_) return *best_;
     Rng rng(trial_seed(seed_, trial_index));
+    json out = draw(rng);
+    // A configuration an earlier study evaluated says nothing new: draw again
+    // (a few times; only a space of discrete parameters can repeat one).
+    for (int again = 0; again < 100 && evaluated(out); ++again) out = draw(rng);
+    return out;
+  }
+
+  std::string phase(int64_t trial_index, const std::vector<Observation>&) const override {
+    return trial_index == 0 && best_ ? "warm-start-best" : "random";
+  }
+
+  void set_warm_start(const std::vector<Observation>& observations) override {
+    warm_.clear();
+    best_.reset();
+    const Observation* best = nullptr;
+    for (const auto& observation : observations) {
+      warm_.push_back(observation.hyperparameters);
+      if (observation.pending || observation.stopped_early || !std::isfinite(observation.loss)) continue;
+      if (!best || observation.loss < best->loss) best = &observation;
+    }
+    if (start_from_best_ && best) {
+      // The best configuration, completed with draws for parameters it lacks.
+      Rng rng(trial_seed(seed_, 0));
+      json values = draw(rng);
+      for (const auto& parameter : space_.parameters) {
+        if (best->hyperparameters.contains(parameter.name)) values[parameter.name] = best->hyperparameters[parameter.name];
+      }
+      best_ = values;
+    }
+  }
+
+ private:
+  json draw(Rng& rng) const {
     json out = json::object();
     for (const auto& parameter : space_.parameters) out[parameter.name] = random_value(parameter, rng);
     return out;
   }
+  bool evaluated(const json& values) const {
+    return std::any_of(warm_.begin(), warm_.end(), [&](const json& seen) { return same_configuration(space_, seen, values); });
+  }
 
- private:
   SearchSpace space_;
   uint64_t seed_;
+  bool start_from_best_;
+  std::vector<json> warm_;
+  std::optional<json> best_;
 };
 
 // The cartesian product of each parameter's grid values, first parameter slowest.
 class GridSampler final : public Sampler {
  public:
-  GridSampler(const SearchSpace& space, int64_t grid_points) {
+  GridSampler(const SearchSpace& space, int64_t grid_points) : space_(space) {
     for (const auto& parameter : space.parameters) {
       std::vector<json> values;
       if (parameter.type == ParamType::kCategorical) {
@@ -81,9 +132,39 @@ class GridSampler final : public Sampler {
   }
 
   std::optional<json> suggest(int64_t trial_index, const std::vector<Observation>&) override {
-    if (trial_index >= *size()) return std::nullopt;
+    if (trial_index < 0 || trial_index >= *size()) return std::nullopt;
+    return point(skipped_.empty() ? trial_index : remaining_[static_cast<size_t>(trial_index)]);
+  }
+
+  std::string phase(int64_t, const std::vector<Observation>&) const override { return "grid"; }
+
+  // The points an earlier study evaluated are left out; the others keep their order.
+  void set_warm_start(const std::vector<Observation>& observations) override {
+    skipped_.clear();
+    remaining_.clear();
+    for (int64_t p = 0; p < full_size(); ++p) {
+      const json values = point(p);
+      const bool seen = std::any_of(observations.begin(), observations.end(), [&](const Observation& observation) {
+        return same_configuration(space_, observation.hyperparameters, values);
+      });
+      (seen ? skipped_ : remaining_).push_back(p);
+    }
+  }
+
+  std::optional<int64_t> size() const override {
+    return skipped_.empty() ? full_size() : static_cast<int64_t>(remaining_.size());
+  }
+
+ private:
+  int64_t full_size() const {
+    int64_t total = 1;
+    for (const auto& values : values_) total *= static_cast<int64_t>(values.size());
+    return total;
+  }
+
+  json point(int64_t number) const {
     json out = json::object();
-    int64_t rest = trial_index;
+    int64_t rest = number;
     for (size_t p = values_.size(); p-- > 0;) {
       const auto count = static_cast<int64_t>(values_[p].size());
       out[names_[p]] = values_[p][static_cast<size_t>(rest % count)];
@@ -92,15 +173,10 @@ class GridSampler final : public Sampler {
     return out;
   }
 
-  std::optional<int64_t> size() const override {
-    int64_t total = 1;
-    for (const auto& values : values_) total *= static_cast<int64_t>(values.size());
-    return total;
-  }
-
- private:
+  SearchSpace space_;
   std::vector<std::string> names_;
   std::vector<std::vector<json>> values_;
+  std::vector<int64_t> skipped_, remaining_;  // grid point numbers
 };
 
 // ---- TPE ---------------------------------------------------------------------
@@ -256,12 +332,16 @@ class TpeSampler final : public Sampler {
 
   std::optional<json> suggest(int64_t trial_index, const std::vector<Observation>& history) override {
     Rng rng(trial_seed(seed_, trial_index));
-    std::vector<const Observation*> ranked;
+    std::vector<const Observation*> ranked, pending;
     for (const auto& observation : history) {
-      if (std::isfinite(observation.loss)) ranked.push_back(&observation);
+      if (observation.pending) {
+        pending.push_back(&observation);
+      } else if (std::isfinite(observation.loss)) {
+        ranked.push_back(&observation);
+      }
     }
     json out = json::object();
-    if (static_cast<int64_t>(ranked.size()) < std::max<int64_t>(config_.startup_trials, 2)) {
+    if (in_startup(ranked.size())) {
       for (const auto& parameter : space_.parameters) out[parameter.name] = random_value(parameter, rng);
       return out;
     }
@@ -270,9 +350,13 @@ class TpeSampler final : public Sampler {
       if (a->stopped_early != b->stopped_early) return !a->stopped_early;
       return a->loss < b->loss;
     });
-    // Optuna's default split: the best 10 % (at least one, at most 25) are "good".
+    // Optuna's default split: the best 10 % (at least one, at most 25) of the
+    // finished trials are "good".
     const size_t good_count =
         std::clamp<size_t>(static_cast<size_t>(std::ceil(0.1 * static_cast<double>(ranked.size()))), 1, 25);
+    // The constant liar: running trials rank last, with the worst value, so the
+    // density of "bad" points keeps the next suggestion away from them.
+    ranked.insert(ranked.end(), pending.begin(), pending.end());
     if (config_.multivariate) {
       if (auto joint = suggest_joint(ranked, good_count, rng)) return *joint;
     }
@@ -291,7 +375,18 @@ class TpeSampler final : public Sampler {
     return out;
   }
 
+  std::string phase(int64_t, const std::vector<Observation>& history) const override {
+    const auto finished = std::count_if(history.begin(), history.end(), [](const Observation& observation) {
+      return !observation.pending && std::isfinite(observation.loss);
+    });
+    return in_startup(static_cast<size_t>(finished)) ? "startup" : "tpe";
+  }
+
  private:
+  bool in_startup(size_t finished) const {
+    return static_cast<int64_t>(finished) < std::max<int64_t>(config_.startup_trials, 2);
+  }
+
   // nullopt when some observation lacks a parameter (a warm start from a subset): then per-parameter TPE.
   std::optional<json> suggest_joint(const std::vector<const Observation*>& ranked, size_t good_count, Rng& rng) const {
     std::vector<std::vector<double>> good, bad;
@@ -462,7 +557,7 @@ class HyperbandStopper final : public Stopper {
 
 Result<std::unique_ptr<Sampler>> make_sampler(const SamplerConfig& config, const SearchSpace& space, uint64_t seed) {
   if (space.parameters.empty()) return invalid_argument("the search space is empty: give at least one --param");
-  if (config.kind == "random") return std::unique_ptr<Sampler>(new RandomSampler(space, seed));
+  if (config.kind == "random") return std::unique_ptr<Sampler>(new RandomSampler(space, seed, config.start_from_best));
   if (config.kind == "grid") {
     if (config.grid_points < 1) return invalid_argument("grid_points must be >= 1, got {}", config.grid_points);
     return std::unique_ptr<Sampler>(new GridSampler(space, config.grid_points));
@@ -473,6 +568,13 @@ Result<std::unique_ptr<Sampler>> make_sampler(const SamplerConfig& config, const
     return std::unique_ptr<Sampler>(new TpeSampler(space, config, seed));
   }
   return invalid_argument("strategy '{}' is not one of random, grid, bayesian, hyperband", config.kind);
+}
+
+int64_t first_tpe_trial(const SamplerConfig& config, int64_t parallel, int64_t warm) {
+  // Trial i sees max(0, i - parallel + 1) finished trials of its own study.
+  const int64_t needed = std::max<int64_t>(config.startup_trials, 2) - warm;
+  if (needed <= 0) return 0;
+  return needed + std::max<int64_t>(parallel, 1) - 1;
 }
 
 Result<std::unique_ptr<Stopper>> make_stopper(const StopperConfig& config) {

@@ -8,7 +8,16 @@
 // densities miss — or independent per parameter). Every draw is a
 // pure function of (seed, trial index, history), so a study is reproducible
 // for a given seed and parallelism when the caller fixes the history each
-// trial sees (the tuning job uses "trials with index <= i - parallelism").
+// trial sees (the tuning job uses "trials with index <= i - parallelism",
+// and the trials in between as pending). TPE treats pending (running) trials
+// with the constant-liar rule: each counts as a bad observation, so parallel
+// trials are not suggested on top of each other; they never count towards
+// the startup trials.
+//
+// Warm start (trials of earlier studies): TPE learns from them as history;
+// grid skips the points they evaluated; random redraws a configuration they
+// evaluated (only possible when every parameter is discrete); hyperband's
+// first trial runs their best configuration.
 //
 // Stoppers: median (stop a trial whose intermediate objective is worse than
 // the median of the other trials at the same epoch) and hyperband
@@ -34,8 +43,9 @@ namespace kennel::tune {
 // A finished trial as a strategy sees it.
 struct Observation {
   nlohmann::json hyperparameters;  // object; may lack parameters (warm start from a subset)
-  double loss = 0;                 // objective, minimise orientation
+  double loss = 0;                 // objective, minimise orientation (ignored when pending)
   bool stopped_early = false;      // ranked after every completed trial
+  bool pending = false;            // still running: TPE's constant liar counts it as bad
 };
 
 struct SamplerConfig {
@@ -46,6 +56,8 @@ struct SamplerConfig {
   bool multivariate = true;     // one joint density over all parameters (else one per parameter)
   // grid
   int64_t grid_points = 3;      // values per continuous parameter (integers: all when <= 10, else this many)
+  // random (the hyperband strategy): trial 0 runs the warm start's best configuration
+  bool start_from_best = false;
 };
 
 class Sampler {
@@ -53,9 +65,20 @@ class Sampler {
   virtual ~Sampler() = default;
   // Hyperparameters for trial `trial_index`. nullopt: the space is exhausted (grid).
   virtual std::optional<nlohmann::json> suggest(int64_t trial_index, const std::vector<Observation>& history) = 0;
+  // How suggest() chooses with this history: "random", "grid", "startup"
+  // (TPE's random draws before it has startup_trials finished trials), "tpe",
+  // or "warm-start-best". What `kennel tune describe` shows per trial.
+  virtual std::string phase(int64_t trial_index, const std::vector<Observation>& history) const = 0;
+  // Finished trials of earlier studies (see the file comment for what each strategy does with them).
+  virtual void set_warm_start(const std::vector<Observation>& observations) { (void)observations; }
   // Number of distinct suggestions, when finite (grid).
   virtual std::optional<int64_t> size() const { return std::nullopt; }
 };
+
+// The first trial index that TPE (not its random startup) chooses, in a study
+// that runs `parallel` trials at once under the index <= i - parallel rule,
+// with `warm` warm-start observations; every trial before it is random.
+int64_t first_tpe_trial(const SamplerConfig& config, int64_t parallel, int64_t warm);
 
 Result<std::unique_ptr<Sampler>> make_sampler(const SamplerConfig& config, const SearchSpace& space, uint64_t seed);
 

@@ -1,12 +1,16 @@
-// Reading a study back: load_study, the best trial, the summary `kennel tune
-// describe` prints and the HTML report draws (declared in tuning_job.h).
+// Reading a study back: load_study (from the store, any host), the best
+// trial, the summary `kennel tune describe` prints and the HTML report draws
+// (declared in tuning_job.h). A study an older kennel ran with files only
+// (study.json + trials.json, no rows in the store) is imported on first read
+// (a read-only store reads the files instead).
 #include <algorithm>
 #include <fstream>
 
 #include <fmt/format.h>
 
-#include "kennel/store/layout.h"
 #include "kennel/report/tuning_report.h"
+#include "kennel/store/layout.h"
+#include "kennel/tune/model_retention.h"
 #include "kennel/tune/tuning_job.h"
 #include "kennel/util/fs.h"
 
@@ -15,75 +19,119 @@ namespace kennel::tune {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-Result<StudyState> load_study(const fs::path& home, const std::string& name) {
-  auto registry = store::JobRegistry::open(store::HomeLayout(home).registry());
-  if (!registry.ok()) return registry.status();
-  auto record = (*registry)->get_job(name);
-  if (!record.ok()) {
-    return not_found("no tuning job named '{}' in {} (`kennel jobs list` shows the jobs)", name,
-                     store::HomeLayout(home).registry().string());
-  }
-  return load_study_files(*record, store::HomeLayout(home).study(name));
-}
+namespace {
 
-Result<StudyState> load_study_files(const store::JobRecord& record, const store::StudyPaths& study) {
-  if (record.kind != "tuning") {
-    return invalid_argument("'{}' is a {} job, not a tuning job", record.name, record.kind);
-  }
-  StudyState state;
-  state.record = record;
-  auto study_text = read_file_text(study.study());
+struct FileStudy {
+  StudySpec spec;
+  std::vector<Trial> trials;
+};
+
+// A study from before the store held them: study.json and trials.json.
+Result<FileStudy> read_file_study(const store::StudyPaths& files) {
+  auto study_text = read_file_text(files.study());
   if (!study_text.ok()) return study_text.status();
+  FileStudy study;
   try {
-    auto spec = study_spec_from_json(json::parse(*study_text));
-    if (!spec.ok()) return spec.status().with_context((study.study()).string());
-    state.spec = std::move(*spec);
+    auto parsed = study_spec_from_json(json::parse(*study_text));
+    if (!parsed.ok()) return parsed.status().with_context(files.study().string());
+    study.spec = std::move(*parsed);
   } catch (const json::exception& error) {
-    return Status(ErrorCode::kDataLoss, fmt::format("'{}' is not valid JSON: {}", (study.study()).string(), error.what()));
+    return Status(ErrorCode::kDataLoss, fmt::format("'{}' is not valid JSON: {}", files.study().string(), error.what()));
   }
-  std::error_code exists_error;
-  if (fs::exists(study.trials(), exists_error)) {
-    auto trials_text = read_file_text(study.trials());
-    if (!trials_text.ok()) return trials_text.status();
+  if (auto text = read_file_text(files.trials()); text.ok()) {
     try {
-      const json trials = json::parse(*trials_text);
-      for (const auto& trial : trials.value("trials", json::array())) state.trials.push_back(Trial::from_json(trial));
+      for (const auto& trial : json::parse(*text).value("trials", json::array())) {
+        Trial imported = Trial::from_json(trial);
+        if (imported.state == "pending-retry") imported.state = store::kTrialPending;
+        study.trials.push_back(std::move(imported));
+      }
     } catch (const json::exception& error) {
-      return Status(ErrorCode::kDataLoss,
-                    fmt::format("'{}' is not valid JSON: {}", (study.trials()).string(), error.what()));
+      return Status(ErrorCode::kDataLoss, fmt::format("'{}' is not valid JSON: {}", files.trials().string(), error.what()));
     }
   }
+  return study;
+}
+
+// Its files become rows, once.
+Status import_file_study(store::Store& store, const store::JobRecord& record, const store::StudyPaths& files) {
+  auto read = read_file_study(files);
+  if (!read.ok()) return read.status();
+  const StudySpec& spec = read->spec;
+  store::StudyRecord study;
+  study.name = record.name;
+  study.spec_json = to_json(spec).dump();
+  study.max_jobs = spec.max_jobs;
+  study.max_parallel_jobs = spec.max_parallel_jobs;
+  study.max_retries = spec.max_retries;
+  study.lease_seconds = spec.lease_seconds;
+  study.requeue_grace_seconds = spec.requeue_grace_seconds;
+  // The registry row exists already: only the study row and the trials are new.
+  KENNEL_RETURN_IF_ERROR(store.import_study(study));
+  for (auto& trial : read->trials) {
+    if (trial.state == store::kTrialRunning) trial.state = store::kTrialPending;  // its tuner is gone
+    KENNEL_RETURN_IF_ERROR(store.put_trial(record.name, trial));
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<StudyState> load_study(store::Store& store, const std::string& name) {
+  auto record = store.get_job(name);
+  if (!record.ok()) {
+    return not_found("no tuning job named '{}' in the store {} (`kennel jobs list` shows the jobs)", name,
+                     store.describe());
+  }
+  return load_study(store, *record, store::StudyPaths{record->job_dir});
+}
+
+Result<StudyState> load_study(store::Store& store, const store::JobRecord& record, const store::StudyPaths& files) {
+  const std::string& name = record.name;
+  if (record.kind != "tuning") return invalid_argument("'{}' is a {} job, not a tuning job", name, record.kind);
+  StudyState state;
+  state.record = record;
+  state.store = store.describe();
+  auto study = store.get_study(name);
+  if (!study.ok() && study.status().code() == ErrorCode::kNotFound && !store.location().shared()) {
+    if (store.read_only()) {
+      // A reader leaves the import to the next writer and reads the files as they are.
+      auto read = read_file_study(files);
+      if (!read.ok()) return read.status().with_context(fmt::format("reading study '{}'", name));
+      state.spec = std::move(read->spec);
+      state.trials = std::move(read->trials);
+      return state;
+    }
+    KENNEL_RETURN_IF_ERROR(import_file_study(store, record, files).with_context(fmt::format("importing study '{}'", name)));
+    study = store.get_study(name);
+  }
+  if (!study.ok()) return study.status();
+  try {
+    auto spec = study_spec_from_json(json::parse(study->spec_json));
+    if (!spec.ok()) return spec.status().with_context(fmt::format("the spec of study '{}'", name));
+    state.spec = std::move(*spec);
+  } catch (const json::exception& error) {
+    return Status(ErrorCode::kDataLoss, fmt::format("the spec of study '{}' is not valid JSON: {}", name, error.what()));
+  }
+  auto trials = store.list_trials(name);
+  if (!trials.ok()) return trials.status();
+  state.trials = std::move(*trials);
   return state;
 }
 
-std::optional<size_t> best_trial(const StudyState& state) {
-  // A completed trial beats any stopped one: only a completed trial has a model to use.
-  std::optional<size_t> best;
-  auto rank = [&](const Trial& trial) { return trial.state == "Completed" ? 0 : 1; };
-  for (size_t i = 0; i < state.trials.size(); ++i) {
-    const Trial& trial = state.trials[i];
-    if (!trial.finished() || !trial.objective || trial.state == "Failed") continue;
-    if (!best) {
-      best = i;
-      continue;
-    }
-    const Trial& current = state.trials[*best];
-    if (rank(trial) != rank(current)) {
-      if (rank(trial) < rank(current)) best = i;
-      continue;
-    }
-    const bool better = state.spec.objective.maximize() ? *trial.objective > *current.objective
-                                                        : *trial.objective < *current.objective;
-    if (better) best = i;
-  }
-  return best;
+Result<StudyState> load_study(const TuneOptions& options, const std::string& name) {
+  auto store = store::open_store(options.store);
+  if (!store.ok()) return store.status();
+  return load_study(**store, name);
 }
+
+std::optional<size_t> best_trial(const StudyState& state) { return best_trial_index(state.trials, state.spec.objective); }
 
 json best_trial_json(const fs::path& home, const StudyState& state) {
   const auto best = best_trial(state);
   if (!best) return nullptr;
   const Trial& trial = state.trials[*best];
   const store::JobPaths job = store::HomeLayout(home).job(trial.name);
+  const bool here = trial.host.empty() || trial.host == store::this_host();
   json out = {{"name", trial.name},
               {"tuning_job", state.spec.name},
               {"status", trial.state},
@@ -93,18 +141,20 @@ json best_trial_json(const fs::path& home, const StudyState& state) {
                 {"at", state.spec.objective.at},
                 {"value", *trial.objective}}},
               {"hyperparameters", trial.hyperparameters},
+              {"source", trial.source},
               {"epochs_run", trial.epochs_run},
+              {"host", trial.host},
               {"job_dir", job.dir.string()},
               {"model", nullptr}};
   std::error_code error;
-  if (trial.state == "Completed" && fs::exists(job.model() / "model.json", error)) {
+  if (trial.state == store::kTrialCompleted && here && fs::exists(job.model() / "model.json", error)) {
     out["model"] = job.model().string();
   }
   if (state.spec.command.empty()) {
-    // The trial's full training spec, ready for `kennel train --spec`: its own name
-    // and the per-trial thread split are dropped.
+    // The trial's full training spec, ready for `kennel train --spec`: its own
+    // name and the per-trial thread split are dropped.
     json spec = state.spec.training;
-    if (auto text = read_file_text(job.spec()); text.ok()) {
+    if (auto text = here ? read_file_text(job.spec()) : Result<std::string>(not_found("elsewhere")); text.ok()) {
       try {
         spec = json::parse(*text);
       } catch (const json::exception&) {
@@ -123,27 +173,29 @@ json best_trial_json(const fs::path& home, const StudyState& state) {
 }
 
 json study_summary_json(const fs::path& home, const StudyState& state) {
-  json counts = json::object();
+  json counts = json::object(), chosen_by = json::object();
   json trials = json::array();
+  const bool study_running = state.record.status == store::JobStatus::kInProgress;
   for (const auto& trial : state.trials) {
     std::string status = trial.state;
-    if (status == "pending-retry") status = "pending";
     double end = trial.ended_at > 0 ? trial.ended_at : (trial.started_at > 0 ? store::unix_now() : 0);
     // A study that is not running has no running trials: they were interrupted with it and re-run on resume.
-    const bool study_running = state.record.status == store::JobStatus::kInProgress;
-    if (!study_running && (status == "running" || status == "pending")) {
+    if (!study_running && (status == store::kTrialRunning || status == store::kTrialPending)) {
       status = "Interrupted";
       if (state.record.ended_at > 0) end = std::min(end, state.record.ended_at);
     }
     counts[status] = counts.value(status, 0) + 1;
+    if (!trial.source.empty()) chosen_by[trial.source] = chosen_by.value(trial.source, 0) + 1;
     trials.push_back({{"index", trial.index},
                       {"name", trial.name},
                       {"status", status},
                       {"early_stopped", trial.early_stopped},
                       {"objective", trial.objective ? json(*trial.objective) : json(nullptr)},
                       {"hyperparameters", trial.hyperparameters},
+                      {"source", trial.source},
                       {"epochs_run", trial.epochs_run},
                       {"attempts", trial.attempts},
+                      {"host", trial.host},
                       {"started_at", trial.started_at},
                       {"ended_at", trial.ended_at},
                       {"duration_seconds", trial.started_at > 0 ? end - trial.started_at : 0.0},
@@ -173,14 +225,21 @@ json study_summary_json(const fs::path& home, const StudyState& state) {
       } catch (const json::exception&) {
       }
     }
+    if (curve.empty()) {
+      // It ran on another host: the store has its objective per epoch.
+      const Trial& trial = state.trials[*best_trial(state)];
+      for (size_t epoch = 0; epoch < trial.intermediate.size(); ++epoch) {
+        curve.push_back({{"epoch", epoch}, {state.spec.objective.metric, trial.intermediate[epoch]}});
+      }
+    }
     best["curve"] = curve;
-    best["objective_value"] = best["objective"]["value"];
   }
   json report_best = best.is_null() ? json(nullptr)
                                     : json{{"name", best["name"]},
                                            {"objective", best["objective"]["value"]},
                                            {"hyperparameters", best["hyperparameters"]},
                                            {"model", best["model"]},
+                                           {"host", best["host"]},
                                            {"curve", best["curve"]}};
   return {{"name", state.spec.name},
           {"status", store::job_status_name(state.record.status)},
@@ -192,8 +251,12 @@ json study_summary_json(const fs::path& home, const StudyState& state) {
           {"parameters", state.spec.space.to_json()},
           {"max_jobs", state.spec.max_jobs},
           {"max_parallel_jobs", state.spec.max_parallel_jobs},
+          {"startup_trials", state.spec.sampler.startup_trials},
+          {"save_models", state.spec.save_models},
           {"seed", state.spec.seed},
+          {"store", state.store},
           {"counts", counts},
+          {"chosen_by", chosen_by},
           {"tuning_dir", store::HomeLayout(home).study(state.spec.name).dir.string()},
           {"trials", trials},
           {"best", report_best}};
@@ -201,6 +264,7 @@ json study_summary_json(const fs::path& home, const StudyState& state) {
 
 Result<fs::path> write_tuning_report(const fs::path& home, const StudyState& state) {
   const fs::path path = store::HomeLayout(home).study(state.spec.name).report();
+  KENNEL_RETURN_IF_ERROR(kennel::create_directories(path.parent_path()));
   KENNEL_RETURN_IF_ERROR(write_file_atomic(path, report::render_tuning_report(study_summary_json(home, state))));
   return path;
 }

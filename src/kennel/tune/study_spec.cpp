@@ -28,6 +28,19 @@ int64_t as_int(const json& value, const std::string& field) {
   throw Error(invalid_argument("tuning field '{}': expected an integer, got {}", field, value.dump()));
 }
 
+double as_number(const json& value, const std::string& field) {
+  if (value.is_number()) return value.get<double>();
+  if (value.is_string()) {
+    try {
+      size_t used = 0;
+      const double number = std::stod(value.get<std::string>(), &used);
+      if (used == value.get<std::string>().size()) return number;
+    } catch (const std::exception&) {
+    }
+  }
+  throw Error(invalid_argument("tuning field '{}': expected a number, got {}", field, value.dump()));
+}
+
 std::string as_string(const json& value, const std::string& field) {
   if (value.is_string()) return value.get<std::string>();
   if (value.is_boolean() && !value.get<bool>()) return "off";  // YAML's `early_stopping: false`
@@ -165,6 +178,14 @@ Status apply_study_json(StudySpec& spec, const json& object, const std::string& 
         spec.max_retries = as_int(value, key);
       } else if (key == "threads") {
         spec.threads = as_int(value, key);
+      } else if (key == "save_models") {
+        spec.save_models = as_string(value, key);
+      } else if (key == "nproc_per_node") {
+        spec.nproc_per_node = as_int(value, key);
+      } else if (key == "lease_seconds") {
+        spec.lease_seconds = as_number(value, key);
+      } else if (key == "requeue_grace_seconds") {
+        spec.requeue_grace_seconds = as_number(value, key);
       } else if (key == "warm_start") {
         spec.warm_start.clear();
         if (value.is_array()) {
@@ -191,7 +212,8 @@ Status apply_study_json(StudySpec& spec, const json& object, const std::string& 
       } else {
         return invalid_argument(
             "{}: unknown tuning field '{}' (fields: name, training, hyperparameters, objective, strategy, "
-            "early_stopping, max_jobs, max_parallel_jobs, seed, max_retries, warm_start, threads, command, metrics)",
+            "early_stopping, max_jobs, max_parallel_jobs, seed, max_retries, warm_start, threads, save_models, "
+            "nproc_per_node, lease_seconds, requeue_grace_seconds, command, metrics)",
             origin, key);
       }
     }
@@ -295,6 +317,18 @@ Result<StudySpec> resolve_study_spec(StudySpec spec) {
   }
   if (spec.max_retries < 0) return invalid_argument("max_retries must be >= 0, got {}", spec.max_retries);
   if (spec.threads < 0) return invalid_argument("threads must be >= 0 (0 = all cores), got {}", spec.threads);
+  if (spec.save_models != "best" && spec.save_models != "all" && spec.save_models != "none") {
+    return invalid_argument("save_models '{}' is not one of best, all, none", spec.save_models);
+  }
+  if (spec.nproc_per_node < 1) return invalid_argument("nproc_per_node must be >= 1, got {}", spec.nproc_per_node);
+  if (!(spec.lease_seconds >= 1)) return invalid_argument("lease_seconds must be >= 1, got {}", spec.lease_seconds);
+  if (!(spec.requeue_grace_seconds >= 0)) {
+    return invalid_argument("requeue_grace_seconds must be >= 0, got {}", spec.requeue_grace_seconds);
+  }
+  if (spec.nproc_per_node > 1 && !spec.command.empty()) {
+    return invalid_argument("--nproc-per-node starts Kennel trials with several ranks; with --command start them "
+                            "in your command");
+  }
   if (spec.objective.metric.empty()) return invalid_argument("objective: the metric name is empty");
   if (spec.objective.goal.empty()) {
     const auto& metric = spec.objective.metric;
@@ -464,7 +498,11 @@ json to_json(const StudySpec& spec) {
               {"seed", spec.seed},
               {"max_retries", spec.max_retries},
               {"warm_start", spec.warm_start},
-              {"threads", spec.threads}};
+              {"threads", spec.threads},
+              {"save_models", spec.save_models},
+              {"nproc_per_node", spec.nproc_per_node},
+              {"lease_seconds", spec.lease_seconds},
+              {"requeue_grace_seconds", spec.requeue_grace_seconds}};
   if (!spec.command.empty()) {
     out["command"] = spec.command;
     out["metrics"] = spec.metrics;

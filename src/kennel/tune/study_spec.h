@@ -44,6 +44,15 @@ struct StudySpec {
   int64_t max_retries = 1;            // re-runs of a trial that crashed (killed, not a training error)
   std::vector<std::string> warm_start;  // tuning jobs whose trials seed the strategy
   int64_t threads = 0;                // CPU threads split between parallel trials (0 = all cores)
+  // Which trials keep their model: best (only the study's best, while it is;
+  // a 100 MB ResNet-50 per trial would fill disks), all, or none. Checkpoints
+  // are kept while a trial runs, then removed (best, none).
+  std::string save_models = "best";
+  int64_t nproc_per_node = 1;         // ranks per Kennel trial (`kennel train --nproc-per-node`)
+  // Shared stores: a claim's lease, renewed every lease/4 by its worker, and the
+  // grace after its expiry before another worker re-runs the trial.
+  double lease_seconds = 60;
+  double requeue_grace_seconds = 30;
   // External command instead of `kennel train`: placeholders {name} take the trial's values.
   std::string command;
   std::map<std::string, std::string> metrics;  // metric name -> regex with one capture group
@@ -51,7 +60,8 @@ struct StudySpec {
 
 // Applies a spec file's object (keys: name, training (or base), hyperparameters
 // (or parameters), objective, strategy, early_stopping, max_jobs,
-// max_parallel_jobs, seed, max_retries, warm_start, threads, command, metrics).
+// max_parallel_jobs, seed, max_retries, warm_start, threads, save_models,
+// nproc_per_node, lease_seconds, requeue_grace_seconds, command, metrics).
 Status apply_study_json(StudySpec& spec, const nlohmann::json& object, const std::string& origin);
 
 // Parses "valid_accuracy=([0-9.]+)" (name=regex) into spec.metrics.

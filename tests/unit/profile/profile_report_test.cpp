@@ -125,7 +125,7 @@ TEST(ProfileSummaryTest, TimesTheJobsParts) {
   EXPECT_EQ(job["steps"], 100);
   EXPECT_EQ(job["system_samples"], 1200);
   EXPECT_EQ(job["gpus"], json::array({"GPU 0: Test GPU"}));
-  EXPECT_EQ(job["rules"], 10);
+  EXPECT_EQ(job["rules"], 11);
   EXPECT_NE(std::find(job["rules_triggered"].begin(), job["rules_triggered"].end(),
                       "DataloaderBottleneck"),
             job["rules_triggered"].end());
@@ -223,6 +223,22 @@ TEST(ProfileSummaryTest, SharesTimeByPhase) {
   EXPECT_NEAR(summary["phases"][0]["seconds"].get<double>(), (98 * 0.1 + 2 * 1.0) * 0.6, 1e-9);
   EXPECT_NEAR(summary["phases"][6]["share"].get<double>(), 0, 1e-9);
   EXPECT_EQ(summary["phase_series"]["step"].size(), 100u);
+}
+
+TEST(ProfileSummaryTest, ADataParallelJobShowsTheTimeSpentWaitingForTheOtherRanks) {
+  ProfileData data = sample_job();
+  for (auto& step : data.steps) {
+    step.sync = step.optimizer;  // some of the step waited for the other rank
+    step.optimizer = 0;
+    step.rank_busy = {step.total * 0.8, step.total * 0.8};
+  }
+  const json summary = summary_of(data);
+  std::vector<std::string> names;
+  for (const auto& phase : summary["phases"]) names.push_back(phase["phase"]);
+  EXPECT_EQ(names, (std::vector<std::string>{"data", "copy", "forward", "backward", "sync", "optimizer",
+                                             "callbacks", "other"}));
+  EXPECT_TRUE(summary["phase_series"].contains("sync_ms"));
+  EXPECT_FALSE(summary_of(sample_job())["phase_series"].contains("sync_ms"));
 }
 
 TEST(ProfileSummaryTest, PassesOperatorsAndRulesThrough) {
@@ -325,7 +341,7 @@ TEST(ProfileReportTest, RendersEmptyDataWithEverySection) {
   EXPECT_NE(html.find("No system samples were recorded"), std::string::npos);
   EXPECT_NE(html.find("No training steps were recorded."), std::string::npos);
   EXPECT_NE(html.find("No operator trace recorded"), std::string::npos);
-  EXPECT_NE(html.find("0 of 10 rules triggered."), std::string::npos);
+  EXPECT_NE(html.find("0 of 11 rules triggered."), std::string::npos);
   EXPECT_EQ(html.find("<tr class=\"triggered\""), std::string::npos);
 }
 

@@ -113,7 +113,7 @@ bool contains(const std::string& text, const std::string& needle) {
 TEST(ProfilerRulesTest, EveryRuleAnswersOnceInOrderWithItsEffectiveParameters) {
   const auto results = evaluate_profiler_rules(ProfileData{});
   const auto names = profiler_rule_names();
-  ASSERT_EQ(results.size(), 10u);
+  ASSERT_EQ(results.size(), 11u);
   ASSERT_EQ(names.size(), results.size());
   const json defaults = profiler_rule_defaults();
   for (size_t i = 0; i < results.size(); ++i) {
@@ -491,6 +491,34 @@ ProfileData steps_with_slow(size_t count, size_t slow) {
     step.data = 0.85;
   }
   return data;
+}
+
+TEST(StragglerRankTest, NamesTheRankWhoseBusyTimeHoldsTheOthersBack) {
+  ProfileData data = make_job(0, [](size_t) { return SampleShape{}; }, 20);
+  for (auto& step : data.steps) step.rank_busy = {0.10, 0.11, 0.19};
+  const RuleResult result = evaluate(data, "StragglerRank");
+  EXPECT_TRUE(result.triggered) << result.message;
+  EXPECT_TRUE(contains(result.message, "rank 2")) << result.message;
+  EXPECT_TRUE(contains(result.recommendation, "rank 2 holds the others back")) << result.recommendation;
+  EXPECT_EQ(result.datapoints, 18);  // skip_steps 2
+  EXPECT_EQ(result.violations, 18);
+}
+
+TEST(StragglerRankTest, QuietWhenRanksAreAlikeOrAFewStepsAreSlow) {
+  ProfileData data = make_job(0, [](size_t) { return SampleShape{}; }, 20);
+  for (size_t i = 0; i < data.steps.size(); ++i) {
+    data.steps[i].rank_busy = {0.10, i % 7 == 0 ? 0.5 : 0.105};
+  }
+  const RuleResult result = evaluate(data, "StragglerRank");
+  EXPECT_FALSE(result.triggered) << result.message;
+  EXPECT_GT(result.violations, 0);
+}
+
+TEST(StragglerRankTest, OneProcessHasNothingToCompare) {
+  const RuleResult result = evaluate(make_job(0, [](size_t) { return SampleShape{}; }, 20), "StragglerRank");
+  EXPECT_FALSE(result.triggered);
+  EXPECT_EQ(result.datapoints, 0);
+  EXPECT_TRUE(contains(result.message, "no data")) << result.message;
 }
 
 TEST(StepOutlierTest, FiresWhenManyStepsAreFarSlower) {

@@ -6,12 +6,17 @@
 
 #include "kennel/store/job_registry.h"
 #include "kennel/store/layout.h"
+#include "kennel/store/store.h"
 #include "unit/test_util.h"
 
 namespace kennel::studio {
 namespace {
 
 using nlohmann::json;
+
+store::StoreLocation embedded_store(const std::filesystem::path& home) {
+  return store::parse_store_location("", home).value();
+}
 
 class StudioApiTest : public ::testing::Test {
  protected:
@@ -65,7 +70,7 @@ class StudioApiTest : public ::testing::Test {
   testing::TempDir dir_;
   store::HomeLayout layout_{dir_.path()};
   std::unique_ptr<store::JobRegistry> registry_;
-  std::unique_ptr<StudioSource> source_ = make_home_source(dir_.path());
+  std::unique_ptr<StudioSource> source_ = make_home_source(dir_.path(), embedded_store(dir_.path()));
   StudioApi api_{*source_};
 };
 
@@ -128,7 +133,7 @@ TEST_F(StudioApiTest, StopRefusesAJobThatIsNotRunning) {
 
 TEST_F(StudioApiTest, AHomeWithoutARegistryIsEmpty) {
   testing::TempDir empty;
-  auto source = make_home_source(empty.path());
+  auto source = make_home_source(empty.path(), embedded_store(empty.path()));
   StudioApi api(*source);
   EXPECT_TRUE(api.jobs().value()["jobs"].empty());
   EXPECT_TRUE(api.studies().value()["studies"].empty());

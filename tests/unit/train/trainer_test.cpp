@@ -112,6 +112,76 @@ TEST(TrainerTest, LearnsSeparableDataAndCallsCallbacksInOrder) {
   EXPECT_LT(callback->steps.back().lr, 0.005);
 }
 
+// A partner replica that mirrors this one (same numbers) and asks to stop at a chosen step.
+class MirrorReplicas : public ReplicaGroup {
+ public:
+  int rank() const override { return 0; }
+  int world_size() const override { return 2; }
+  void attach(TrainableModel&) override { ++attached; }
+  void before_forward() override { ++forwards; }
+  void before_backward() override { ++backwards; }
+  void after_backward() override { ++averaged; }
+  std::vector<std::vector<double>> all_gather(const std::vector<double>& values) override {
+    ++exchanges;
+    std::vector<double> partner = values;
+    partner[3] = exchanges == partner_stops_at ? 1.0 : 0.0;  // the stop flag
+    return {values, partner};
+  }
+  void sum(at::Tensor& tensor) override { tensor.mul_(2); }
+
+  int attached = 0, forwards = 0, backwards = 0, averaged = 0, exchanges = 0;
+  int partner_stops_at = 0;
+};
+
+TEST(TrainerTest, WithReplicasNumbersAreSummedOverThemAndEveryStepSynchronises) {
+  Fixture f;
+  MirrorReplicas replicas;
+  f.options.replicas = &replicas;
+  Trainer trainer = f.make_trainer();
+  auto callback = std::make_shared<RecordingCallback>();
+  trainer.add_callback(callback);
+  const TrainOutcome outcome = trainer.fit();
+  EXPECT_TRUE(outcome.completed);
+  EXPECT_EQ(replicas.attached, 1);
+  EXPECT_EQ(replicas.forwards, 15);
+  EXPECT_EQ(replicas.backwards, 15);
+  EXPECT_EQ(replicas.averaged, 15);
+  EXPECT_EQ(replicas.exchanges, 15);
+  ASSERT_EQ(callback->steps.size(), 15u);
+  EXPECT_EQ(callback->steps.front().batch_size, 16);  // 8 here + 8 on the partner
+  EXPECT_EQ(callback->steps.front().replica_busy_seconds.size(), 2u);
+  // The partner's samples count: 40 here, 80 in all; validation 10 here, 20 in all.
+  EXPECT_EQ(outcome.state.step, 15);
+  EXPECT_EQ(outcome.epochs.back().valid->samples, 20);
+  EXPECT_EQ(outcome.epochs.back().valid->confusion.sum().item<int64_t>(), 20);
+}
+
+TEST(TrainerTest, WithReplicasAStopAskedForElsewhereEndsThisReplicaAtTheSameStep) {
+  Fixture f;
+  MirrorReplicas replicas;
+  replicas.partner_stops_at = 4;
+  f.options.replicas = &replicas;
+  Trainer trainer = f.make_trainer();
+  const TrainOutcome outcome = trainer.fit();
+  EXPECT_FALSE(outcome.completed);
+  EXPECT_EQ(outcome.stop_reason, "rank 1 stopped the job");
+  EXPECT_EQ(outcome.state.step, 4);
+}
+
+TEST(TrainerTest, WithReplicasALocalStopWaitsForTheNextExchange) {
+  Fixture f;
+  MirrorReplicas replicas;
+  f.options.replicas = &replicas;
+  Trainer trainer = f.make_trainer();
+  auto callback = std::make_shared<RecordingCallback>();
+  callback->stop_at_step = 7;  // asked after step 7's exchange: every replica learns of it at step 8
+  trainer.add_callback(callback);
+  const TrainOutcome outcome = trainer.fit();
+  EXPECT_FALSE(outcome.completed);
+  EXPECT_EQ(outcome.stop_reason, "rule fired");
+  EXPECT_EQ(outcome.state.step, 8);
+}
+
 TEST(TrainerTest, StopRequestEndsAtAStepBoundaryWithTheFirstReason) {
   Fixture f;
   Trainer trainer = f.make_trainer();
