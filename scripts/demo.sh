@@ -140,6 +140,7 @@ print(f"logs:                 {artifacts.get('log')}")
 PY
 cat <<NEXT
 tuning report:        $KENNEL_HOME/tuning/$TUNE/report.html
+look at it all:       $KENNEL studio        # then open http://127.0.0.1:8070
 next:                 $KENNEL tune describe $TUNE
                       $KENNEL debug $BEST --plot losses.png
                       $KENNEL serve $BEST --allow-file-root $(realpath "$DATA_DIR") &  # then POST {"url": "file://..."} to /invocations

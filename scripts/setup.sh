@@ -69,3 +69,7 @@ if ((${#missing[@]})); then
 else
   echo "setup: all ${#DEBIAN_PACKAGES[@]} Debian packages present"
 fi
+
+# Studio's chart library from npm (pinned; scripts/studio.sh): the build embeds it into the
+# binary, so it must be here before building. Quick when already installed.
+bash "$(dirname "$0")/studio.sh" >/dev/null

@@ -74,6 +74,9 @@ def test_tune_lr_and_batch_size_and_best_is_truly_best(kennel, tiny):
     # The HTML report has the charts; the best spec retrains as is.
     report = (kennel.home / "tuning" / "study" / "report.html").read_text()
     assert report.count("<svg") >= 4 and best["name"] in report
+    # Regression: the report of a finished study said "Status InProgress" (it was written
+    # before the outcome was recorded).
+    assert "<dt>Status</dt><dd>Completed</dd>" in report and "InProgress" not in report
     retrain = kennel.json("train", "--spec", kennel.home / "tuning" / "study" / "best-spec.json",
                           "--name", "retrained", "--max-steps", 2)
     assert retrain["status"] == "Completed"

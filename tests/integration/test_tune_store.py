@@ -251,4 +251,4 @@ def test_the_store_unit_tests_pass_on_postgresql(postgres):
                             env=dict(os.environ, KENNEL_TEST_POSTGRES_URL=postgres.url),
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-4000:]
-    assert "[  PASSED  ] 8 tests" in result.stdout, result.stdout[-2000:]
+    assert "[  PASSED  ] 9 tests" in result.stdout, result.stdout[-2000:]

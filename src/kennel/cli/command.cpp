@@ -123,6 +123,7 @@ void build_cli(CLI::App& app, CommandContext& context) {
   register_profile_command(app, context);
   register_weights_commands(app, context);
   register_cache_commands(app, context);
+  register_studio_command(app, context);
 }
 
 }  // namespace kennel::cli

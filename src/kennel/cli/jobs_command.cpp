@@ -1,9 +1,5 @@
 // `kennel jobs list|describe|logs|stop`: the registry, as a person or a script sees it.
-#include <signal.h>
-#include <unistd.h>
-
 #include <chrono>
-#include <cstring>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
@@ -184,23 +180,8 @@ void register_stop(CLI::App& jobs, CommandContext& context) {
       "stop", "Stop a running job: it writes a checkpoint and ends Stopped (resume with --resume)");
   stop->add_option("name", *name, "Job name")->required();
   stop->callback([name, &context] {
-    auto registry = open_registry(context);
-    const auto job = registry->get_job(*name).value();
-    if (job.status != store::JobStatus::kInProgress) {
-      throw Error(failed_precondition("job '{}' is not running (status {})", *name,
-                                      store::job_status_name(job.status)));
-    }
-    if (job.pid <= 0) {
-      throw Error(failed_precondition("no process owns job '{}' (a study run by tuning workers): stop its workers "
-                                      "(Ctrl-C or SIGTERM to each `kennel tune worker`)",
-                                      *name));
-    }
-    if (job.host != store::this_host()) {
-      throw Error(failed_precondition("job '{}' runs on host '{}': stop it there", *name, job.host));
-    }
-    if (::kill(static_cast<pid_t>(job.pid), SIGTERM) != 0) {
-      throw Error(failed_precondition("cannot signal job '{}' (pid {}): {}", *name, job.pid, std::strerror(errno)));
-    }
+    const auto job = open_registry(context)->get_job(*name).value();
+    if (Status stopped = store::request_stop(job); !stopped.ok()) throw Error(stopped);
     std::cout << fmt::format("sent SIGTERM to job '{}' (pid {}); it checkpoints and ends Stopped\n", *name, job.pid);
   });
 }

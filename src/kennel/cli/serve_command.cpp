@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <chrono>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -13,6 +14,7 @@
 #include "kennel/models/model_dir.h"
 #include "kennel/serve/auth.h"
 #include "kennel/serve/server.h"
+#include "kennel/store/endpoint_registry.h"
 #include "kennel/util/stop_signal.h"
 
 namespace kennel::cli {
@@ -45,6 +47,27 @@ class StopSignalWatcher {
   std::atomic<bool> done_{false};
   std::thread thread_;
 };
+
+// Lists this server in the home's endpoints/ (for `kennel studio`) while it runs; the home
+// must exist already: serving a model directory does not create one.
+std::optional<store::EndpointRegistration> register_endpoint(const CommandContext& context, const std::string& model,
+                                                             const std::filesystem::path& model_dir,
+                                                             const std::string& host, int port, bool tls) {
+  const auto home = context.global.home_dir();
+  std::error_code error;
+  if (!std::filesystem::is_directory(home, error)) return std::nullopt;
+  const std::string address = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  store::EndpointRecord record;
+  record.url = fmt::format("{}://{}:{}", tls ? "https" : "http", address, port);
+  record.model = model;
+  record.model_dir = model_dir.string();
+  auto registration = store::EndpointRegistration::create(home, std::move(record));
+  if (!registration.ok()) {
+    spdlog::warn("not listed for kennel studio: {}", registration.status().message());
+    return std::nullopt;
+  }
+  return std::move(registration).value();
+}
 
 }  // namespace
 
@@ -183,6 +206,7 @@ void register_serve_command(CLI::App& app, CommandContext& context) {
                              model_dir->string(), tls ? "https" : "http", shown_host, server.port(),
                              options.auth_token.empty() ? "" : "token required; ")
               << std::flush;
+    const auto registration = register_endpoint(context, flags->model, *model_dir, host, server.port(), tls);
     server.wait();
     if (stop_signal != 0) {
       std::cout << fmt::format("kennel serve: stopped by {} after finishing in-flight requests\n",

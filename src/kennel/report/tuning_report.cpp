@@ -212,6 +212,21 @@ std::vector<Series> series_by_status(const Study& study, XOf x_of) {
 
 // ---- Sections. ----
 
+// Metrics that are fractions in [0, 1] by nature, so they share one axis.
+bool is_fraction_metric(std::string_view key) {
+  for (std::string_view word : {"acc", "precision", "recall", "f1", "auc", "iou"}) {
+    if (key.find(word) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
+// Wall-clock stamps ("time": Unix seconds, "*_at") are when a point was
+// recorded, not a metric of the model.
+bool is_timestamp_key(std::string_view key) {
+  return key == "time" || key == "timestamp" || key == "wall_time" ||
+         (key.size() > 3 && key.substr(key.size() - 3) == "_at");
+}
+
 std::string summary_section(const json& root, const Study& study,
                             const std::vector<const Trial*>& ranked) {
   std::vector<std::pair<std::string, std::string>> rows;
@@ -414,26 +429,35 @@ std::string learning_curve_section(const Study& study) {
   for (const auto& point : curve) {
     if (!point.is_object()) continue;
     for (const auto& [key, value] : point.items()) {
-      if (key == "epoch" || key == "step" || !value.is_number()) continue;
+      if (key == "epoch" || key == "step" || is_timestamp_key(key) || !value.is_number()) continue;
       if (std::find(metrics.begin(), metrics.end(), key) == metrics.end()) metrics.push_back(key);
     }
   }
 
-  std::vector<Series> losses, others;
-  for (size_t m = 0; m < metrics.size(); ++m) {
+  // Losses on one chart, fractions (accuracies) on another, and every other
+  // metric (images/s, seconds per epoch, ...) on a chart of its own: one
+  // shared axis would flatten the small ones to a line at 0.
+  std::vector<Series> losses, fractions, others;
+  for (const auto& metric : metrics) {
     Series series;
-    series.name = metrics[m];
+    series.name = metric;
     for (size_t i = 0; i < curve.size(); ++i) {
       const auto x =
           x_key.empty() ? std::optional(static_cast<double>(i)) : number_field(curve[i], x_key);
-      const auto y = number_field(curve[i], metrics[m]);
+      const auto y = number_field(curve[i], metric);
       series.x.push_back(x.value_or(NAN));  // NaN leaves a gap in the line
       series.y.push_back(y.value_or(NAN));
     }
-    (metrics[m].find("loss") != std::string::npos ? losses : others).push_back(std::move(series));
+    if (metric.find("loss") != std::string::npos) {
+      losses.push_back(std::move(series));
+    } else if (is_fraction_metric(metric)) {
+      fractions.push_back(std::move(series));
+    } else {
+      others.push_back(std::move(series));
+    }
   }
   const std::string best_name = text_field(*study.best, "name");
-  const auto chart = [&](const char* what, const std::vector<Series>& series) {
+  const auto chart = [&](const std::string& what, const std::vector<Series>& series) {
     ChartOptions options;
     options.title = best_name.empty() ? fmt::format("Best trial: {}", what)
                                       : fmt::format("{}: {}", best_name, what);
@@ -444,8 +468,9 @@ std::string learning_curve_section(const Study& study) {
   };
   out += "<div class=\"charts\">\n";
   if (!losses.empty()) out += chart("loss", losses);
-  if (!others.empty()) out += chart("metrics", others);
-  if (losses.empty() && others.empty()) out += chart("metrics", {});
+  if (!fractions.empty()) out += chart("metrics", fractions);
+  for (const auto& series : others) out += chart(series.name, {series});
+  if (metrics.empty()) out += chart("metrics", {});
   return out + "</div>\n";
 }
 

@@ -1,7 +1,9 @@
 // The HTML report of a hyperparameter tuning study: a summary (strategy,
 // objective, trial counts, the best trial), the objective of each trial over
 // time with the best-so-far curve, one "parameter vs objective" chart per
-// hyperparameter, the best trial's learning curves, and a table of every
+// hyperparameter, the best trial's learning curves (losses on one axis,
+// accuracies on another, every other metric on its own; wall-clock stamps such
+// as "time" are not metrics and are left out), and a table of every
 // trial, best first. One self-contained file (inline SVG and CSS, no script).
 //
 // It reads the study's JSON summary, not the tune module's types, so a report

@@ -9,6 +9,10 @@
 // same host, a dead pid) and recorded as Failed when read; a row with pid 0
 // has no owning process (a study that waits for its workers) and never goes
 // stale. Thread-safety: one JobRegistry per thread.
+//
+// A reader that must never hold up the writers (a dashboard) opens the store
+// read-only (store.h, open_store_read_only): a short wait for locks, every
+// write refused, and a dead job reported as Failed without writing that down.
 #pragma once
 
 #include <cstdint>
@@ -58,6 +62,11 @@ class JobRegistry {
   // the file and the reason (unwritable directory, not a database, newer schema).
   static Result<std::unique_ptr<JobRegistry>> open(const std::filesystem::path& db_path);
 
+  // The same file opened for reading only (open_store_read_only in store.h):
+  // kNotFound when it does not exist, writes answer kFailedPrecondition.
+  static Result<std::unique_ptr<JobRegistry>> open_read_only(const std::filesystem::path& db_path,
+                                                             double busy_timeout_seconds = 2);
+
   virtual ~JobRegistry() = default;
 
   // kAlreadyExists when the name is taken.
@@ -74,7 +83,9 @@ class JobRegistry {
   virtual Status set_artifacts(const std::string& name, const std::string& artifacts_json) = 0;
 
   // Reads a job; an InProgress job whose heartbeat is older than the stale
-  // limit (or, on this host, whose pid is dead) is marked Failed first.
+  // limit (or, on this host, whose pid is dead) is marked Failed first; a
+  // read-only registry reports it as Failed without writing (and a status
+  // filter applies to what it reports).
   virtual Result<JobRecord> get_job(const std::string& name) = 0;
   virtual Result<std::vector<JobRecord>> list_jobs(const JobFilter& filter = {}) = 0;
 
@@ -90,5 +101,12 @@ class JobRegistry {
 
 double unix_now();
 std::string this_host();  // gethostname()
+
+// Asks a running job to stop: SIGTERM to its process, which checkpoints and
+// ends Stopped (`kennel train --resume` finishes it). kFailedPrecondition when
+// the job is not InProgress, has no owning process (a study run by tuning
+// workers), runs on another host, or cannot be signalled. What `kennel jobs
+// stop` and Studio's Stop button both do.
+Status request_stop(const JobRecord& job);
 
 }  // namespace kennel::store

@@ -9,11 +9,13 @@
 //   <home>/tuning/<name>/                 one tuning study (StudyPaths)
 //   <home>/cache/features/                feature caches shared by jobs
 //   <home>/cache/s3/                      objects synced from S3 (S3CachePaths)
+//   <home>/endpoints/<host>-<pid>.json    one running `kennel serve` (store/endpoint_registry.h)
 //
 // What is inside debug/ and profile/ belongs to the debugger and the profiler;
 // what is inside model/ belongs to models/model_dir. Values only; no I/O.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 
@@ -79,6 +81,10 @@ class HomeLayout {
   std::filesystem::path studies() const { return home_ / "tuning"; }
   std::filesystem::path feature_cache() const { return home_ / "cache" / "features"; }
   S3CachePaths s3_cache() const { return {home_ / "cache" / "s3"}; }
+  std::filesystem::path endpoints() const { return home_ / "endpoints"; }
+  std::filesystem::path endpoint(const std::string& host, int64_t pid) const {
+    return endpoints() / (host + "-" + std::to_string(pid) + ".json");
+  }
 
   JobPaths job(const std::string& name) const { return {jobs() / name}; }
   StudyPaths study(const std::string& name) const { return {studies() / name}; }

@@ -1,10 +1,13 @@
-// The store's factory and location, the registry's shared values, and the
-// trial record's JSON form.
+// The store's factories (read-write and read-only) and location, the registry's
+// shared values, stopping a job, and the trial record's JSON form.
 #include "kennel/store/store.h"
 
+#include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -156,6 +159,54 @@ Result<std::unique_ptr<Store>> open_store(const StoreLocation& location) {
   auto store = detail::SqlStore::open(location, std::move(*connection), detail::sqlite_schema());
   if (!store.ok()) return store.status().with_context(fmt::format("opening '{}'", location.sqlite_path.string()));
   return std::unique_ptr<Store>(std::move(*store));
+}
+
+Result<std::unique_ptr<Store>> open_store_read_only(const StoreLocation& location, double busy_timeout_seconds) {
+  if (location.kind == StoreLocation::Kind::kPostgres) {
+    auto connection = detail::PostgresConnection::open(location.url, location.display(), /*read_only=*/true);
+    if (!connection.ok()) return connection.status();
+    auto store = detail::SqlStore::open_read_only(location, std::move(*connection), detail::postgres_schema());
+    if (!store.ok()) return store.status();
+    return std::unique_ptr<Store>(std::move(*store));
+  }
+  std::error_code error;
+  if (!std::filesystem::exists(location.sqlite_path, error)) {
+    return not_found("no job registry at '{}': no job has run with this --home (or --store) yet",
+                     location.sqlite_path.string());
+  }
+  auto connection = detail::SqliteConnection::open_read_only(location.sqlite_path, busy_timeout_seconds);
+  if (!connection.ok()) return connection.status();
+  auto store = detail::SqlStore::open_read_only(location, std::move(*connection), detail::sqlite_schema());
+  if (!store.ok()) return store.status().with_context(fmt::format("reading '{}'", location.sqlite_path.string()));
+  return std::unique_ptr<Store>(std::move(*store));
+}
+
+Result<std::unique_ptr<JobRegistry>> JobRegistry::open_read_only(const std::filesystem::path& db_path,
+                                                                 double busy_timeout_seconds) {
+  StoreLocation location;
+  location.kind = StoreLocation::Kind::kSqlite;
+  location.sqlite_path = db_path;
+  auto store = open_store_read_only(location, busy_timeout_seconds);
+  if (!store.ok()) return store.status();
+  return std::unique_ptr<JobRegistry>(std::move(*store));
+}
+
+Status request_stop(const JobRecord& job) {
+  if (job.status != JobStatus::kInProgress) {
+    return failed_precondition("job '{}' is not running (status {})", job.name, job_status_name(job.status));
+  }
+  if (job.pid <= 0) {
+    return failed_precondition("no process owns job '{}' (a study run by tuning workers): stop its workers "
+                               "(Ctrl-C or SIGTERM to each `kennel tune worker`)",
+                               job.name);
+  }
+  if (job.host != this_host()) {
+    return failed_precondition("job '{}' runs on host '{}': stop it there", job.name, job.host);
+  }
+  if (::kill(static_cast<pid_t>(job.pid), SIGTERM) != 0) {
+    return failed_precondition("cannot signal job '{}' (pid {}): {}", job.name, job.pid, std::strerror(errno));
+  }
+  return {};
 }
 
 Result<std::unique_ptr<JobRegistry>> JobRegistry::open(const std::filesystem::path& db_path) {

@@ -49,17 +49,31 @@ Result<StoreLocation> parse_store_location(const std::string& text, const std::f
 class Store : public JobRegistry, public StudyStore {
  public:
   const StoreLocation& location() const { return location_; }
+  // Opened by open_store_read_only: every write answers kFailedPrecondition.
+  bool read_only() const { return read_only_; }
 
  protected:
-  explicit Store(StoreLocation location) : location_(std::move(location)) {}
+  Store(StoreLocation location, bool read_only) : location_(std::move(location)), read_only_(read_only) {}
 
  private:
   StoreLocation location_;
+  bool read_only_;
 };
 
 // Opens (creating or migrating the schema when needed) the store. A SQLite
 // store's directory must exist. PostgreSQL: connects with a 5 s timeout and TCP
 // keepalives; an unreachable server is kUnavailable naming the URL.
 Result<std::unique_ptr<Store>> open_store(const StoreLocation& location);
+
+// Opens an existing store for reading only, for a reader that must never hold
+// up the writers (`kennel studio`). It changes nothing in the database: no
+// schema migration (a newer schema is still refused), no WAL switch; each
+// write answers kFailedPrecondition; a job whose process is gone is reported
+// as Failed (the same rule as a writer's) without writing that down. SQLite:
+// the file opened SQLITE_OPEN_READONLY, kNotFound when it does not exist, and
+// a read waits at most `busy_timeout_seconds` for a writer's lock, then
+// answers kUnavailable. PostgreSQL: a read-only session (the server refuses
+// writes too).
+Result<std::unique_ptr<Store>> open_store_read_only(const StoreLocation& location, double busy_timeout_seconds = 2);
 
 }  // namespace kennel::store

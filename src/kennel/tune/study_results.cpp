@@ -1,7 +1,8 @@
 // Reading a study back: load_study (from the store, any host), the best
 // trial, the summary `kennel tune describe` prints and the HTML report draws
 // (declared in tuning_job.h). A study an older kennel ran with files only
-// (study.json + trials.json, no rows in the store) is imported on first read.
+// (study.json + trials.json, no rows in the store) is imported on first read
+// (a read-only store reads the files instead).
 #include <algorithm>
 #include <fstream>
 
@@ -20,31 +21,42 @@ using nlohmann::json;
 
 namespace {
 
-// Studies from before the store held them: their files become rows, once.
-Status import_file_study(store::Store& store, const store::JobRecord& record) {
-  const store::StudyPaths files{record.job_dir};
+struct FileStudy {
+  StudySpec spec;
+  std::vector<Trial> trials;
+};
+
+// A study from before the store held them: study.json and trials.json.
+Result<FileStudy> read_file_study(const store::StudyPaths& files) {
   auto study_text = read_file_text(files.study());
   if (!study_text.ok()) return study_text.status();
-  StudySpec spec;
+  FileStudy study;
   try {
     auto parsed = study_spec_from_json(json::parse(*study_text));
     if (!parsed.ok()) return parsed.status().with_context(files.study().string());
-    spec = std::move(*parsed);
+    study.spec = std::move(*parsed);
   } catch (const json::exception& error) {
     return Status(ErrorCode::kDataLoss, fmt::format("'{}' is not valid JSON: {}", files.study().string(), error.what()));
   }
-  std::vector<Trial> trials;
   if (auto text = read_file_text(files.trials()); text.ok()) {
     try {
       for (const auto& trial : json::parse(*text).value("trials", json::array())) {
         Trial imported = Trial::from_json(trial);
         if (imported.state == "pending-retry") imported.state = store::kTrialPending;
-        trials.push_back(std::move(imported));
+        study.trials.push_back(std::move(imported));
       }
     } catch (const json::exception& error) {
       return Status(ErrorCode::kDataLoss, fmt::format("'{}' is not valid JSON: {}", files.trials().string(), error.what()));
     }
   }
+  return study;
+}
+
+// Its files become rows, once.
+Status import_file_study(store::Store& store, const store::JobRecord& record, const store::StudyPaths& files) {
+  auto read = read_file_study(files);
+  if (!read.ok()) return read.status();
+  const StudySpec& spec = read->spec;
   store::StudyRecord study;
   study.name = record.name;
   study.spec_json = to_json(spec).dump();
@@ -55,7 +67,7 @@ Status import_file_study(store::Store& store, const store::JobRecord& record) {
   study.requeue_grace_seconds = spec.requeue_grace_seconds;
   // The registry row exists already: only the study row and the trials are new.
   KENNEL_RETURN_IF_ERROR(store.import_study(study));
-  for (auto& trial : trials) {
+  for (auto& trial : read->trials) {
     if (trial.state == store::kTrialRunning) trial.state = store::kTrialPending;  // its tuner is gone
     KENNEL_RETURN_IF_ERROR(store.put_trial(record.name, trial));
   }
@@ -70,16 +82,29 @@ Result<StudyState> load_study(store::Store& store, const std::string& name) {
     return not_found("no tuning job named '{}' in the store {} (`kennel jobs list` shows the jobs)", name,
                      store.describe());
   }
-  if (record->kind != "tuning") return invalid_argument("'{}' is a {} job, not a tuning job", name, record->kind);
+  return load_study(store, *record, store::StudyPaths{record->job_dir});
+}
+
+Result<StudyState> load_study(store::Store& store, const store::JobRecord& record, const store::StudyPaths& files) {
+  const std::string& name = record.name;
+  if (record.kind != "tuning") return invalid_argument("'{}' is a {} job, not a tuning job", name, record.kind);
+  StudyState state;
+  state.record = record;
+  state.store = store.describe();
   auto study = store.get_study(name);
   if (!study.ok() && study.status().code() == ErrorCode::kNotFound && !store.location().shared()) {
-    KENNEL_RETURN_IF_ERROR(import_file_study(store, *record).with_context(fmt::format("importing study '{}'", name)));
+    if (store.read_only()) {
+      // A reader leaves the import to the next writer and reads the files as they are.
+      auto read = read_file_study(files);
+      if (!read.ok()) return read.status().with_context(fmt::format("reading study '{}'", name));
+      state.spec = std::move(read->spec);
+      state.trials = std::move(read->trials);
+      return state;
+    }
+    KENNEL_RETURN_IF_ERROR(import_file_study(store, record, files).with_context(fmt::format("importing study '{}'", name)));
     study = store.get_study(name);
   }
   if (!study.ok()) return study.status();
-  StudyState state;
-  state.record = *record;
-  state.store = store.describe();
   try {
     auto spec = study_spec_from_json(json::parse(study->spec_json));
     if (!spec.ok()) return spec.status().with_context(fmt::format("the spec of study '{}'", name));

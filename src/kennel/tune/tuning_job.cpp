@@ -90,14 +90,19 @@ Result<TuningResult> record_outcome(store::Store& store, const TuneOptions& opti
     artifacts["best_trial"] = best_json["name"];
     if (!best_json["model"].is_null()) artifacts["best_model"] = best_json["model"];
   }
-  if (auto report = write_tuning_report(options.home, *state); report.ok()) {
-    artifacts["report"] = report->string();
-  } else {
-    spdlog::warn("could not write the tuning report: {}", report.status().message());
-  }
+  // The report shows the outcome this worker records (or finds recorded), not
+  // the InProgress row the store still holds while the outcome is decided.
+  auto write_report = [&] {
+    if (auto report = write_tuning_report(options.home, *state); report.ok()) {
+      artifacts["report"] = report->string();
+    } else {
+      spdlog::warn("could not write the tuning report: {}", report.status().message());
+    }
+  };
   const bool owner = owns_study(options);
   if (worked.stop_signal && !owner) {
     // One worker stopped; the study goes on with the others.
+    write_report();
     result.status = state->record.status;
     result.reason = fmt::format("this worker was stopped by {}; the study goes on with its other workers (start one "
                                 "with `kennel tune worker --study {}`)",
@@ -119,13 +124,20 @@ Result<TuningResult> record_outcome(store::Store& store, const TuneOptions& opti
     result.status = JobStatus::kCompleted;
   }
   auto row = store.get_job(spec.name);
-  if (owner || (row.ok() && row->status == JobStatus::kInProgress)) {
+  const bool records = owner || (row.ok() && row->status == JobStatus::kInProgress);
+  if (!records && row.ok()) {
+    // Another worker recorded the outcome first.
+    result.status = row->status;
+    result.reason = row->failure_reason;
+  }
+  state->record.status = result.status;
+  state->record.failure_reason = result.reason;
+  state->record.ended_at = records || !row.ok() ? store::unix_now() : row->ended_at;
+  write_report();
+  if (records) {
     (void)store.set_final_metrics(spec.name, final_metrics.dump());
     (void)store.set_artifacts(spec.name, artifacts.dump());
     KENNEL_RETURN_IF_ERROR(store.set_status(spec.name, result.status, result.reason));
-  } else if (row.ok()) {
-    result.status = row->status;
-    result.reason = row->failure_reason;
   }
   return result;
 }

@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kennel/store/job_registry.h"
+#include "kennel/store/layout.h"
 #include "kennel/store/store.h"
 #include "kennel/tune/study_spec.h"
 #include "kennel/tune/study_worker.h"
@@ -73,6 +74,10 @@ struct StudyState {
 };
 
 Result<StudyState> load_study(store::Store& store, const std::string& name);
+// The same from a registry row already read (e.g. through a read-only store,
+// which reads an older kennel's file-only study from `files` rather than
+// importing it) and the study's folder on this host.
+Result<StudyState> load_study(store::Store& store, const store::JobRecord& record, const store::StudyPaths& files);
 Result<StudyState> load_study(const TuneOptions& options, const std::string& name);
 
 // Index into state.trials of the best trial with an objective (early-stopped

@@ -109,6 +109,34 @@ TEST(TuningReportTest, DrawsTimeParameterAndLearningCurveCharts) {
   EXPECT_EQ(html.find("<title>fashion-tune-002"), std::string::npos);
 }
 
+// Regression: the best trial's "metrics" chart plotted metrics.jsonl's `time` (Unix seconds,
+// ~1.8e9) on the accuracies' axis, which flattened every accuracy to a line at 0.
+TEST(TuningReportTest, LearningCurvesKeepTimestampsOutAndScalesApart) {
+  json study = sample_study();
+  json& curve = study["best"]["curve"];
+  for (size_t i = 0; i < curve.size(); ++i) {
+    curve[i]["time"] = 1.8e9 + 30.0 * i;
+    curve[i]["images_per_second"] = 310.0 + i;
+    curve[i]["train_accuracy"] = 0.3 + 0.1 * i;
+  }
+  const std::string html = render_tuning_report(study);
+  std::string metrics_chart, throughput_chart;
+  for (const auto& svg : svg_elements(html)) {
+    if (svg.find(">fashion-tune-003: metrics<") != std::string::npos) metrics_chart = svg;
+    if (svg.find(">fashion-tune-003: images_per_second<") != std::string::npos) throughput_chart = svg;
+    EXPECT_EQ(svg.find(">time</text>"), std::string::npos) << "a timestamp was plotted";
+  }
+  ASSERT_FALSE(metrics_chart.empty());
+  EXPECT_NE(metrics_chart.find(">valid_accuracy</text>"), std::string::npos);
+  EXPECT_NE(metrics_chart.find(">train_accuracy</text>"), std::string::npos);
+  EXPECT_EQ(metrics_chart.find("images_per_second"), std::string::npos);
+  // The accuracies' axis spans accuracies: no tick anywhere near 1e9 or even 2.
+  EXPECT_EQ(metrics_chart.find("e+09"), std::string::npos);
+  EXPECT_EQ(metrics_chart.find(">300<"), std::string::npos);
+  ASSERT_FALSE(throughput_chart.empty());
+  expect_well_formed(html);
+}
+
 TEST(TuningReportTest, CategoricalParametersUseTheirChoicesAsTheAxis) {
   json study = sample_study();
   study["parameters"]["optimizer"] = {{"type", "categorical"}, {"choices", {"adam", "sgd"}}};

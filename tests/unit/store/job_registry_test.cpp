@@ -3,6 +3,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
+
 #include <gtest/gtest.h>
 
 #include "unit/test_util.h"
@@ -124,6 +126,66 @@ TEST_F(JobRegistryTest, UnwritableLocationIsAClearError) {
   auto registry = JobRegistry::open("/proc/kennel-cannot-write-here/kennel.db");
   ASSERT_FALSE(registry.ok());
   EXPECT_NE(registry.status().message().find("kennel-cannot-write-here"), std::string::npos);
+}
+
+TEST_F(JobRegistryTest, ReadOnlyReadsButNeverWrites) {
+  EXPECT_EQ(JobRegistry::open_read_only(dir_ / "kennel.db").status().code(), ErrorCode::kNotFound);
+  auto writer = open();
+  JobRecord record;
+  record.name = "watched";
+  ASSERT_TRUE(writer->create_job(record).ok());
+  auto reader = JobRegistry::open_read_only(dir_ / "kennel.db");
+  ASSERT_TRUE(reader.ok()) << reader.status().to_string();
+  EXPECT_EQ((*reader)->get_job("watched")->status, JobStatus::kInProgress);
+  EXPECT_EQ((*reader)->set_status("watched", JobStatus::kStopped).code(), ErrorCode::kFailedPrecondition);
+  JobRecord other;
+  other.name = "other";
+  EXPECT_EQ((*reader)->create_job(other).code(), ErrorCode::kFailedPrecondition);
+  // The writer's changes show up in the reader's next read.
+  ASSERT_TRUE(writer->set_status("watched", JobStatus::kCompleted).ok());
+  EXPECT_EQ((*reader)->get_job("watched")->status, JobStatus::kCompleted);
+}
+
+TEST_F(JobRegistryTest, ReadOnlySettlesDeadJobsWithoutWritingThem) {
+  auto writer = open();
+  JobRecord record;
+  record.name = "gone";
+  record.host = "another-host";
+  ASSERT_TRUE(writer->create_job(record).ok());
+  auto reader = JobRegistry::open_read_only(dir_ / "kennel.db").value();
+  reader->set_stale_after_seconds(-1);
+  const JobRecord seen = reader->get_job("gone").value();
+  EXPECT_EQ(seen.status, JobStatus::kFailed);
+  EXPECT_NE(seen.failure_reason.find("heartbeat"), std::string::npos);
+  JobFilter failed;
+  failed.status = JobStatus::kFailed;
+  EXPECT_EQ(reader->list_jobs(failed)->size(), 1u);
+  JobFilter running;
+  running.status = JobStatus::kInProgress;
+  EXPECT_EQ(reader->list_jobs(running)->size(), 0u);
+  // Nothing was written: the writer (whose limit is the default) still sees it running.
+  EXPECT_EQ(writer->get_job("gone")->status, JobStatus::kInProgress);
+}
+
+TEST_F(JobRegistryTest, ReadOnlyRefusesAFileThatIsNotARegistry) {
+  { std::ofstream(dir_ / "kennel.db") << "not a database at all, just some text that is long enough"; }
+  auto reader = JobRegistry::open_read_only(dir_ / "kennel.db");
+  ASSERT_FALSE(reader.ok());
+  EXPECT_NE(reader.status().message().find("kennel.db"), std::string::npos);
+}
+
+TEST_F(JobRegistryTest, RequestStopRefusesJobsItCannotSignal) {
+  JobRecord done;
+  done.name = "done";
+  done.status = JobStatus::kCompleted;
+  EXPECT_EQ(request_stop(done).code(), ErrorCode::kFailedPrecondition);
+  JobRecord remote;
+  remote.name = "remote";
+  remote.host = "another-host";
+  remote.pid = 1;
+  const Status refused = request_stop(remote);
+  EXPECT_EQ(refused.code(), ErrorCode::kFailedPrecondition);
+  EXPECT_NE(refused.message().find("another-host"), std::string::npos);
 }
 
 }  // namespace

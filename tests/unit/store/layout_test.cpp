@@ -10,6 +10,8 @@ TEST(HomeLayoutTest, JobFilesHaveTheirDocumentedNames) {
   const HomeLayout home("/h");
   EXPECT_EQ(home.registry(), "/h/kennel.db");
   EXPECT_EQ(home.feature_cache(), "/h/cache/features");
+  EXPECT_EQ(home.endpoints(), "/h/endpoints");
+  EXPECT_EQ(home.endpoint("box", 42), "/h/endpoints/box-42.json");
   const JobPaths job = home.job("j1");
   EXPECT_EQ(job.dir, "/h/jobs/j1");
   EXPECT_EQ(job.spec(), "/h/jobs/j1/spec.json");

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -317,6 +318,103 @@ TEST_P(StudyStoreTest, PutTrialOverwritesForAResume) {
   ASSERT_TRUE(store->put_trial("resume", trial).ok());
   EXPECT_FALSE(*store->renew_lease(claim->lease));
   EXPECT_EQ(store->list_trials("resume")->front().state, kTrialPending);
+}
+
+TEST_P(StudyStoreTest, AReadOnlyStoreReadsEverythingAndWritesNothing) {
+  // Before any writer: no tables (PostgreSQL) or no file (SQLite) is "nothing here yet".
+  EXPECT_EQ(open_store_read_only(location()).status().code(), ErrorCode::kNotFound);
+  auto writer = open();
+  create(*writer, "watched", 2, 1);
+  auto claim = writer->claim_trial(request("watched"));
+  ASSERT_TRUE(claim.ok()) << claim.status().to_string();
+  JobRecord gone;
+  gone.name = "gone";
+  gone.host = "another-host";  // only its heartbeat can tell
+  ASSERT_TRUE(writer->create_job(gone).ok());
+
+  auto opened = open_store_read_only(location());
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  Store& reader = **opened;
+  EXPECT_TRUE(reader.read_only());
+  EXPECT_EQ(reader.get_study("watched")->max_jobs, 2);
+  EXPECT_EQ(reader.list_trials("watched")->size(), 1u);
+  EXPECT_EQ(reader.get_job("gone")->status, JobStatus::kInProgress);
+
+  // Every write is refused, before it reaches the database.
+  JobRecord other;
+  other.name = "other";
+  EXPECT_EQ(reader.create_job(other).code(), ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(reader.set_status("gone", JobStatus::kStopped).code(), ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(reader.heartbeat("gone").code(), ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(reader.claim_trial(request("watched")).status().code(), ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(reader.renew_lease(claim->lease).status().code(), ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(reader.put_trial("watched", claim->trial).code(), ErrorCode::kFailedPrecondition);
+
+  // A dead job is reported Failed by the writer's rule, and the status filter sees that...
+  reader.set_stale_after_seconds(-1);
+  const JobRecord seen = reader.get_job("gone").value();
+  EXPECT_EQ(seen.status, JobStatus::kFailed);
+  EXPECT_NE(seen.failure_reason.find("heartbeat"), std::string::npos) << seen.failure_reason;
+  JobFilter failed;
+  failed.status = JobStatus::kFailed;
+  failed.limit = 1;
+  auto failed_jobs = reader.list_jobs(failed);
+  ASSERT_EQ(failed_jobs->size(), 1u);
+  EXPECT_EQ(failed_jobs->front().name, "gone");
+  JobFilter running;
+  running.status = JobStatus::kInProgress;
+  // ...while the study's row (pid 0: no owning process) never goes stale.
+  auto running_jobs = reader.list_jobs(running);
+  ASSERT_EQ(running_jobs->size(), 1u);
+  EXPECT_EQ(running_jobs->front().name, "watched");
+  // ...and nothing was written: the writer (default limit) still sees it running.
+  EXPECT_EQ(writer->get_job("gone")->status, JobStatus::kInProgress);
+  // The writer's changes show up in the reader's next read.
+  ASSERT_TRUE(writer->set_status("gone", JobStatus::kCompleted).ok());
+  EXPECT_EQ(reader.get_job("gone")->status, JobStatus::kCompleted);
+}
+
+TEST_P(SqliteMigrationTest, AReadOnlyStoreNeverMigratesAndRefusesWhatIsNotAStore) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "kennel.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (1);"
+                         "CREATE TABLE jobs (name TEXT PRIMARY KEY, kind TEXT NOT NULL, parent TEXT NOT NULL DEFAULT '',"
+                         " status TEXT NOT NULL, failure_reason TEXT NOT NULL DEFAULT '', spec_json TEXT NOT NULL "
+                         "DEFAULT '{}', job_dir TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL, started_at REAL NOT "
+                         "NULL DEFAULT 0, ended_at REAL NOT NULL DEFAULT 0, heartbeat_at REAL NOT NULL DEFAULT 0, pid "
+                         "INTEGER NOT NULL DEFAULT 0, host TEXT NOT NULL DEFAULT '', final_metrics_json TEXT NOT NULL "
+                         "DEFAULT '{}', artifacts_json TEXT NOT NULL DEFAULT '{}');"
+                         "INSERT INTO jobs(name, kind, status, created_at) VALUES ('old-study', 'tuning', 'Completed', 1);",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  {
+    auto reader = open_store_read_only(location());
+    ASSERT_TRUE(reader.ok()) << reader.status().to_string();
+    EXPECT_EQ((*reader)->get_job("old-study")->status, JobStatus::kCompleted);
+    // A version 1 store keeps its studies in files: none in the store.
+    EXPECT_EQ((*reader)->get_study("old-study").status().code(), ErrorCode::kNotFound);
+    EXPECT_TRUE((*reader)->list_trials("old-study")->empty());
+  }
+  ASSERT_EQ(sqlite3_open((dir_ / "kennel.db").c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* version = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT MAX(version) FROM schema_version", -1, &version, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(version), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(version, 0), 1) << "a reader migrated the store";
+  sqlite3_finalize(version);
+  ASSERT_EQ(sqlite3_exec(db, "INSERT INTO schema_version VALUES (99)", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  auto newer = open_store_read_only(location());
+  ASSERT_FALSE(newer.ok());
+  EXPECT_NE(newer.status().message().find("upgrade kennel"), std::string::npos) << newer.status().message();
+
+  std::filesystem::remove(dir_ / "kennel.db");
+  { std::ofstream(dir_ / "kennel.db") << "not a database at all, just some text that is long enough"; }
+  auto text = open_store_read_only(location());
+  ASSERT_FALSE(text.ok());
+  EXPECT_EQ(text.status().code(), ErrorCode::kDataLoss) << text.status().to_string();
+  EXPECT_NE(text.status().message().find("kennel.db"), std::string::npos) << text.status().message();
 }
 
 // PostgreSQL only when a scratch database is given, so a plain run has nothing to skip.

@@ -33,8 +33,9 @@ PostgresConnection::PostgresConnection(std::string url, std::string display)
 }
 
 Result<std::unique_ptr<PostgresConnection>> PostgresConnection::open(const std::string& url,
-                                                                     const std::string& display) {
+                                                                     const std::string& display, bool read_only) {
   std::unique_ptr<PostgresConnection> connection(new PostgresConnection(url, display));
+  connection->read_only_ = read_only;
   KENNEL_RETURN_IF_ERROR(connection->connect());
   return connection;
 }
@@ -57,9 +58,12 @@ Status PostgresConnection::connect() {
   }
   PQsetNoticeProcessor(connection_, ignore_notice, nullptr);
   connection_lost_ = false;
-  PGresult* settings = PQexec(connection_,
-                              "SET lock_timeout = '10s'; SET idle_in_transaction_session_timeout = '15s'; "
-                              "SET statement_timeout = '60s'");
+  // A read-only session is set again on each reconnection: the server itself refuses its writes.
+  const std::string session =
+      std::string("SET lock_timeout = '10s'; SET idle_in_transaction_session_timeout = '15s'; "
+                  "SET statement_timeout = '60s'") +
+      (read_only_ ? "; SET default_transaction_read_only = on" : "");
+  PGresult* settings = PQexec(connection_, session.c_str());
   const bool ok = PQresultStatus(settings) == PGRES_COMMAND_OK;
   const std::string why = trimmed(PQresultErrorMessage(settings));
   PQclear(settings);

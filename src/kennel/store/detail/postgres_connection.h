@@ -21,8 +21,10 @@ namespace kennel::store::detail {
 
 class PostgresConnection final : public SqlConnection {
  public:
-  // `display` is the URL without its password, for messages.
-  static Result<std::unique_ptr<PostgresConnection>> open(const std::string& url, const std::string& display);
+  // `display` is the URL without its password, for messages. `read_only`: a
+  // session whose transactions are read-only (default_transaction_read_only).
+  static Result<std::unique_ptr<PostgresConnection>> open(const std::string& url, const std::string& display,
+                                                          bool read_only = false);
   ~PostgresConnection() override;
 
   Result<SqlRows> query(std::string_view sql, const std::vector<SqlValue>& params = {}) override;
@@ -48,6 +50,7 @@ class PostgresConnection final : public SqlConnection {
   std::string last_sqlstate_;
   bool connection_lost_ = false;
   bool in_transaction_ = false;
+  bool read_only_ = false;
   double retry_seconds_ = 10;
 };
 

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -125,6 +126,7 @@ const char* const kPostgresTrials = R"sql(CREATE TABLE IF NOT EXISTS kennel_tria
 constexpr const char* kJobColumns =
     "name, kind, parent, status, failure_reason, spec_json, job_dir, created_at, started_at, ended_at, "
     "heartbeat_at, pid, host, final_metrics_json, artifacts_json";
+constexpr size_t kJobColumnCount = 15;  // a query's next column comes after these
 
 JobRecord read_job(const SqlRow& row) {
   JobRecord record;
@@ -160,6 +162,7 @@ int64_t owner_pid(const JobRecord& record) {
 
 const Schema& sqlite_schema() {
   static const Schema schema{"schema_version", "",
+                             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
                              {{1, {kSqliteJobs, "CREATE INDEX IF NOT EXISTS jobs_parent ON jobs(parent)"}},
                               {2, {kSqliteStudies, kSqliteTrials}}}};
   return schema;
@@ -170,6 +173,7 @@ const Schema& postgres_schema() {
   static const Schema schema{
       "kennel_schema_version",
       "SELECT pg_advisory_xact_lock(7316851)",
+      "SELECT CASE WHEN to_regclass(CAST($1 AS TEXT)) IS NULL THEN 0 ELSE 1 END",
       {{1, {kPostgresJobs, "CREATE INDEX IF NOT EXISTS kennel_jobs_parent ON kennel_jobs(parent)"}},
        {2, {kPostgresStudies, kPostgresTrials}}}};
   return schema;
@@ -177,9 +181,44 @@ const Schema& postgres_schema() {
 
 Result<std::unique_ptr<SqlStore>> SqlStore::open(StoreLocation location, std::unique_ptr<SqlConnection> connection,
                                                  const Schema& schema) {
-  std::unique_ptr<SqlStore> store(new SqlStore(std::move(location), std::move(connection)));
+  std::unique_ptr<SqlStore> store(new SqlStore(std::move(location), std::move(connection), /*read_only=*/false));
   KENNEL_RETURN_IF_ERROR(store->migrate(schema));
+  store->schema_version_ = schema.latest();
   return store;
+}
+
+Result<std::unique_ptr<SqlStore>> SqlStore::open_read_only(StoreLocation location,
+                                                           std::unique_ptr<SqlConnection> connection,
+                                                           const Schema& schema) {
+  std::unique_ptr<SqlStore> store(new SqlStore(std::move(location), std::move(connection), /*read_only=*/true));
+  KENNEL_RETURN_IF_ERROR(store->check_schema(schema));
+  return store;
+}
+
+Status SqlStore::check_schema(const Schema& schema) {
+  auto exists = db_->query_retried(schema.table_exists, {schema.version_table});
+  if (!exists.ok()) {
+    if (exists.status().code() == ErrorCode::kUnavailable) return exists.status();
+    return Status(ErrorCode::kDataLoss, fmt::format("the store {} is not a Kennel store: {}", describe(),
+                                                    exists.status().message()));
+  }
+  if (exists->empty() || exists->front().integer(0) == 0) {
+    return not_found("the store {} has no Kennel tables yet: no job has run with it", describe());
+  }
+  auto current = db_->query_retried(fmt::format("SELECT COALESCE(MAX(version), 0) FROM {}", schema.version_table));
+  if (!current.ok()) return current.status();
+  schema_version_ = static_cast<int>(current->empty() ? 0 : current->front().integer(0));
+  if (schema_version_ > schema.latest()) {
+    return failed_precondition("the store {} has schema version {}, newer than this kennel understands ({}): "
+                               "upgrade kennel",
+                               describe(), schema_version_, schema.latest());
+  }
+  return {};
+}
+
+Status SqlStore::check_writable() const {
+  if (!read_only()) return {};
+  return failed_precondition("the store {} was opened read-only: this reader never writes to it", describe());
 }
 
 Status SqlStore::migrate(const Schema& schema) {
@@ -233,10 +272,12 @@ Status SqlStore::insert_job(const JobRecord& record) {
 }
 
 Status SqlStore::create_job(const JobRecord& record) {
+  KENNEL_RETURN_IF_ERROR(check_writable());
   return db_->transaction([&] { return insert_job(record); });
 }
 
 Status SqlStore::replace_job(const JobRecord& record) {
+  KENNEL_RETURN_IF_ERROR(check_writable());
   return db_->transaction([&]() -> Status {
     auto updated = db_->execute(
         "UPDATE {jobs} SET kind = $2, parent = $3, status = $4, failure_reason = $5, spec_json = $6, job_dir = $7, "
@@ -251,6 +292,7 @@ Status SqlStore::replace_job(const JobRecord& record) {
 }
 
 Status SqlStore::set_status(const std::string& name, JobStatus status, const std::string& reason) {
+  KENNEL_RETURN_IF_ERROR(check_writable());
   const bool terminal = status != JobStatus::kInProgress;
   auto updated = db_->execute_retried(
       terminal ? "UPDATE {jobs} SET status = $2, failure_reason = $3, ended_at = {now}, heartbeat_at = {now} "
@@ -264,6 +306,7 @@ Status SqlStore::set_status(const std::string& name, JobStatus status, const std
 }
 
 Status SqlStore::reopen_job(const std::string& name) {
+  KENNEL_RETURN_IF_ERROR(check_writable());
   auto updated = db_->execute_retried(
       "UPDATE {jobs} SET status = 'InProgress', failure_reason = '', ended_at = 0, heartbeat_at = {now}, pid = $2, "
       "host = $3 WHERE name = $1",
@@ -274,38 +317,55 @@ Status SqlStore::reopen_job(const std::string& name) {
 }
 
 Status SqlStore::heartbeat(const std::string& name) {
+  KENNEL_RETURN_IF_ERROR(check_writable());
   return db_->execute_retried("UPDATE {jobs} SET heartbeat_at = {now} WHERE name = $1", {name}).status();
 }
 
 Status SqlStore::set_final_metrics(const std::string& name, const std::string& metrics_json) {
+  KENNEL_RETURN_IF_ERROR(check_writable());
   return db_->execute_retried("UPDATE {jobs} SET final_metrics_json = $2 WHERE name = $1", {name, metrics_json})
       .status();
 }
 
 Status SqlStore::set_artifacts(const std::string& name, const std::string& artifacts_json) {
+  KENNEL_RETURN_IF_ERROR(check_writable());
   return db_->execute_retried("UPDATE {jobs} SET artifacts_json = $2 WHERE name = $1", {name, artifacts_json})
       .status();
 }
 
-Status SqlStore::mark_stale_jobs() {
-  // Read first, without the write lock: stale rows are rare, reads are not.
+std::string SqlStore::stale_reason(const std::string& host, int64_t pid, double silent_seconds) const {
   // pid 0: no process owns the row (a study waiting for its workers).
+  if (pid == 0) return "";
+  // On this host a dead pid is proof enough; elsewhere only a stale heartbeat.
+  if (host == this_host() && !process_alive(pid)) {
+    return fmt::format("the job's process (pid {}) died without recording an outcome", pid);
+  }
+  if (silent_seconds > stale_after_seconds_) {
+    return fmt::format("no heartbeat for {:.0f} s: the job's process died or hung", silent_seconds);
+  }
+  return "";
+}
+
+void SqlStore::settle_stale(JobRecord& record, double silent_seconds) const {
+  if (record.status != JobStatus::kInProgress) return;
+  std::string reason = stale_reason(record.host, record.pid, silent_seconds);
+  if (reason.empty()) return;
+  // What mark_stale_jobs would write.
+  record.status = JobStatus::kFailed;
+  record.failure_reason = std::move(reason);
+  record.ended_at = record.heartbeat_at;
+}
+
+Status SqlStore::mark_stale_jobs() {
+  if (read_only()) return {};  // a reader settles stale rows in memory (settle_stale)
+  // Read first, without the write lock: stale rows are rare, reads are not.
   auto rows = db_->query_retried(
       "SELECT name, {now} - heartbeat_at, pid, host FROM {jobs} WHERE status = 'InProgress' AND pid <> 0");
   if (!rows.ok()) return rows.status();
-  const std::string here = this_host();
   for (const auto& row : *rows) {
-    const double silent = row.real(1);
     const int64_t pid = row.integer(2);
-    std::string reason;
-    // On this host a dead pid is proof enough; elsewhere only a stale heartbeat.
-    if (row.text(3) == here && !process_alive(pid)) {
-      reason = fmt::format("the job's process (pid {}) died without recording an outcome", pid);
-    } else if (silent > stale_after_seconds_) {
-      reason = fmt::format("no heartbeat for {:.0f} s: the job's process died or hung", silent);
-    } else {
-      continue;
-    }
+    const std::string reason = stale_reason(row.text(3), pid, row.real(1));
+    if (reason.empty()) continue;
     // The pid condition: a job re-opened meanwhile by a live process stays as it is.
     auto updated = db_->execute_retried(
         "UPDATE {jobs} SET status = 'Failed', failure_reason = $2, ended_at = heartbeat_at "
@@ -318,10 +378,13 @@ Status SqlStore::mark_stale_jobs() {
 
 Result<JobRecord> SqlStore::get_job(const std::string& name) {
   KENNEL_RETURN_IF_ERROR(mark_stale_jobs());
-  auto rows = db_->query_retried(fmt::format("SELECT {} FROM {{jobs}} WHERE name = $1", kJobColumns), {name});
+  auto rows = db_->query_retried(
+      fmt::format("SELECT {}, {{now}} - heartbeat_at FROM {{jobs}} WHERE name = $1", kJobColumns), {name});
   if (!rows.ok()) return rows.status();
   if (rows->empty()) return not_found("no job named '{}' in {} (see `kennel jobs list`)", name, describe());
-  return read_job(rows->front());
+  JobRecord record = read_job(rows->front());
+  if (read_only()) settle_stale(record, rows->front().real(kJobColumnCount));
+  return record;
 }
 
 Result<std::vector<JobRecord>> SqlStore::list_jobs(const JobFilter& filter) {
@@ -329,18 +392,32 @@ Result<std::vector<JobRecord>> SqlStore::list_jobs(const JobFilter& filter) {
   std::string contains = db_->dialect().contains;
   contains.replace(contains.find("{a}"), 3, "name");
   contains.replace(contains.find("{b}"), 3, "$4");
+  // A read-only store settles dead jobs after the query: an InProgress row may
+  // turn out Failed, so it is read whatever status was asked for, and the
+  // status filter and the limit apply to what is reported.
+  const bool settle_after = read_only() && filter.status.has_value();
   std::string sql = fmt::format(
-      "SELECT {} FROM {{jobs}} WHERE (CAST($1 AS TEXT) = '' OR kind = $1) AND (CAST($2 AS TEXT) = '' OR parent = $2) "
-      "AND (CAST($3 AS TEXT) = '' OR status = $3) AND (CAST($4 AS TEXT) = '' OR {}) ORDER BY created_at DESC, name",
-      kJobColumns, contains);
-  if (filter.limit > 0) sql += fmt::format(" LIMIT {}", filter.limit);
+      "SELECT {}, {{now}} - heartbeat_at FROM {{jobs}} WHERE (CAST($1 AS TEXT) = '' OR kind = $1) "
+      "AND (CAST($2 AS TEXT) = '' OR parent = $2) AND (CAST($3 AS TEXT) = '' OR status = $3{}) "
+      "AND (CAST($4 AS TEXT) = '' OR {}) ORDER BY created_at DESC, name",
+      kJobColumns, settle_after ? " OR status = 'InProgress'" : "", contains);
+  if (filter.limit > 0 && !settle_after) sql += fmt::format(" LIMIT {}", filter.limit);
   auto rows = db_->query_retried(
       sql, {filter.kind, filter.parent,
             filter.status ? std::string(job_status_name(*filter.status)) : std::string(), filter.name_contains});
   if (!rows.ok()) return rows.status().with_context("listing jobs");
   std::vector<JobRecord> records;
   records.reserve(rows->size());
-  for (const auto& row : *rows) records.push_back(read_job(row));
+  for (const auto& row : *rows) {
+    records.push_back(read_job(row));
+    if (read_only()) settle_stale(records.back(), row.real(kJobColumnCount));
+  }
+  if (settle_after) {
+    std::erase_if(records, [&](const JobRecord& record) { return record.status != *filter.status; });
+    if (filter.limit > 0 && static_cast<int64_t>(records.size()) > filter.limit) {
+      records.resize(static_cast<size_t>(filter.limit));
+    }
+  }
   return records;
 }
 

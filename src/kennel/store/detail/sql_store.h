@@ -21,6 +21,7 @@ struct Migration {
 struct Schema {
   std::string version_table;    // "schema_version" (SQLite), "kennel_schema_version"
   std::string lock_statement;   // taken first in the migrating transaction ("" for SQLite)
+  std::string table_exists;     // a query: 1 when the table named $1 exists, else 0
   std::vector<Migration> migrations;
   int latest() const { return migrations.empty() ? 0 : migrations.back().version; }
 };
@@ -32,6 +33,12 @@ class SqlStore final : public Store {
   // Brings the schema up to date (refusing a newer one) and returns the store.
   static Result<std::unique_ptr<SqlStore>> open(StoreLocation location, std::unique_ptr<SqlConnection> connection,
                                                 const Schema& schema);
+  // The store as it is, for reading only (open_store_read_only): the schema is
+  // checked, never changed (kNotFound when it has no Kennel tables yet, a newer
+  // one refused); writes answer kFailedPrecondition.
+  static Result<std::unique_ptr<SqlStore>> open_read_only(StoreLocation location,
+                                                          std::unique_ptr<SqlConnection> connection,
+                                                          const Schema& schema);
 
   // JobRegistry
   Status create_job(const JobRecord& record) override;
@@ -59,16 +66,25 @@ class SqlStore final : public Store {
   Result<double> now() override;
 
  private:
-  SqlStore(StoreLocation location, std::unique_ptr<SqlConnection> connection)
-      : Store(std::move(location)), db_(std::move(connection)) {}
+  SqlStore(StoreLocation location, std::unique_ptr<SqlConnection> connection, bool read_only)
+      : Store(std::move(location), read_only), db_(std::move(connection)) {}
   Status migrate(const Schema& schema);
+  Status check_schema(const Schema& schema);
+  Status check_writable() const;
+  // Why an InProgress row's process is gone (silent for `silent_seconds` by
+  // the store's clock), or empty while it may be alive. The one stale rule:
+  // writers record it (mark_stale_jobs), read-only stores report it (settle_stale).
+  std::string stale_reason(const std::string& host, int64_t pid, double silent_seconds) const;
   Status mark_stale_jobs();
+  // A read-only store's view of a row read with its silence: Failed when stale, in memory only.
+  void settle_stale(JobRecord& record, double silent_seconds) const;
   Status insert_job(const JobRecord& record);
   Status insert_study(const StudyRecord& study);
   Result<std::vector<TrialRecord>> read_trials(const std::string& study);
   Status write_trial(const std::string& study, const TrialRecord& trial);
 
   std::unique_ptr<SqlConnection> db_;
+  int schema_version_ = 0;  // as found (read-only) or after migration
 };
 
 }  // namespace kennel::store::detail

@@ -97,10 +97,12 @@ Status SqlStore::insert_study(const StudyRecord& study) {
 }
 
 Status SqlStore::import_study(const StudyRecord& study) {
+  KENNEL_RETURN_IF_ERROR(check_writable());
   return db_->transaction([&] { return insert_study(study); });
 }
 
 Status SqlStore::create_study(const StudyRecord& study, const JobRecord& job) {
+  KENNEL_RETURN_IF_ERROR(check_writable());
   Status created = db_->transaction([&]() -> Status {
     KENNEL_RETURN_IF_ERROR(insert_job(job));
     return insert_study(study);
@@ -115,6 +117,9 @@ Status SqlStore::create_study(const StudyRecord& study, const JobRecord& job) {
 }
 
 Result<StudyRecord> SqlStore::get_study(const std::string& name) {
+  // A version 1 store (read-only: not migrated) has no studies table; its studies are files.
+  if (schema_version_ < 2) return not_found("no study named '{}' in the store {} (version {})", name, describe(),
+                                            schema_version_);
   auto rows = db_->query_retried(fmt::format("SELECT {} FROM {{studies}} WHERE name = $1", kStudyColumns), {name});
   if (!rows.ok()) return rows.status();
   if (rows->empty()) {
@@ -135,6 +140,7 @@ Result<std::vector<TrialRecord>> SqlStore::read_trials(const std::string& study)
 
 Result<std::vector<TrialRecord>> SqlStore::list_trials(const std::string& study) {
   std::vector<TrialRecord> trials;
+  if (schema_version_ < 2) return trials;
   KENNEL_RETURN_IF_ERROR(db_->transaction(
       [&]() -> Status {
         auto read = read_trials(study);
@@ -167,6 +173,7 @@ Status SqlStore::write_trial(const std::string& study, const TrialRecord& trial)
 }
 
 Result<ClaimResult> SqlStore::claim_trial(const ClaimRequest& request) {
+  KENNEL_RETURN_IF_ERROR(check_writable());
   ClaimResult result;
   KENNEL_RETURN_IF_ERROR(db_->transaction([&]() -> Status {
     // The study's lock first: every claim of this study waits here, which is what
@@ -265,6 +272,7 @@ Result<ClaimResult> SqlStore::claim_trial(const ClaimRequest& request) {
 }
 
 Result<bool> SqlStore::renew_lease(const Lease& lease) {
+  KENNEL_RETURN_IF_ERROR(check_writable());
   auto updated = db_->execute_retried(
       "UPDATE {trials} SET lease_expires_at = {now} + (SELECT lease_seconds FROM {studies} WHERE name = $1), "
       "heartbeat_at = {now} WHERE study = $1 AND idx = $2 AND token = $3 AND state = 'running'",
@@ -275,6 +283,7 @@ Result<bool> SqlStore::renew_lease(const Lease& lease) {
 
 Result<bool> SqlStore::report_progress(const Lease& lease, const std::vector<double>& intermediate,
                                        int64_t epochs_run, const std::string& launch_id) {
+  KENNEL_RETURN_IF_ERROR(check_writable());
   auto updated = db_->execute_retried(
       "UPDATE {trials} SET intermediate_json = $4, epochs_run = $5, launch_id = $6, heartbeat_at = {now}, "
       "lease_expires_at = {now} + (SELECT lease_seconds FROM {studies} WHERE name = $1) "
@@ -285,6 +294,7 @@ Result<bool> SqlStore::report_progress(const Lease& lease, const std::vector<dou
 }
 
 Result<bool> SqlStore::finish_trial(const Lease& lease, const TrialOutcome& outcome) {
+  KENNEL_RETURN_IF_ERROR(check_writable());
   const bool again = outcome.state == kTrialPending;
   // Fenced by the token alone (not the state), so a retry after a lost COMMIT
   // reply writes the same outcome again instead of reporting a lost lease.
@@ -303,6 +313,7 @@ Result<bool> SqlStore::finish_trial(const Lease& lease, const TrialOutcome& outc
 }
 
 Status SqlStore::put_trial(const std::string& study, const TrialRecord& trial) {
+  KENNEL_RETURN_IF_ERROR(check_writable());
   return db_->transaction([&] { return write_trial(study, trial); });
 }
 

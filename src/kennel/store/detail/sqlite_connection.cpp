@@ -66,6 +66,25 @@ Result<std::unique_ptr<SqliteConnection>> SqliteConnection::open(const std::file
   return connection;
 }
 
+Result<std::unique_ptr<SqliteConnection>> SqliteConnection::open_read_only(const std::filesystem::path& path,
+                                                                           double busy_timeout_seconds) {
+  sqlite3* db = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    Status status(ErrorCode::kPermissionDenied,
+                  fmt::format("cannot open the job registry '{}' for reading: {}", path.string(),
+                              db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
+    sqlite3_close(db);
+    return status;
+  }
+  sqlite3_extended_result_codes(db, 1);
+  std::unique_ptr<SqliteConnection> connection(new SqliteConnection(db, path));
+  // SQLite's own timeout, not wait_for_lock: a reader gives up soon rather than queue with the writers.
+  sqlite3_busy_timeout(db, static_cast<int>(busy_timeout_seconds * 1000));
+  connection->busy_retries_ = 0;
+  return connection;
+}
+
 SqliteConnection::~SqliteConnection() {
   for (auto& [sql, statement] : statements_) sqlite3_finalize(statement);
   sqlite3_close(db_);
@@ -167,7 +186,7 @@ Status SqliteConnection::transaction(const std::function<Status()>& body, bool w
       if (!status.ok()) (void)exec_script("ROLLBACK");
     }
     // Busy beyond the busy timeout (30 s) is rare; a few more tries cost little.
-    if (status.ok() || status.code() != ErrorCode::kUnavailable || attempt >= 5) return status;
+    if (status.ok() || status.code() != ErrorCode::kUnavailable || attempt >= busy_retries_) return status;
     std::this_thread::sleep_for(std::chrono::milliseconds(50 << attempt));
   }
 }

@@ -1,6 +1,7 @@
 // SqlConnection on an SQLite file: WAL mode, a ~30 s wait for a busy lock, prepared
 // statements cached per SQL text, BEGIN IMMEDIATE for write transactions (the
-// whole database's write lock: what makes a claim atomic on one host).
+// whole database's write lock: what makes a claim atomic on one host). Or the
+// same file opened read-only, with a short wait, for a dashboard.
 #pragma once
 
 #include <filesystem>
@@ -19,6 +20,11 @@ class SqliteConnection final : public SqlConnection {
  public:
   // Opens (creating) the file. Errors name it and say what to check.
   static Result<std::unique_ptr<SqliteConnection>> open(const std::filesystem::path& path);
+  // Opens an existing file for reading only (SQLITE_OPEN_READONLY: no WAL
+  // switch, no schema change). A statement waits at most `busy_timeout_seconds`
+  // for a writer's lock and is not retried after it: kUnavailable.
+  static Result<std::unique_ptr<SqliteConnection>> open_read_only(const std::filesystem::path& path,
+                                                                  double busy_timeout_seconds);
   ~SqliteConnection() override;
 
   Result<SqlRows> query(std::string_view sql, const std::vector<SqlValue>& params = {}) override;
@@ -39,6 +45,7 @@ class SqliteConnection final : public SqlConnection {
   SqlDialect dialect_;
   bool unique_violation_ = false;
   bool in_transaction_ = false;
+  int busy_retries_ = 5;  // transactions run again after a busy timeout (0: read-only, answer at once)
 };
 
 }  // namespace kennel::store::detail
