@@ -21,12 +21,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string this_host() {
-  char host[256] = "";
-  ::gethostname(host, sizeof(host) - 1);
-  return host;
-}
-
 constexpr int kFormatVersion = 1;
 
 json to_json(const EndpointRecord& record) {
