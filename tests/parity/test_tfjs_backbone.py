@@ -68,7 +68,7 @@ def test_imported_mobilenet_v2_matches_nsfwjs_in_tfjs(tmp_path):
     assert info["keras_compat"] is True and info["source"]["package"] == "nsfwjs"
     assert info["preprocessing"]["mean"] == [0, 0, 0] and info["preprocessing"]["std"] == [1, 1, 1]
 
-    done = subprocess.run([str(kennel), "predict", "--model", str(model_dir), "--json", "--top-k", "5",
+    done = subprocess.run([str(kennel), "predict", "--model", str(model_dir), "--json", "--top-k", "5", "--precision", "fp32",
                            *sum((["--image", f"{s}.png"] for s in stems), [])],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

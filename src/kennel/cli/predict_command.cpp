@@ -159,6 +159,7 @@ void register_predict_command(CLI::App& app, CommandContext& context) {
     std::string ca_bundle;
     std::vector<std::string> allow_networks;
     std::vector<std::string> deny_networks;
+    serve::PredictorOptions predictor;
   };
   auto flags = std::make_shared<Flags>();
   auto* predict = app.add_subcommand("predict", "Classify images with an endpoint (--endpoint) or a local model (--model)");
@@ -169,6 +170,10 @@ void register_predict_command(CLI::App& app, CommandContext& context) {
   predict->add_option("--url", flags->urls, "Image URL (repeatable): http(s)://, s3://, file://");
   predict->add_option("--image", flags->images, "Image file or folder (repeatable)");
   predict->add_option("--top-k", flags->top_k, "Classes shown per image")->capture_default_str();
+  predict->add_option("--precision", flags->predictor.precision,
+                      "With --model: auto (bf16 where the CPU has native bf16: AMX or avx512_bf16; else fp32), "
+                      "fp32 or bf16")
+      ->capture_default_str();
   predict->add_option("--allow-file-root", flags->file_root, "With --model: allow file:// URLs below this folder");
   predict->add_option("--auth-token-file", flags->auth_token_file,
                       "With --endpoint: file holding the endpoint's token (mode 600; default: $KENNEL_AUTH_TOKEN)");
@@ -198,7 +203,7 @@ void register_predict_command(CLI::App& app, CommandContext& context) {
     } else {
       auto model_dir = models::resolve_model_dir(flags->model, context.global.home_dir());
       if (!model_dir.ok()) throw Error(model_dir.status());
-      auto predictor = serve::Predictor::load(*model_dir, {});
+      auto predictor = serve::Predictor::load(*model_dir, flags->predictor);
       if (!predictor.ok()) throw Error(predictor.status());
       classes = (*predictor)->info().classes;
       serve::FetchOptions fetch;
