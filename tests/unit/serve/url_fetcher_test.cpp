@@ -18,19 +18,7 @@
 
 #include <gtest/gtest.h>
 
-// Debian's libcpp-httplib.so is built with these and its classes change layout
-// with them; the build passes them (pkg-config cpp-httplib), and these guards
-// keep a compile without that flag consistent with the library.
-#ifndef CPPHTTPLIB_OPENSSL_SUPPORT
-#define CPPHTTPLIB_OPENSSL_SUPPORT
-#endif
-#ifndef CPPHTTPLIB_ZLIB_SUPPORT
-#define CPPHTTPLIB_ZLIB_SUPPORT
-#endif
-#ifndef CPPHTTPLIB_BROTLI_SUPPORT
-#define CPPHTTPLIB_BROTLI_SUPPORT
-#endif
-#include <httplib.h>
+#include "unit/httplib_for_tests.h"
 
 #include "unit/test_util.h"
 
