@@ -17,6 +17,11 @@ Bodies are spooled (memory up to 8 MB, then a temp file) so the server only ever
 complete, verified upload; responses stream through as they arrive. Connections are
 keep-alive and served concurrently, one thread each.
 
+Each request reaches s3rver at most once. A request is sent again (on a fresh connection) only
+when the reused keep-alive connection turned out closed by s3rver before any answer: resending
+one that s3rver may have begun is not harmless (s3rver 3.7 truncates the object file when a
+PUT starts, and one whose connection drops never writes it: the object stays empty).
+
 Test hooks (thread-safe): drop_next_gets() cuts the connection in the middle of the body
 of the next N GETs of a key; fail_next() answers the next N matching requests with an S3
 error (503 SlowDown...); `requests` records every request with its outcome.
@@ -71,6 +76,8 @@ class RequestRecord:
     error: str = ""      # the S3 error code the proxy answered, or "dropped"
     bytes_in: int = 0
     bytes_out: int = 0
+    forwarded: int = 0   # times sent to s3rver: 0 when answered here, 2 only when a kept-alive
+                         # connection s3rver had closed was retried on a fresh one
 
 
 class _ExactHeaders:
@@ -435,9 +442,11 @@ class _Handler(BaseHTTPRequestHandler):
                                                           timeout=120)
         return self._connection
 
-    def _send_upstream(self, body, length):
+    def _send_upstream(self, body, length, record):
         for attempt in (0, 1):
+            reused = attempt == 0 and self._connection is not None
             connection = self._upstream(fresh=attempt > 0)
+            record.forwarded += 1
             try:
                 connection.putrequest(self.command, self.path, skip_host=True,
                                       skip_accept_encoding=True)
@@ -452,15 +461,19 @@ class _Handler(BaseHTTPRequestHandler):
                     while data := body.read(CHUNK):
                         connection.send(data)
                 return connection.getresponse()
-            except (ConnectionError, http.client.HTTPException, OSError):
-                # A kept-alive upstream connection may have closed under us: retry once on a
-                # fresh one.
-                if attempt:
+            except (ConnectionError, http.client.HTTPException, OSError) as error:
+                connection.close()
+                self._connection = None  # the next request starts on a fresh connection
+                # s3rver closes idle keep-alive connections (after 5 s): one that closed just
+                # before this request was not read, so it is sent once more on a fresh one.
+                # Anything else (a fresh connection, another error) is not retried: the request
+                # may have reached s3rver.
+                if not (reused and isinstance(error, ConnectionError)):
                     raise
         raise AssertionError("unreachable")
 
     def _forward(self, body, length, record, bucket, key):
-        response = self._send_upstream(body, length)
+        response = self._send_upstream(body, length, record)
         drop_after = None
         if self.command == "GET" and response.status in (200, 206):
             drop_after = self.server.rules.take_drop(bucket, key)
@@ -487,6 +500,10 @@ class _Handler(BaseHTTPRequestHandler):
             while data := response.read1(CHUNK):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
                 record.bytes_out += len(data)
+            # read1() never marks a Content-Length response complete (CPython 3.11): without
+            # this, the next getresponse() on the kept-alive connection raises
+            # ResponseNotReady after its request went out.
+            response.read()
             if chunked:
                 self.wfile.write(b"0\r\n\r\n")
             return
