@@ -43,9 +43,10 @@ void register_evaluate_command(CLI::App& app, CommandContext& context) {
       std::cout << out.dump(2) << "\n";
       return;
     }
-    std::cout << fmt::format("{} split: {} images, accuracy {:.4f}, top-5 {:.4f}, loss {:.4f}, macro F1 {:.4f}\n",
-                             result->split, report.samples, report.accuracy, report.top5_accuracy, report.loss,
-                             report.macro_f1);
+    std::cout << fmt::format(
+        "{} split: {} images, accuracy {:.4f} (95 % CI {:.4f}-{:.4f}), top-5 {:.4f}, loss {:.4f}, macro F1 {:.4f}\n",
+        result->split, report.samples, report.accuracy, report.accuracy_ci95_low, report.accuracy_ci95_high,
+        report.top5_accuracy, report.loss, report.macro_f1);
     std::cout << fmt::format("{:<32} {:>8} {:>9} {:>8} {:>8}\n", "class", "support", "precision", "recall", "f1");
     for (const auto& c : report.classes) {
       std::cout << fmt::format("{:<32} {:>8} {:>9.4f} {:>8.4f} {:>8.4f}\n", c.name, c.support, c.precision,

@@ -50,9 +50,9 @@ uint64_t image_seed(uint64_t seed, int stream, int64_t label, int64_t index) {
   return splitmix64(state ^ static_cast<uint64_t>(index));
 }
 
-class Rng {
+class SynthRng {
  public:
-  explicit Rng(uint64_t seed) : engine_(seed) {}
+  explicit SynthRng(uint64_t seed) : engine_(seed) {}
   // Mapped from raw bits by hand: std::uniform_*_distribution differ between
   // standard libraries, and a seed should give the same dataset everywhere.
   double uniform(double low, double high) {
@@ -181,7 +181,7 @@ std::vector<std::pair<Polygon, bool>> shape_parts(int shape) {
 }
 
 // Anti-aliased coverage mask of the class's shape at a random pose.
-cv::Mat draw_shape_mask(int shape, cv::Size size, Rng& rng, double& radius) {
+cv::Mat draw_shape_mask(int shape, cv::Size size, SynthRng& rng, double& radius) {
   const int short_side = std::min(size.width, size.height);
   radius = short_side * rng.uniform(0.22, 0.38);
   const double margin = radius * 0.85;
@@ -206,7 +206,7 @@ cv::Mat draw_shape_mask(int shape, cv::Size size, Rng& rng, double& radius) {
 }
 
 // The foreground: the class colour with its texture drawn in a darker shade.
-cv::Mat draw_foreground(const ClassStyle& style, cv::Size size, double radius, Rng& rng) {
+cv::Mat draw_foreground(const ClassStyle& style, cv::Size size, double radius, SynthRng& rng) {
   const cv::Scalar colour = hsv_to_bgr(style.hue + rng.uniform(-5, 5), rng.uniform(170, 255),
                                        rng.uniform(160, 255));
   const cv::Scalar dark = colour * 0.4;
@@ -243,7 +243,7 @@ cv::Mat draw_foreground(const ClassStyle& style, cv::Size size, double radius, R
 }
 
 // A smooth low-saturation colour field with a few thin distractor lines.
-cv::Mat draw_background(cv::Size size, Rng& rng) {
+cv::Mat draw_background(cv::Size size, SynthRng& rng) {
   cv::Mat corners(3, 3, CV_8UC3);
   for (int y = 0; y < 3; ++y) {
     for (int x = 0; x < 3; ++x) {
@@ -265,7 +265,7 @@ cv::Mat draw_background(cv::Size size, Rng& rng) {
 }
 
 // One image of the class at `size` (BGR, 8-bit).
-cv::Mat render_image(const ClassStyle& style, cv::Size size, Rng& rng) {
+cv::Mat render_image(const ClassStyle& style, cv::Size size, SynthRng& rng) {
   cv::Mat background = draw_background(size, rng);
   double radius = 0;
   const cv::Mat mask = draw_shape_mask(style.shape, size, rng, radius);
@@ -284,7 +284,7 @@ cv::Mat render_image(const ClassStyle& style, cv::Size size, Rng& rng) {
   return noisy;
 }
 
-cv::Size jittered_size(const SynthOptions& options, Rng& rng) {
+cv::Size jittered_size(const SynthOptions& options, SynthRng& rng) {
   auto jitter = [&](int nominal) {
     return std::max(8, static_cast<int>(std::lround(nominal * rng.uniform(0.8, 1.2))));
   };
@@ -465,7 +465,7 @@ std::string cmyk_jpeg(const cv::Mat& bgr, int quality) {
   return bytes;
 }
 
-std::string garbage_bytes(Rng& rng) {
+std::string garbage_bytes(SynthRng& rng) {
   // A text prefix so the bytes can never start with an image signature by chance.
   std::string bytes = "this is not an image: ";
   const int length = rng.integer(64, 512);
@@ -481,7 +481,7 @@ std::string planted_file_name(const std::string& kind, int occurrence) {
 
 // The content of a planted regular file (every kind but the symlinks).
 std::string planted_bytes(const std::string& kind, const ClassStyle& style, const std::string& duplicate_of,
-                          const SynthOptions& options, Rng& rng) {
+                          const SynthOptions& options, SynthRng& rng) {
   const std::vector<int> jpeg_params = {cv::IMWRITE_JPEG_QUALITY, options.jpeg_quality};
   if (kind == "zero_byte") return {};
   if (kind == "not_an_image") return garbage_bytes(rng);
@@ -536,7 +536,7 @@ std::vector<PlantedFile> plant_bad_files(const fs::path& out, const std::vector<
       remove_old_symlink(path);
       fs::create_directory_symlink(".", path, error);  // the class folder inside itself
     } else {
-      Rng rng(image_seed(options.seed, kPlantedStream, i, 0));
+      SynthRng rng(image_seed(options.seed, kPlantedStream, i, 0));
       write_file_or_throw(path, planted_bytes(kind, style, duplicate_of, options, rng));
     }
     if (error) throw Error(ErrorCode::kDataLoss, fmt::format("cannot create symlink '{}': {}", path_text(path), error.message()));
@@ -593,7 +593,7 @@ SynthSummary generate(const fs::path& out, const SynthOptions& options) {
     Progress progress("generating images", jobs.size(), options.quiet);
     parallel_for(jobs.size(), options.threads, [&](size_t i) {
       const ImageJob& job = jobs[i];
-      Rng rng(image_seed(options.seed, job.split, job.label, job.index));
+      SynthRng rng(image_seed(options.seed, job.split, job.label, job.index));
       const cv::Size size = jittered_size(options, rng);
       const cv::Mat image = render_image(styles[static_cast<size_t>(job.label)], size, rng);
       write_file_or_throw(job.path, encode_or_throw(".jpg", image, jpeg_params));

@@ -1,5 +1,6 @@
 // RuleBase, ParamReader, TensorFilter and the histogram helpers (detail/rule_base.h).
 #include "kennel/debug/detail/rule_base.h"
+#include "kennel/util/text.h"
 
 #include <algorithm>
 #include <cctype>
@@ -36,10 +37,6 @@ void RuleBase::report_issue(int64_t step, const std::string& tensor, const std::
 
 namespace {
 
-std::string lower(std::string text) {
-  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
-  return text;
-}
 
 std::string trim(const std::string& text) {
   size_t begin = text.find_first_not_of(" \t");
@@ -121,7 +118,7 @@ int64_t ParamReader::integer(const std::string& key, int64_t fallback, int64_t m
 bool ParamReader::boolean(const std::string& key, bool fallback) {
   bool value = fallback;
   if (const nlohmann::json* given = find(key)) {
-    std::string text = given->is_string() ? lower(trim(given->get<std::string>())) : "";
+    std::string text = given->is_string() ? ascii_lower(trim(given->get<std::string>())) : "";
     if (given->is_boolean()) {
       value = given->get<bool>();
     } else if (text == "true" || text == "1") {
@@ -140,7 +137,7 @@ std::string ParamReader::choice(const std::string& key, const std::string& fallb
                                 const std::vector<std::string>& options) {
   std::string value = fallback;
   if (const nlohmann::json* given = find(key)) {
-    std::string text = given->is_string() ? lower(trim(given->get<std::string>())) : "";
+    std::string text = given->is_string() ? ascii_lower(trim(given->get<std::string>())) : "";
     if (std::find(options.begin(), options.end(), text) == options.end()) {
       fail(invalid_argument("rule '{}': parameter '{}' must be one of {}, got {}", rule_, key,
                             fmt::join(options, ", "), given->dump()));

@@ -200,6 +200,7 @@ JobInputs build_job_inputs(const PreparedJob& prepared, const InputOptions& opti
   const data::TransformSpec eval_transform = eval_transform_of(prepared);
   data::TransformSpec train_transform = eval_transform;
   train_transform.augment = spec.augment;
+  train_transform.random_crop.scale = {spec.augment_scale, 1.0};
   auto image_source = [&](const data::Split& split, const data::TransformSpec& transform, bool shuffle) {
     inputs.loaders.push_back(
         make_loader(prepared, options, split, transform, shuffle, channels_last, shard_of(options, shuffle)));

@@ -243,6 +243,9 @@ const std::vector<SpecKey>& train_spec_keys() {
       int_key("input_size", &TrainSpec::input_size, "Model input size (crop), pixels"),
       int_key("resize", &TrainSpec::resize, "Shorter side before the center crop (0 = input_size*256/224)"),
       bool_key("augment", &TrainSpec::augment, "Random resized crop + horizontal flip for training"),
+      float_key("augment_scale", &TrainSpec::augment_scale,
+                "Augmentation: smallest share of the image's area a random crop keeps, in (0, 1] "
+                "(torchvision's RandomResizedCrop scale 0.08; 0.5 or more for small, centred objects)"),
       string_key("normalize", &TrainSpec::normalize,
                  "Pixel normalisation after /255: auto (the pretrained backbone's, else imagenet), imagenet, none, or m,m,m/s,s,s"),
       int_key("seed", &TrainSpec::seed, "Random seed (data order, augmentation, init)"),
@@ -360,6 +363,9 @@ Result<TrainSpec> resolve_train_spec(TrainSpec spec) {
     return invalid_argument("spec key 'lr_gamma' must be in (0, 1], got {}", spec.lr_gamma);
   }
   if (!(spec.warmup_epochs >= 0)) return invalid_argument("spec key 'warmup_epochs' must be >= 0, got {}", spec.warmup_epochs);
+  if (!(spec.augment_scale > 0 && spec.augment_scale <= 1)) {
+    return invalid_argument("spec key 'augment_scale' must be in (0, 1], got {}", spec.augment_scale);
+  }
   if (!(spec.label_smoothing >= 0 && spec.label_smoothing < 1)) {
     return invalid_argument("spec key 'label_smoothing' must be in [0, 1), got {}", spec.label_smoothing);
   }

@@ -52,6 +52,7 @@ struct TrainSpec {
   int64_t input_size = 224;  // crop size fed to the model
   int64_t resize = 0;        // shorter side before the center crop; 0 = input_size * 256 / 224
   bool augment = false;      // random resized crop + flip for training
+  double augment_scale = 0.08;  // smallest share of the image area a random crop keeps (torchvision scale[0])
   // Pixel normalisation after /255: auto (what the pretrained backbone was
   // trained with, else imagenet), imagenet (torchvision's mean/std), none
   // (inputs in [0, 1]), or "m,m,m/s,s,s" per RGB channel.

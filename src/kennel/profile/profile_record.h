@@ -12,12 +12,19 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 namespace kennel::profile {
+
+// A missing reading in samples and reports.
+inline constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+inline constexpr double kMiB = 1024.0 * 1024;
+inline constexpr double kGiB = kMiB * 1024;
 
 struct GpuSample {
   int index = 0;
@@ -43,6 +50,19 @@ struct SystemSample {
   double net_receive = 0, net_transmit = 0;  // bytes/s, all interfaces but lo
   std::vector<GpuSample> gpus;        // empty: no GPU (or no NVML)
 };
+
+// The GPU of `sample` with NVML index `index`, or nullptr.
+inline const GpuSample* find_gpu(const SystemSample& sample, int index) {
+  for (const auto& gpu : sample.gpus) {
+    if (gpu.index == index) return &gpu;
+  }
+  return nullptr;
+}
+// Memory used as % of the GPU's total; NaN when the total is unknown.
+inline double gpu_memory_percent(const GpuSample& gpu) {
+  if (!(gpu.memory_total > 0) || !std::isfinite(gpu.memory_total)) return kNaN;
+  return gpu.memory_used / gpu.memory_total * 100;
+}
 
 // One training step, from the trainer's StepPhases.
 struct StepTiming {

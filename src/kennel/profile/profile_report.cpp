@@ -23,9 +23,6 @@ using report::ChartOptions;
 using report::html_escape;
 using report::Series;
 
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-constexpr double kMiB = 1024.0 * 1024;
-constexpr double kGiB = kMiB * 1024;
 // Enough points for a chart as wide as a screen; more only makes the file heavy.
 constexpr size_t kMaxPoints = 500;
 constexpr size_t kMaxOutliersListed = 50;
@@ -37,7 +34,6 @@ constexpr double kDefaultOutlierStddev = 3;
 constexpr int64_t kDefaultOutlierSkipSteps = 3;
 
 using Phase = StepPhase;
-constexpr const auto& kPhases = kStepPhases;
 
 // ======================================================================== the summary
 
@@ -148,18 +144,7 @@ std::set<int> gpu_indices(const ProfileData& data) {
   return indices;
 }
 
-const GpuSample* find_gpu(const SystemSample& sample, int index) {
-  for (const auto& gpu : sample.gpus) {
-    if (gpu.index == index) return &gpu;
-  }
-  return nullptr;
-}
 
-double gpu_memory_percent(const GpuSample& gpu) {
-  return gpu.memory_total > 0 && std::isfinite(gpu.memory_total)
-             ? gpu.memory_used / gpu.memory_total * 100
-             : kNaN;
-}
 
 json system_usage_json(const ProfileData& data) {
   const auto column = [&](auto read) {
@@ -344,7 +329,7 @@ json steps_json(const ProfileData& data, const std::vector<RuleResult>& rules) {
                     {"total_ms", number_or_null(step.total * 1000)},
                     {"biggest_phase", biggest.name},
                     {"biggest_phase_ms", number_or_null(step.*biggest.field * 1000)}};
-      for (const Phase& phase : kPhases) {
+      for (const Phase& phase : kStepPhases) {
         if (shows_phase(data, phase)) entry[std::string(phase.name) + "_ms"] = number_or_null(step.*phase.field * 1000);
       }
       outliers.push_back(std::move(entry));
@@ -359,12 +344,12 @@ json steps_json(const ProfileData& data, const std::vector<RuleResult>& rules) {
 
 json phases_json(const ProfileData& data) {
   double total = 0;
-  std::array<double, kPhases.size()> sums{};
+  std::array<double, kStepPhases.size()> sums{};
   for (const auto& step : data.steps) {
     if (!valid_step(step)) continue;
     total += step.total;
-    for (size_t i = 0; i < kPhases.size(); ++i) {
-      const double value = step.*kPhases[i].field;
+    for (size_t i = 0; i < kStepPhases.size(); ++i) {
+      const double value = step.*kStepPhases[i].field;
       if (std::isfinite(value) && value > 0) sums[i] += value;
     }
   }
@@ -375,9 +360,9 @@ json phases_json(const ProfileData& data) {
                 {"seconds", seconds},
                 {"share", total > 0 ? json(seconds / total) : json(nullptr)}};
   };
-  for (size_t i = 0; i < kPhases.size(); ++i) {
+  for (size_t i = 0; i < kStepPhases.size(); ++i) {
     phases += sums[i];
-    if (shows_phase(data, kPhases[i])) rows.push_back(row(kPhases[i].name, sums[i]));
+    if (shows_phase(data, kStepPhases[i])) rows.push_back(row(kStepPhases[i].name, sums[i]));
   }
   // Time in the step no phase accounts for (the loop's own bookkeeping).
   rows.push_back(row("other", std::max(0.0, total - phases)));
@@ -386,16 +371,16 @@ json phases_json(const ProfileData& data) {
 
 json phase_series_json(const ProfileData& data) {
   std::vector<double> index, total;
-  std::array<std::vector<double>, kPhases.size()> phases;
+  std::array<std::vector<double>, kStepPhases.size()> phases;
   for (const auto& step : data.steps) {
     index.push_back(static_cast<double>(step.step));
     total.push_back(valid_step(step) ? step.total * 1000 : kNaN);
-    for (size_t i = 0; i < kPhases.size(); ++i) phases[i].push_back(step.*kPhases[i].field * 1000);
+    for (size_t i = 0; i < kStepPhases.size(); ++i) phases[i].push_back(step.*kStepPhases[i].field * 1000);
   }
   json out = {{"step", number_array(downsample(index))},
               {"total_ms", number_array(downsample(total))}};
-  for (size_t i = 0; i < kPhases.size(); ++i) {
-    if (shows_phase(data, kPhases[i])) out[std::string(kPhases[i].name) + "_ms"] = number_array(downsample(phases[i]));
+  for (size_t i = 0; i < kStepPhases.size(); ++i) {
+    if (shows_phase(data, kStepPhases[i])) out[std::string(kStepPhases[i].name) + "_ms"] = number_array(downsample(phases[i]));
   }
   return out;
 }
@@ -677,7 +662,7 @@ std::string steps_section(const json& summary) {
                               : ""));
   std::vector<std::string> header = {"step", "epoch", "total (ms)", "biggest phase"};
   std::vector<std::string> shown;  // the phases the summary has (sync only for data-parallel jobs)
-  for (const Phase& phase : kPhases) {
+  for (const Phase& phase : kStepPhases) {
     if (outliers.front().contains(std::string(phase.name) + "_ms")) shown.emplace_back(phase.name);
   }
   for (const auto& name : shown) header.push_back(name + " (ms)");
@@ -708,7 +693,7 @@ std::string phases_section(const json& summary) {
   const json& series = field(summary, "phase_series");
   const std::vector<double> x = numbers(field(series, "step"));
   std::vector<Series> lines;
-  for (const Phase& phase : kPhases) {
+  for (const Phase& phase : kStepPhases) {
     const std::string key = std::string(phase.name) + "_ms";
     if (series.is_object() && series.contains(key)) lines.push_back(line(phase.name, x, numbers(field(series, key))));
   }

@@ -250,7 +250,6 @@ std::vector<const SystemSample*> after_patience(const ProfileData& data, int64_t
   return kept;
 }
 
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // The busiest core; the machine-wide value when per-core values are missing.
 double busiest_core(const SystemSample& sample) {
@@ -267,17 +266,7 @@ double mean_gpu_utilization(const SystemSample& sample) {
   return detail::mean(values).value_or(kNaN);
 }
 
-double gpu_memory_percent(const GpuSample& gpu) {
-  if (!(gpu.memory_total > 0) || !std::isfinite(gpu.memory_total)) return kNaN;
-  return gpu.memory_used / gpu.memory_total * 100;
-}
 
-const GpuSample* find_gpu(const SystemSample& sample, int index) {
-  for (const auto& gpu : sample.gpus) {
-    if (gpu.index == index) return &gpu;
-  }
-  return nullptr;
-}
 
 std::string gpu_label(const ProfileData& data, int index) {
   for (const auto& sample : data.system) {
@@ -862,7 +851,6 @@ RuleResult batch_size(const Context& context, RuleEvaluation rule) {
 }
 
 using Phase = StepPhase;
-constexpr const auto& kPhases = kStepPhases;
 
 std::string phase_advice(const std::string& phase) {
   if (phase == "data") {
@@ -1078,21 +1066,21 @@ RuleResult overall_framework_metrics(const Context& context, RuleEvaluation rule
     parts.push_back(fmt::format("finalisation {:.1f} s", data.job_end - data.loop_end));
   }
   double total = 0;
-  std::array<double, kPhases.size()> sums{};
+  std::array<double, kStepPhases.size()> sums{};
   for (const auto& step : data.steps) {
     if (!usable_step(step)) continue;
     ++result.datapoints;
     total += step.total;
-    for (size_t i = 0; i < kPhases.size(); ++i) {
-      const double value = step.*kPhases[i].field;
+    for (size_t i = 0; i < kStepPhases.size(); ++i) {
+      const double value = step.*kStepPhases[i].field;
       if (std::isfinite(value) && value > 0) sums[i] += value;
     }
   }
   if (total > 0) {
     std::string shares;
     double phases = 0;
-    for (size_t i = 0; i < kPhases.size(); ++i) {
-      shares += fmt::format("{}{} {}", shares.empty() ? "" : ", ", kPhases[i].name,
+    for (size_t i = 0; i < kStepPhases.size(); ++i) {
+      shares += fmt::format("{}{} {}", shares.empty() ? "" : ", ", kStepPhases[i].name,
                             pct(sums[i] / total * 100));
       phases += sums[i];
     }

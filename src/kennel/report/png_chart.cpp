@@ -19,7 +19,7 @@ namespace kennel::report {
 namespace {
 
 // The SVG charts' Tableau 10 palette, as BGR.
-const cv::Scalar kPalette[] = {{167, 121, 78}, {43, 142, 242}, {89, 87, 225},  {178, 183, 118}, {79, 161, 89},
+const cv::Scalar kPngPalette[] = {{167, 121, 78}, {43, 142, 242}, {89, 87, 225},  {178, 183, 118}, {79, 161, 89},
                                {72, 201, 237}, {161, 122, 176}, {167, 157, 255}, {95, 117, 156}, {172, 176, 186}};
 const cv::Scalar kInk{40, 40, 40}, kGrid{225, 225, 225}, kWhite{255, 255, 255};
 constexpr int kFont = cv::FONT_HERSHEY_SIMPLEX;
@@ -32,7 +32,7 @@ cv::Scalar color_of(const Series& series, size_t index) {
     const long rgb = std::strtol(css.c_str() + 1, &end, 16);
     if (end == css.c_str() + 7) return {double(rgb & 0xff), double((rgb >> 8) & 0xff), double((rgb >> 16) & 0xff)};
   }
-  return kPalette[index % (sizeof(kPalette) / sizeof(kPalette[0]))];
+  return kPngPalette[index % (sizeof(kPngPalette) / sizeof(kPngPalette[0]))];
 }
 
 void put_text(cv::Mat& image, const std::string& text, cv::Point at, double scale = kTextScale,
@@ -40,7 +40,7 @@ void put_text(cv::Mat& image, const std::string& text, cv::Point at, double scal
   cv::putText(image, text, at, kFont, scale, color, 1, cv::LINE_AA);
 }
 
-int text_width(const std::string& text, double scale = kTextScale) {
+int png_text_width(const std::string& text, double scale = kTextScale) {
   int baseline = 0;
   return cv::getTextSize(text, kFont, scale, 1, &baseline).width;
 }
@@ -67,7 +67,7 @@ cv::Mat render_chart(const ChartOptions& options, const std::vector<Series>& ser
   }
   const detail::Axis x_axis = axis_for(xs, options.x_log), y_axis = axis_for(ys, options.y_log);
   int label_width = 0;
-  for (const auto& tick : y_axis.ticks) label_width = std::max(label_width, text_width(tick.label));
+  for (const auto& tick : y_axis.ticks) label_width = std::max(label_width, png_text_width(tick.label));
   const int left = 24 + label_width, top = 30, right = width - 16, bottom = height - 40;
   put_text(image, options.title, {left, 18}, 0.5);
   auto px = [&](double x) { return left + static_cast<int>(std::lround(x_axis.fraction(x) * (right - left))); };
@@ -76,16 +76,16 @@ cv::Mat render_chart(const ChartOptions& options, const std::vector<Series>& ser
     const int y = bottom - static_cast<int>(std::lround((tick.position - y_axis.lo) / (y_axis.hi - y_axis.lo) *
                                                         (bottom - top)));
     cv::line(image, {left, y}, {right, y}, kGrid, 1);
-    put_text(image, tick.label, {left - 6 - text_width(tick.label), y + 4});
+    put_text(image, tick.label, {left - 6 - png_text_width(tick.label), y + 4});
   }
   for (const auto& tick : x_axis.ticks) {
     const int x = left + static_cast<int>(std::lround((tick.position - x_axis.lo) / (x_axis.hi - x_axis.lo) *
                                                       (right - left)));
     cv::line(image, {x, bottom}, {x, bottom + 4}, kInk, 1);
-    put_text(image, tick.label, {x - text_width(tick.label) / 2, bottom + 16});
+    put_text(image, tick.label, {x - png_text_width(tick.label) / 2, bottom + 16});
   }
   cv::rectangle(image, {left, top}, {right, bottom}, kInk, 1);
-  put_text(image, options.x_label, {(left + right - text_width(options.x_label)) / 2, height - 8});
+  put_text(image, options.x_label, {(left + right - png_text_width(options.x_label)) / 2, height - 8});
   put_text(image, options.y_label, {4, top - 6});
 
   bool drew = false;
@@ -118,7 +118,7 @@ cv::Mat render_chart(const ChartOptions& options, const std::vector<Series>& ser
   if (series.size() > 1) {
     int x = left + 8;
     for (size_t i = 0; i < series.size(); ++i) {
-      const int w = text_width(series[i].name) + 24;
+      const int w = png_text_width(series[i].name) + 24;
       if (x + w > right) break;  // the legend never spills over the plot's edge
       cv::rectangle(image, {x, top + 6}, {x + 10, top + 16}, color_of(series[i], i), cv::FILLED);
       put_text(image, series[i].name, {x + 14, top + 15});

@@ -16,9 +16,9 @@ namespace {
 using detail::Axis;
 
 // Tableau 10: distinguishable, and readable on white.
-constexpr const char* kPalette[] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
+constexpr const char* kSvgPalette[] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
                                     "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"};
-constexpr size_t kPaletteSize = sizeof(kPalette) / sizeof(kPalette[0]);
+constexpr size_t kSvgPaletteSize = sizeof(kSvgPalette) / sizeof(kSvgPalette[0]);
 
 // Layout, in SVG user units. Text widths are estimated (no font metrics in a
 // pure function): ~6.5 units per character of 11-unit sans-serif.
@@ -54,12 +54,12 @@ std::string number(double value) {
   return fmt::format("{:.2f}", value);
 }
 
-double text_width(const std::string& text) {
+double svg_text_width(const std::string& text) {
   return static_cast<double>(text.size()) * kCharWidth;
 }
 
 std::string series_color(const Series& series, size_t index) {
-  return series.color.empty() ? kPalette[index % kPaletteSize] : series.color;
+  return series.color.empty() ? kSvgPalette[index % kSvgPaletteSize] : series.color;
 }
 
 bool x_accepted(const ChartOptions& options, const Axis& axis, double x) {
@@ -121,7 +121,7 @@ std::vector<LegendEntry> layout_legend(const std::vector<Series>& series, double
   double x = 0;
   rows = series.empty() ? 0 : 1;
   for (size_t i = 0; i < series.size(); ++i) {
-    const double width = kLegendSwatch + 4 + text_width(series[i].name) + 14;
+    const double width = kLegendSwatch + 4 + svg_text_width(series[i].name) + 14;
     if (x > 0 && x + width > max_width) {
       x = 0;
       ++rows;
@@ -315,7 +315,7 @@ std::string render_svg_chart(const ChartOptions& options, const std::vector<Seri
   // The left margin fits the widest y tick label.
   double widest_label = 0;
   for (const auto& tick : y_axis.ticks)
-    widest_label = std::max(widest_label, text_width(tick.label));
+    widest_label = std::max(widest_label, svg_text_width(tick.label));
   PlotArea area;
   area.left = std::min(width / 3.0, std::max(44.0, widest_label + 30));
 

@@ -4,6 +4,7 @@
 #include <charconv>
 
 #include "kennel/s3/sigv4.h"
+#include "kennel/util/text.h"
 
 namespace kennel::s3 {
 
@@ -11,11 +12,6 @@ namespace {
 
 constexpr std::string_view kScheme = "s3://";
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 bool ends_with(std::string_view text, std::string_view suffix) {
   return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
@@ -36,7 +32,7 @@ bool looks_like_ipv4(std::string_view text) {
 }  // namespace
 
 bool is_s3_uri(std::string_view text) {
-  return text.size() >= kScheme.size() && lower(text.substr(0, kScheme.size())) == kScheme;
+  return text.size() >= kScheme.size() && ascii_lower(text.substr(0, kScheme.size())) == kScheme;
 }
 
 Result<S3Uri> parse_s3_uri(std::string_view text) {
@@ -95,7 +91,7 @@ const char* addressing_style_name(AddressingStyle style) {
 }
 
 Result<AddressingStyle> parse_addressing_style(std::string_view text) {
-  const std::string value = lower(text);
+  const std::string value = ascii_lower(text);
   if (value == "auto") return AddressingStyle::kAuto;
   if (value == "path") return AddressingStyle::kPath;
   if (value == "virtual") return AddressingStyle::kVirtual;
@@ -119,7 +115,7 @@ bool Endpoint::is_aws() const {
 Result<Endpoint> parse_endpoint(std::string_view url) {
   const size_t scheme_end = url.find("://");
   Endpoint endpoint;
-  if (scheme_end != std::string_view::npos) endpoint.scheme = lower(url.substr(0, scheme_end));
+  if (scheme_end != std::string_view::npos) endpoint.scheme = ascii_lower(url.substr(0, scheme_end));
   if (endpoint.scheme != "http" && endpoint.scheme != "https") {
     return invalid_argument(
         "endpoint '{}' is not an http:// or https:// URL (e.g. http://127.0.0.1:9000)", url);
@@ -140,7 +136,7 @@ Result<Endpoint> parse_endpoint(std::string_view url) {
     if (close == std::string_view::npos) {
       return invalid_argument("endpoint '{}': unclosed '[' in an IPv6 address", url);
     }
-    endpoint.host = lower(authority.substr(0, close + 1));
+    endpoint.host = ascii_lower(authority.substr(0, close + 1));
     if (close + 1 < authority.size()) {
       if (authority[close + 1] != ':') {
         return invalid_argument("endpoint '{}': expected ':PORT' after the IPv6 address", url);
@@ -149,7 +145,7 @@ Result<Endpoint> parse_endpoint(std::string_view url) {
     }
   } else {
     const size_t colon = authority.rfind(':');
-    endpoint.host = lower(authority.substr(0, colon));
+    endpoint.host = ascii_lower(authority.substr(0, colon));
     if (colon != std::string_view::npos) port_text = authority.substr(colon + 1);
   }
   if (endpoint.host.empty() || endpoint.host == "[]") {

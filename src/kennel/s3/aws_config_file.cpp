@@ -4,6 +4,7 @@
 #include <system_error>
 
 #include "kennel/util/fs.h"
+#include "kennel/util/text.h"
 
 namespace kennel::s3 {
 
@@ -19,11 +20,6 @@ std::string_view trim(std::string_view text) {
   return text;
 }
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 }  // namespace
 
@@ -69,7 +65,7 @@ Result<AwsIniFile> parse_aws_ini(std::string_view text, const std::filesystem::p
       // A nested block under an empty value, or the continuation of a value.
       const size_t equals = content.find('=');
       if (section->values[last_key].empty() && equals != std::string_view::npos) {
-        section->nested[last_key][lower(trim(content.substr(0, equals)))] =
+        section->nested[last_key][ascii_lower(trim(content.substr(0, equals)))] =
             std::string(trim(content.substr(equals + 1)));
       } else if (section->nested.count(last_key) == 0) {
         std::string& value = section->values[last_key];
@@ -100,7 +96,7 @@ Result<AwsIniFile> parse_aws_ini(std::string_view text, const std::filesystem::p
     if (equals == std::string_view::npos) {
       return invalid_argument("{}: the line is not 'key = value'", where());
     }
-    last_key = lower(trim(content.substr(0, equals)));
+    last_key = ascii_lower(trim(content.substr(0, equals)));
     if (last_key.empty()) {
       return invalid_argument("{}: the line has no key before '='", where());
     }

@@ -12,10 +12,6 @@ namespace kennel::s3 {
 
 namespace {
 
-bool is_success(long status) {
-  return status >= 200 && status < 300;
-}
-
 std::optional<uint64_t> parse_size(std::string_view text) {
   uint64_t value = 0;
   const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);

@@ -8,6 +8,7 @@
 
 #include "kennel/s3/aws_config_file.h"
 #include "kennel/util/fs.h"
+#include "kennel/util/text.h"
 
 namespace kennel::s3 {
 
@@ -21,11 +22,6 @@ struct Sourced {
   std::string source;
 };
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 bool is_region_name(std::string_view region) {
   if (region.empty()) return false;
@@ -183,7 +179,7 @@ class Resolver {
     std::optional<Sourced> endpoint;
     if (!options_.endpoint_url.empty()) endpoint = Sourced{options_.endpoint_url, "--endpoint-url"};
     const bool ignore_configured =
-        lower(env("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").value_or("")) == "true";
+        ascii_lower(env("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").value_or("")) == "true";
     if (!ignore_configured) {
       for (const char* name : {"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"}) {
         if (!endpoint) {

@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "kennel/s3/transport.h"
+#include "kennel/util/text.h"
 
 namespace kennel::s3 {
 
@@ -23,25 +24,14 @@ namespace {
 
 constexpr size_t kErrorBodyLimit = 64 << 10;
 
-bool is_success(long status) {
-  return status >= 200 && status < 300;
-}
-
 long milliseconds(double seconds) {
   // libcurl reads 0 as "no limit": never round a tiny positive timeout down to it.
   if (seconds <= 0) return 0;
   return static_cast<long>(std::max(1.0, std::min(seconds * 1000, 1e12)));
 }
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
 
-std::string_view trim(std::string_view text) {
+std::string_view trim_header_value(std::string_view text) {
   while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
   while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\r' ||
                            text.back() == '\n')) {
@@ -97,8 +87,8 @@ size_t on_header(char* data, size_t size, size_t count, void* user) {
   }
   const size_t colon = line.find(':');
   if (colon != std::string_view::npos) {
-    exchange->result.response.headers[lower(trim(line.substr(0, colon)))] =
-        std::string(trim(line.substr(colon + 1)));
+    exchange->result.response.headers[ascii_lower(trim_header_value(line.substr(0, colon)))] =
+        std::string(trim_header_value(line.substr(colon + 1)));
   }
   return n;
 }

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "kennel/util/hash.h"
+#include "kennel/util/text.h"
 
 namespace kennel::s3 {
 
@@ -24,13 +25,6 @@ bool is_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
 
 // SigV4's Trimall: no leading or trailing whitespace, inner runs folded to one space.
 std::string trim_all(std::string_view value) {
@@ -53,7 +47,7 @@ std::vector<std::pair<std::string, std::string>> canonical_header_list(
     const std::vector<HttpHeader>& headers) {
   std::vector<std::pair<std::string, std::string>> list;
   for (const HttpHeader& header : headers) {
-    list.emplace_back(lower(trim_all(header.name)), trim_all(header.value));
+    list.emplace_back(ascii_lower(trim_all(header.name)), trim_all(header.value));
   }
   std::stable_sort(list.begin(), list.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });

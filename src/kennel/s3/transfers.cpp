@@ -26,10 +26,6 @@ namespace {
 constexpr uint64_t kMinPartSize = 5ull << 20;  // S3's minimum for every part but the last
 constexpr uint64_t kMaxParts = 10000;
 
-bool is_success(long status) {
-  return status >= 200 && status < 300;
-}
-
 class FileDescriptor {
  public:
   explicit FileDescriptor(int fd) : fd_(fd) {}

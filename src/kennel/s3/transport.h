@@ -41,6 +41,9 @@ struct HttpRequest {
   RequestBody body;
 };
 
+// A 2xx status.
+inline bool is_success(long status) { return status >= 200 && status < 300; }
+
 struct HttpResponse {
   long status = 0;
   std::map<std::string, std::string> headers;  // names lower-case; the last value wins

@@ -18,6 +18,7 @@
 
 #include "kennel/serve/detail/s3_fetch.h"
 #include "kennel/util/fs.h"
+#include "kennel/util/text.h"
 
 namespace kennel::serve {
 
@@ -25,14 +26,9 @@ namespace {
 
 // ---- URL text ------------------------------------------------------------------
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 bool is_sensitive_query_name(std::string_view name) {
-  const std::string lowered = lower(name);
+  const std::string lowered = ascii_lower(name);
   for (const char* word : {"sig", "token", "credential", "secret", "pass", "key"}) {
     if (lowered.find(word) != std::string::npos) return true;
   }
@@ -119,7 +115,7 @@ bool is_region_name(std::string_view region) {
 bool is_http_url(std::string_view url) {
   const size_t scheme_end = url.find("://");
   if (scheme_end == std::string_view::npos) return false;
-  const std::string scheme = lower(url.substr(0, scheme_end));
+  const std::string scheme = ascii_lower(url.substr(0, scheme_end));
   return scheme == "http" || scheme == "https";
 }
 
@@ -241,7 +237,7 @@ class CurlUrlFetcher final : public UrlFetcher {
       return invalid_argument("'{}' is not a URL: expected http://, https://, s3:// or file://",
                               shown);
     }
-    const std::string scheme = lower(std::string_view(url).substr(0, scheme_end));
+    const std::string scheme = ascii_lower(std::string_view(url).substr(0, scheme_end));
     if (scheme == "http" || scheme == "https") {
       RequestSpec spec;
       spec.url = url;
@@ -263,7 +259,7 @@ class CurlUrlFetcher final : public UrlFetcher {
     }
     const std::string_view rest = std::string_view(url).substr(url.find("://") + 3);
     const size_t path_start = rest.find('/');
-    const std::string host = lower(rest.substr(0, path_start));
+    const std::string host = ascii_lower(rest.substr(0, path_start));
     if (path_start == std::string_view::npos || (!host.empty() && host != "localhost")) {
       return invalid_argument("{}: a file URL names a local path, as in file:///data/cat.jpg",
                               shown);

@@ -1,4 +1,5 @@
 #include "kennel/studio/web_guard.h"
+#include "kennel/util/text.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -14,23 +15,17 @@ namespace kennel::studio {
 
 namespace {
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  return out;
-}
 
 // The host:port of an origin or URL ("http://localhost:8070/jobs" -> "localhost:8070"), or "" when
 // the scheme is not http (Studio serves plain HTTP on loopback) or the text is malformed.
 std::string http_authority(std::string_view url) {
   constexpr std::string_view kScheme = "http://";
-  if (url.size() <= kScheme.size() || lower(url.substr(0, kScheme.size())) != kScheme) return "";
+  if (url.size() <= kScheme.size() || ascii_lower(url.substr(0, kScheme.size())) != kScheme) return "";
   url.remove_prefix(kScheme.size());
   const size_t end = url.find_first_of("/?#");
   const std::string_view authority = url.substr(0, end);
   if (authority.find('@') != std::string_view::npos) return "";  // user info is never ours
-  return lower(authority);
+  return ascii_lower(authority);
 }
 
 // "name:8070" and "[::1]:8070" have a port; "name" and "[::1]" do not.
@@ -48,13 +43,13 @@ WebGuard::WebGuard(int port, const std::vector<std::string>& extra_hosts, std::s
   for (const char* name : {"127.0.0.1", "localhost", "[::1]"})
     hosts_.push_back(fmt::format("{}:{}", name, port));
   for (const auto& host : extra_hosts) {
-    const std::string name = lower(host);
+    const std::string name = ascii_lower(host);
     if (!name.empty()) hosts_.push_back(has_port(name) ? name : fmt::format("{}:{}", name, port));
   }
 }
 
 bool WebGuard::host_allowed(std::string_view host) const {
-  const std::string wanted = lower(host);
+  const std::string wanted = ascii_lower(host);
   return std::find(hosts_.begin(), hosts_.end(), wanted) != hosts_.end();
 }
 
@@ -112,7 +107,7 @@ std::string random_token() {
 }
 
 bool is_loopback_host(std::string_view host) {
-  std::string name = lower(host);
+  std::string name = ascii_lower(host);
   if (name == "localhost") return true;
   if (name.size() > 2 && name.front() == '[' && name.back() == ']')
     name = name.substr(1, name.size() - 2);

@@ -1,6 +1,8 @@
 #include "kennel/train/evaluation_report.h"
 
 #include <algorithm>
+#include <cmath>
+#include <tuple>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -73,6 +75,17 @@ cv::Mat draw_confusion(const ClassificationReport& report) {
 }
 }  // namespace
 
+std::pair<double, double> wilson_interval_95(int64_t successes, int64_t trials) {
+  if (trials <= 0) return {0, 0};
+  constexpr double z = 1.959963984540054;
+  const double n = static_cast<double>(trials);
+  const double p = static_cast<double>(successes) / n;
+  const double denominator = 1 + z * z / n;
+  const double centre = (p + z * z / (2 * n)) / denominator;
+  const double half_width = z * std::sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator;
+  return {std::max(0.0, centre - half_width), std::min(1.0, centre + half_width)};
+}
+
 ClassificationReport make_classification_report(const ConfusionMatrix& confusion,
                                                  const std::vector<std::string>& class_names) {
   ClassificationReport report;
@@ -106,6 +119,7 @@ ClassificationReport make_classification_report(const ConfusionMatrix& confusion
     report.macro_f1 /= static_cast<double>(n);
   }
   report.accuracy = report.samples > 0 ? static_cast<double>(correct) / report.samples : 0;
+  std::tie(report.accuracy_ci95_low, report.accuracy_ci95_high) = wilson_interval_95(correct, report.samples);
   return report;
 }
 
@@ -117,6 +131,7 @@ nlohmann::json to_json(const ClassificationReport& report) {
   }
   return {{"samples", report.samples},
           {"accuracy", report.accuracy},
+          {"accuracy_ci95", {report.accuracy_ci95_low, report.accuracy_ci95_high}},
           {"top5_accuracy", report.top5_accuracy},
           {"loss", report.loss},
           {"macro_precision", report.macro_precision},

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -30,6 +31,9 @@ struct ClassScores {
 struct ClassificationReport {
   int64_t samples = 0;
   double accuracy = 0;
+  // Wilson score interval at 95 % for the accuracy over `samples` images: how far another
+  // draw of as many images could move it (stays inside [0, 1], sound near 0 and 1).
+  double accuracy_ci95_low = 0, accuracy_ci95_high = 0;
   double top5_accuracy = 0;
   double loss = 0;
   double macro_precision = 0, macro_recall = 0, macro_f1 = 0;
@@ -39,6 +43,9 @@ struct ClassificationReport {
 
 // A [C, C] int64 tensor (any device) as a matrix.
 ConfusionMatrix to_confusion_matrix(const at::Tensor& confusion);
+
+// The Wilson score interval of `successes` out of `trials` at 95 % ({0, 0} for no trials).
+std::pair<double, double> wilson_interval_95(int64_t successes, int64_t trials);
 
 ClassificationReport make_classification_report(const ConfusionMatrix& confusion,
                                                  const std::vector<std::string>& class_names);

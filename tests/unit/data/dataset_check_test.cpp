@@ -14,7 +14,7 @@ namespace {
 
 using testing::encode;
 using testing::make_bgr_image;
-using testing::TempDir;
+using kennel::testing::TempDir;
 using testing::write_bytes;
 using testing::write_image;
 

@@ -16,7 +16,7 @@ namespace kennel::data {
 namespace {
 
 namespace fs = std::filesystem;
-using testing::TempDir;
+using kennel::testing::TempDir;
 
 void append_u32be(std::vector<uint8_t>& out, uint32_t value) {
   for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(value >> shift));

@@ -7,7 +7,7 @@
 namespace kennel::data {
 namespace {
 
-using testing::TempDir;
+using kennel::testing::TempDir;
 using testing::write_image;
 
 void make_split(const TempDir& dir, const std::string& split,

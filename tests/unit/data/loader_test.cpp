@@ -10,7 +10,7 @@
 namespace kennel::data {
 namespace {
 
-using testing::TempDir;
+using kennel::testing::TempDir;
 using testing::write_bytes;
 using testing::write_image;
 

@@ -17,7 +17,7 @@ namespace kennel::data {
 namespace {
 
 namespace fs = std::filesystem;
-using testing::TempDir;
+using kennel::testing::TempDir;
 
 SynthOptions small_options() {
   SynthOptions options;

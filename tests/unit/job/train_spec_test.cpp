@@ -13,7 +13,7 @@ namespace kennel::job {
 namespace {
 
 using nlohmann::json;
-using testing::TempDir;
+using kennel::testing::TempDir;
 
 TrainSpec with_data(const TempDir& dir) {
   TrainSpec spec;
@@ -95,6 +95,8 @@ TEST(TrainSpecTest, OutOfRangeValuesNameTheKey) {
       {"'momentum'", [](TrainSpec& s) { s.momentum = 1; }},
       {"'lr_schedule'", [](TrainSpec& s) { s.lr_schedule = "linear"; }},
       {"'label_smoothing'", [](TrainSpec& s) { s.label_smoothing = 1; }},
+      {"'augment_scale'", [](TrainSpec& s) { s.augment_scale = 0; }},
+      {"'augment_scale'", [](TrainSpec& s) { s.augment_scale = 1.5; }},
       {"'dropout'", [](TrainSpec& s) { s.dropout = -0.1; }},
       {"'head'", [](TrainSpec& s) { s.head = {0}; }},
       {"'input_size'", [](TrainSpec& s) { s.input_size = 8; }},

@@ -20,7 +20,7 @@ namespace kennel::models {
 namespace {
 
 using nlohmann::json;
-using testing::TempDir;
+using kennel::testing::TempDir;
 using Bytes = std::vector<uint8_t>;
 
 // A model.json + one shard, built weight by weight.

@@ -23,7 +23,7 @@ namespace {
 
 using detail::PickleMachine;
 using detail::PickleObject;
-using testing::TempDir;
+using kennel::testing::TempDir;
 using Bytes = std::vector<uint8_t>;
 
 // ---- fixtures ----------------------------------------------------------------

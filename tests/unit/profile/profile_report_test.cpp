@@ -17,8 +17,6 @@ using report::testing::count_occurrences;
 using report::testing::markup_error;
 using report::testing::svg_elements;
 
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-constexpr double kGiB = 1024.0 * 1024 * 1024;
 
 // A GPU job: 1200 one-second samples, 100 steps of 100 ms (60% waiting for
 // data) with steps 50 and 80 taking a second.

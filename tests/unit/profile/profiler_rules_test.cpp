@@ -11,8 +11,6 @@ namespace {
 
 using nlohmann::json;
 
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-constexpr double kGiB = 1024.0 * 1024 * 1024;
 
 // ---- Synthetic jobs. ----
 

@@ -10,7 +10,7 @@
 namespace kennel::s3 {
 namespace {
 
-using testing::TempDir;
+using kennel::testing::TempDir;
 
 constexpr const char* kSecret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 

@@ -15,7 +15,7 @@ namespace kennel::train {
 namespace {
 
 namespace fs = std::filesystem;
-using testing::TempDir;
+using kennel::testing::TempDir;
 using testing::write_image;
 
 FeatureCacheIdentity base_identity() {

@@ -17,7 +17,7 @@
 namespace kennel::train {
 namespace {
 
-using testing::TempDir;
+using kennel::testing::TempDir;
 
 class LinearModel : public TrainableModel {
  public:

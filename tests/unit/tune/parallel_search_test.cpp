@@ -10,17 +10,15 @@
 #include <gtest/gtest.h>
 
 #include "kennel/tune/study_view.h"
+#include "unit/tune/tune_test_util.h"
 
 namespace kennel::tune {
 namespace {
 
+using test_helpers::param;
+
 using nlohmann::json;
 
-Parameter param(const std::string& name, const json& definition) {
-  auto parsed = parse_parameter(name, definition, ValueHint::kUnknown);
-  EXPECT_TRUE(parsed.ok()) << parsed.status().to_string();
-  return parsed.ok() ? *parsed : Parameter{};
-}
 
 double branin(double x1, double x2) {
   const double pi = std::numbers::pi;

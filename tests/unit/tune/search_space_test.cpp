@@ -9,9 +9,12 @@
 #include <nlohmann/json.hpp>
 
 #include "kennel/tune/search_space.h"
+#include "unit/tune/tune_test_util.h"
 
 namespace kennel::tune {
 namespace {
+
+using test_helpers::has;
 
 using nlohmann::json;
 
@@ -36,7 +39,6 @@ Parameter flag_ok(const std::string& text, ValueHint hint = ValueHint::kUnknown)
   return parsed.ok() ? *parsed : Parameter{};
 }
 
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 // ---- parsing ---------------------------------------------------------------
 

@@ -13,17 +13,15 @@
 
 #include "kennel/tune/search_space.h"
 #include "kennel/tune/strategy.h"
+#include "unit/tune/tune_test_util.h"
 
 namespace kennel::tune {
 namespace {
 
+using test_helpers::param;
+
 using nlohmann::json;
 
-Parameter param(const std::string& name, const json& definition, ValueHint hint = ValueHint::kUnknown) {
-  auto parsed = parse_parameter(name, definition, hint);
-  if (!parsed.ok()) ADD_FAILURE() << parsed.status().to_string();
-  return parsed.ok() ? *parsed : Parameter{};
-}
 
 SearchSpace mixed_space() {
   SearchSpace space;

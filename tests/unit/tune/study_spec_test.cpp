@@ -9,14 +9,16 @@
 
 #include "kennel/tune/study_spec.h"
 #include "unit/test_util.h"
+#include "unit/tune/tune_test_util.h"
 
 namespace kennel::tune {
 namespace {
 
-using nlohmann::json;
-using testing::TempDir;
+using test_helpers::has;
 
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+using nlohmann::json;
+using kennel::testing::TempDir;
+
 
 // A tiny ImageFolder dataset: root/train/<class>/<file>.
 std::string make_dataset(const TempDir& dir) {

@@ -7,7 +7,7 @@
 namespace kennel {
 namespace {
 
-using testing::TempDir;
+using kennel::testing::TempDir;
 
 void write(const std::filesystem::path& path, const std::string& text) {
   std::filesystem::create_directories(path.parent_path());

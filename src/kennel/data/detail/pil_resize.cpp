@@ -13,8 +13,8 @@ double bilinear_filter(double x) {
   return x < 1.0 ? 1.0 - x : 0.0;
 }
 
-// Pillow's clip8: the sum carries kPrecisionBits fractional bits.
-inline uint8_t clip8(int32_t sum) {
+// Pillow's clip8 for resampling sums: the sum carries kPrecisionBits fractional bits.
+inline uint8_t clip8_fixed_point(int32_t sum) {
   const int32_t value = sum >> kPrecisionBits;
   return static_cast<uint8_t>(value < 0 ? 0 : (value > 255 ? 255 : value));
 }
@@ -56,9 +56,9 @@ KENNEL_ROW_KERNEL void clip_row(const int32_t* __restrict sums, uint8_t* __restr
                                 int length) {
   int i = 0;
   for (; i + kBlock <= length; i += kBlock) {
-    for (int l = 0; l < kBlock; ++l) dst[i + l] = clip8(sums[i + l]);
+    for (int l = 0; l < kBlock; ++l) dst[i + l] = clip8_fixed_point(sums[i + l]);
   }
-  for (; i < length; ++i) dst[i] = clip8(sums[i]);
+  for (; i < length; ++i) dst[i] = clip8_fixed_point(sums[i]);
 }
 
 // Resamples along the rows axis: output row y is the weighted sum of input
