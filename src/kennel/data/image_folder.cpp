@@ -175,14 +175,17 @@ Result<DatasetIndex> scan_image_folder(const fs::path& root, const ScanOptions& 
         path_text(root)));
     split_dirs.emplace_back("train", root);
   }
-  if (split_dirs.front().first != "train") {
+  const bool has_train = split_dirs.front().first == "train";
+  if (!has_train && options.known_classes.empty()) {
     return failed_precondition("no train split in '{}': add a train/ folder with one sub-folder "
                                "per class",
                                path_text(root));
   }
 
-  // Classes come from train; other splits may lack some (warning) but not add any (error).
-  index.classes = class_folders(split_dirs.front().second, index.warnings);
+  // Classes come from train (or, without it, from the model being evaluated); other splits may
+  // lack some (warning) but not add any (error).
+  index.classes = has_train ? class_folders(split_dirs.front().second, index.warnings) : options.known_classes;
+  if (!has_train) std::sort(index.classes.begin(), index.classes.end());
   if (index.classes.empty()) {
     return failed_precondition("no class folders in '{}': put each class's images in a "
                                "sub-folder named after the class",
@@ -196,6 +199,11 @@ Result<DatasetIndex> scan_image_folder(const fs::path& root, const ScanOptions& 
     std::set_difference(index.classes.begin(), index.classes.end(), found.begin(), found.end(),
                         std::back_inserter(missing));
     if (!extra.empty()) {
+      if (!has_train) {
+        return failed_precondition("split '{}' has {} class folder(s) the model does not know: {}. Remove them "
+                                   "from {}/ or evaluate a model trained with them",
+                                   name, extra.size(), fmt::join(extra, ", "), name);
+      }
       return failed_precondition(
           "split '{}' has {} class folder(s) that train lacks: {}. Every class must have "
           "training images; add them to train/ or remove them from {}/",

@@ -33,6 +33,9 @@ struct ScanOptions {
   // (stratified, seeded). 0 leaves the dataset without a valid split.
   double valid_fraction = 0.2;
   uint64_t seed = 0;
+  // A trained model's classes, when the dataset is to be evaluated rather than trained on:
+  // then train/ is optional (a test/ folder alone will do) and, without it, these are the classes.
+  std::vector<std::string> known_classes;
 
   Status validate() const;
 };

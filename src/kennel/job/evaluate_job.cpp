@@ -5,6 +5,7 @@
 #include <torch/utils.h>
 
 #include "kennel/data/image_folder.h"
+#include "kennel/models/inference_graph.h"
 #include "kennel/data/loader.h"
 #include "kennel/job/inputs.h"
 #include "kennel/models/model_dir.h"
@@ -31,6 +32,7 @@ Result<EvaluateResult> evaluate_model(const std::string& model, const fs::path& 
   if (!loaded.ok()) return loaded.status();
   data::ScanOptions scan;
   scan.valid_fraction = 0;
+  scan.known_classes = loaded->info.classes;
   auto index = data::scan_image_folder(data, scan);
   if (!index.ok()) return index.status();
   if (index->classes != loaded->info.classes) {
@@ -57,18 +59,22 @@ Result<EvaluateResult> evaluate_model(const std::string& model, const fs::path& 
   loader_options.layout = data::PixelLayout::kHwc;
   data::ImageLoader loader(split->samples, data::ImagePipeline(transform), loader_options);
   train::ImageBatchSource source(loader);
-  models::Classifier classifier = loaded->classifier;
-  classifier->to(at::MemoryFormat::ChannelsLast);
-  auto eval_model = trainable_model(classifier, TrainedPart::kNone);
-  train::TrainerOptions eval_options;
-  eval_options.num_classes = static_cast<int64_t>(index->classes.size());
-  eval_options.channels_last = true;
   const PrecisionChoice precision =
       choose_inference_precision(options.precision, loaded->info.precision, loaded->info.precision_auto,
                                  host_cpu_features());
   if (!precision.warning.empty()) spdlog::warn("model '{}': {}", model_dir->string(), precision.warning);
   if (!options.quiet) spdlog::info("precision {}: {}", precision.precision, precision.reason);
-  eval_options.precision = precision.precision;
+  // The graph `kennel serve` runs (BatchNorm folded, weights converted once, channels-last), so
+  // an evaluation and the endpoint answer alike at the same precision.
+  const at::ScalarType dtype = precision.precision == "bf16" ? at::kBFloat16 : at::kFloat;
+  models::Classifier classifier = loaded->classifier;
+  models::prepare_inference_graph(classifier, {.fold_batchnorm = true, .dtype = dtype, .channels_last = true});
+  auto eval_model = trainable_model(classifier, TrainedPart::kNone);
+  train::TrainerOptions eval_options;
+  eval_options.num_classes = static_cast<int64_t>(index->classes.size());
+  eval_options.channels_last = true;
+  eval_options.precision = "fp32";  // no autocast: the weights already are in `dtype`
+  eval_options.input_dtype = dtype;
   const train::EvalMetrics metrics = train::evaluate(*eval_model, source, eval_options);
 
   EvaluateResult result;

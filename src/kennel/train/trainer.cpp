@@ -219,6 +219,7 @@ EvalMetrics evaluate(TrainableModel& model, BatchSource& source, const TrainerOp
   while (auto batch = source.next()) {
     at::Tensor inputs = batch->inputs.to(options.device);
     if (options.channels_last && inputs.dim() == 4) inputs = inputs.contiguous(at::MemoryFormat::ChannelsLast);
+    if (inputs.scalar_type() != options.input_dtype) inputs = inputs.to(options.input_dtype);
     const at::Tensor labels = batch->labels.to(options.device);
     at::Tensor logits;
     {

@@ -132,6 +132,9 @@ struct TrainerOptions {
   c10::Device device = c10::Device(c10::kCPU);
   std::string precision = "fp32";  // fp32 | bf16 | fp16 (autocast)
   bool channels_last = false;      // image inputs in channels-last memory format
+  // evaluate(): inputs are converted to this dtype before the forward pass (a model whose
+  // weights were converted once, by models::prepare_inference_graph, runs without autocast).
+  at::ScalarType input_dtype = at::kFloat;
   bool synchronize_phases = false;  // CUDA: synchronise at phase boundaries so StepPhases are exact (profiler)
   // Data parallelism (not owned); null for one process. Sources must then hand
   // this replica its shard: padded for training, unpadded for evaluation.

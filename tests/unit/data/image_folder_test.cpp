@@ -50,6 +50,28 @@ TEST(ImageFolderTest, ExtraClassInAnotherSplitIsAnError) {
   EXPECT_NE(index.status().message().find("zebra"), std::string::npos);
 }
 
+TEST(ImageFolderTest, AModelsClassesStandInForAMissingTrainSplit) {
+  TempDir dir;
+  make_split(dir, "test", {{"b", 2}, {"a", 1}});
+  EXPECT_FALSE(scan_image_folder(dir.path()).ok());  // to train on, train/ is needed
+
+  ScanOptions options;
+  options.valid_fraction = 0;
+  options.known_classes = {"c", "a", "b"};  // the model's classes: "c" has no test images
+  auto index = scan_image_folder(dir.path(), options);
+  ASSERT_TRUE(index.ok()) << index.status().to_string();
+  EXPECT_EQ(index->classes, (std::vector<std::string>{"a", "b", "c"}));
+  ASSERT_EQ(index->splits.size(), 1u);
+  EXPECT_EQ(index->splits[0].name, "test");
+  EXPECT_EQ(index->splits[0].class_counts, (std::vector<int64_t>{1, 2, 0}));
+
+  options.known_classes = {"a"};  // a test class the model does not know
+  auto unknown = scan_image_folder(dir.path(), options);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("the model does not know: b"), std::string::npos)
+      << unknown.status().to_string();
+}
+
 TEST(ImageFolderTest, MissingValidIsSplitFromTrainWithASeed) {
   TempDir dir;
   make_split(dir, "train", {{"a", 10}, {"b", 10}});
