@@ -239,6 +239,8 @@ const std::vector<SpecKey>& train_spec_keys() {
       int_key("lr_step_epochs", &TrainSpec::lr_step_epochs, "Step schedule: epochs between decays (0 = epochs/3)"),
       float_key("lr_gamma", &TrainSpec::lr_gamma, "Step schedule: decay factor"),
       float_key("warmup_epochs", &TrainSpec::warmup_epochs, "Linear learning-rate warm-up, in epochs"),
+      float_key("lr_min", &TrainSpec::lr_min,
+                "Cosine schedule: the rate at the last step (PyTorch's eta_min; 0 = decay to nothing)"),
       float_key("label_smoothing", &TrainSpec::label_smoothing, "Cross-entropy label smoothing in [0, 1)"),
       int_key("input_size", &TrainSpec::input_size, "Model input size (crop), pixels"),
       int_key("resize", &TrainSpec::resize, "Shorter side before the center crop (0 = input_size*256/224)"),
@@ -363,6 +365,9 @@ Result<TrainSpec> resolve_train_spec(TrainSpec spec) {
     return invalid_argument("spec key 'lr_gamma' must be in (0, 1], got {}", spec.lr_gamma);
   }
   if (!(spec.warmup_epochs >= 0)) return invalid_argument("spec key 'warmup_epochs' must be >= 0, got {}", spec.warmup_epochs);
+  if (!(spec.lr_min >= 0 && spec.lr_min <= spec.lr)) {
+    return invalid_argument("spec key 'lr_min' must be in [0, lr ({})], got {}", spec.lr, spec.lr_min);
+  }
   if (!(spec.augment_scale > 0 && spec.augment_scale <= 1)) {
     return invalid_argument("spec key 'augment_scale' must be in (0, 1], got {}", spec.augment_scale);
   }

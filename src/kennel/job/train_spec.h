@@ -47,6 +47,7 @@ struct TrainSpec {
   int64_t lr_step_epochs = 0;            // step schedule period; 0 = max(1, epochs / 3)
   double lr_gamma = 0.1;                 // step schedule factor
   double warmup_epochs = 0;              // linear warm-up from 0, in (fractional) epochs
+  double lr_min = 0;                     // cosine schedule: the rate it ends at (PyTorch's eta_min)
   double label_smoothing = 0;
   // input
   int64_t input_size = 224;  // crop size fed to the model

@@ -86,7 +86,8 @@ train::TrainerOptions trainer_options_of(const PreparedJob& prepared, const JobI
                       .total_steps = steps_per_epoch * spec.epochs,
                       .step_epochs = spec.lr_step_epochs,
                       .gamma = spec.lr_gamma,
-                      .warmup_steps = spec.warmup_epochs * static_cast<double>(steps_per_epoch)};
+                      .warmup_steps = spec.warmup_epochs * static_cast<double>(steps_per_epoch),
+                      .min_lr = spec.lr_min};
   return options;
 }
 

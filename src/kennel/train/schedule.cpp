@@ -18,7 +18,7 @@ double LrSchedule::lr_at(int64_t step) const {
     const double start = warmup_steps;
     const double span = std::max(1.0, static_cast<double>(total_steps) - start);
     const double progress = std::clamp((static_cast<double>(step) - start) / span, 0.0, 1.0);
-    return base_lr * 0.5 * (1.0 + std::cos(M_PI * progress));
+    return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + std::cos(M_PI * progress));
   }
   return base_lr;
 }

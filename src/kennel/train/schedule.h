@@ -2,7 +2,7 @@
 //
 // The schedule is a pure function of the global step, so a resumed job
 // recomputes the same rate without saving scheduler state: constant, step
-// (multiply by gamma every N epochs) or cosine (to 0 at the last step), each
+// (multiply by gamma every N epochs) or cosine (to min_lr at the last step), each
 // with an optional linear warm-up from 0. Thread-safety: values.
 #pragma once
 
@@ -27,6 +27,7 @@ struct LrSchedule {
   int64_t step_epochs = 1;  // step: period in epochs
   double gamma = 0.1;       // step: factor
   double warmup_steps = 0;
+  double min_lr = 0;        // cosine: the rate at the last step (PyTorch's eta_min)
 
   double lr_at(int64_t step) const;  // step counts from 0
 };

@@ -96,6 +96,8 @@ TEST(TrainSpecTest, OutOfRangeValuesNameTheKey) {
       {"'lr_schedule'", [](TrainSpec& s) { s.lr_schedule = "linear"; }},
       {"'label_smoothing'", [](TrainSpec& s) { s.label_smoothing = 1; }},
       {"'augment_scale'", [](TrainSpec& s) { s.augment_scale = 0; }},
+      {"'lr_min'", [](TrainSpec& s) { s.lr_min = -1; }},
+      {"'lr_min'", [](TrainSpec& s) { s.lr_min = 1; }},
       {"'augment_scale'", [](TrainSpec& s) { s.augment_scale = 1.5; }},
       {"'dropout'", [](TrainSpec& s) { s.dropout = -0.1; }},
       {"'head'", [](TrainSpec& s) { s.head = {0}; }},

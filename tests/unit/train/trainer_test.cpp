@@ -388,6 +388,13 @@ TEST(ScheduleTest, WarmupStepAndCosine) {
   EXPECT_DOUBLE_EQ(cosine.lr_at(0), 1.0);
   EXPECT_NEAR(cosine.lr_at(50), 0.5, 1e-12);
   EXPECT_NEAR(cosine.lr_at(100), 0.0, 1e-12);
+
+  // With a floor the curve ends at min_lr (the last steps still move the weights) and halves the way there.
+  LrSchedule floored{.kind = "cosine", .base_lr = 1.0, .steps_per_epoch = 10, .total_steps = 100, .min_lr = 0.01};
+  EXPECT_DOUBLE_EQ(floored.lr_at(0), 1.0);
+  EXPECT_NEAR(floored.lr_at(50), 0.505, 1e-12);
+  EXPECT_NEAR(floored.lr_at(99), 0.01, 1e-3);
+  EXPECT_NEAR(floored.lr_at(100), 0.01, 1e-12);
 }
 
 }  // namespace
