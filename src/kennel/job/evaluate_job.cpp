@@ -5,9 +5,9 @@
 #include <torch/utils.h>
 
 #include "kennel/data/image_folder.h"
-#include "kennel/models/inference_graph.h"
 #include "kennel/data/loader.h"
 #include "kennel/job/inputs.h"
+#include "kennel/models/inference_graph.h"
 #include "kennel/models/model_dir.h"
 #include "kennel/train/batch_sources.h"
 #include "kennel/train/trainer.h"

@@ -10,10 +10,10 @@
 #pragma once
 
 #include <array>
-#include <cstdint>
-#include <optional>
 #include <cmath>
+#include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
