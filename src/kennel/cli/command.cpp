@@ -49,6 +49,20 @@ std::string flag_name(const std::string& key) {
 
 }  // namespace
 
+void add_inference_precision_flags(CLI::App& command, std::string& precision, double& int8_min_agreement,
+                                   const std::string& prefix) {
+  command
+      .add_option("--precision", precision,
+                  prefix + "auto (int8 for a model written by `kennel quantize` on a CPU with VNNI or AMX; else bf16 "
+                           "where the CPU has native bf16: AMX or avx512_bf16; else fp32), fp32, bf16 or int8")
+      ->capture_default_str();
+  command
+      .add_option("--int8-min-agreement", int8_min_agreement,
+                  "Run int8 only if `kennel quantize` measured at least this top-1 agreement with fp32")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+}
+
 void add_training_key_flags(CLI::App& command, std::map<std::string, std::string>& values,
                             const std::set<std::string>& excluded) {
   const job::TrainSpec defaults;
@@ -114,6 +128,7 @@ void build_cli(CLI::App& app, CommandContext& context) {
   register_data_commands(app, context);
   register_train_command(app, context);
   register_evaluate_command(app, context);
+  register_quantize_command(app, context);
   register_jobs_commands(app, context);
   register_serve_command(app, context);
   register_predict_command(app, context);

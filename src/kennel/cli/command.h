@@ -39,6 +39,7 @@ void register_data_commands(CLI::App& app, CommandContext& context);
 void register_jobs_commands(CLI::App& app, CommandContext& context);
 void register_train_command(CLI::App& app, CommandContext& context);
 void register_evaluate_command(CLI::App& app, CommandContext& context);
+void register_quantize_command(CLI::App& app, CommandContext& context);
 void register_serve_command(CLI::App& app, CommandContext& context);
 void register_predict_command(CLI::App& app, CommandContext& context);
 void register_transform_command(CLI::App& app, CommandContext& context);
@@ -61,6 +62,11 @@ void add_training_key_flags(CLI::App& command, std::map<std::string, std::string
 // `--set key=value` (throws kennel::Error naming a malformed one).
 nlohmann::json training_overrides(const std::map<std::string, std::string>& values,
                                   const std::vector<std::string>& sets);
+
+// --precision and --int8-min-agreement of the commands that run a saved model (serve, predict,
+// transform, evaluate), with one help text; `prefix` starts the help ("With --model: ").
+void add_inference_precision_flags(CLI::App& command, std::string& precision, double& int8_min_agreement,
+                                   const std::string& prefix = "");
 
 // "42s", "3m07s", "1h05m"; "-" for nothing.
 std::string format_duration(double seconds);

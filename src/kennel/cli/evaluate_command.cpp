@@ -25,9 +25,7 @@ void register_evaluate_command(CLI::App& app, CommandContext& context) {
   evaluate->add_option("--out", flags->out, "Report folder (default: the job's evaluation/)");
   evaluate->add_option("--batch-size", flags->options.batch_size, "Images per batch")->capture_default_str();
   evaluate->add_option("--threads", flags->options.threads, "CPU threads (0 = all)")->capture_default_str();
-  evaluate->add_option("--precision", flags->options.precision,
-                       "auto (bf16 where the CPU has native bf16: AMX or avx512_bf16; else fp32), fp32 or bf16")
-      ->capture_default_str();
+  add_inference_precision_flags(*evaluate, flags->options.precision, flags->options.int8_min_agreement);
   evaluate->add_flag("--json", flags->json, "Print the report as JSON");
   evaluate->callback([flags, &context] {
     flags->options.out = flags->out;
@@ -38,14 +36,16 @@ void register_evaluate_command(CLI::App& app, CommandContext& context) {
     if (flags->json) {
       auto out = train::to_json(report);
       out["split"] = result->split;
+      out["precision"] = result->precision;
       out["skipped"] = result->skipped;
       out["report_dir"] = result->out.string();
       std::cout << out.dump(2) << "\n";
       return;
     }
     std::cout << fmt::format(
-        "{} split: {} images, accuracy {:.4f} (95 % CI {:.4f}-{:.4f}), top-5 {:.4f}, loss {:.4f}, macro F1 {:.4f}\n",
-        result->split, report.samples, report.accuracy, report.accuracy_ci95_low, report.accuracy_ci95_high,
+        "{} split: {} images at {}, accuracy {:.4f} (95 % CI {:.4f}-{:.4f}), top-5 {:.4f}, loss {:.4f}, macro F1 "
+        "{:.4f}\n",
+        result->split, report.samples, result->precision, report.accuracy, report.accuracy_ci95_low, report.accuracy_ci95_high,
         report.top5_accuracy, report.loss, report.macro_f1);
     std::cout << fmt::format("{:<32} {:>8} {:>9} {:>8} {:>8}\n", "class", "support", "precision", "recall", "f1");
     for (const auto& c : report.classes) {

@@ -170,10 +170,8 @@ void register_predict_command(CLI::App& app, CommandContext& context) {
   predict->add_option("--url", flags->urls, "Image URL (repeatable): http(s)://, s3://, file://");
   predict->add_option("--image", flags->images, "Image file or folder (repeatable)");
   predict->add_option("--top-k", flags->top_k, "Classes shown per image")->capture_default_str();
-  predict->add_option("--precision", flags->predictor.precision,
-                      "With --model: auto (bf16 where the CPU has native bf16: AMX or avx512_bf16; else fp32), "
-                      "fp32 or bf16")
-      ->capture_default_str();
+  add_inference_precision_flags(*predict, flags->predictor.precision, flags->predictor.int8_min_agreement,
+                                "With --model: ");
   predict->add_option("--allow-file-root", flags->file_root, "With --model: allow file:// URLs below this folder");
   predict->add_option("--auth-token-file", flags->auth_token_file,
                       "With --endpoint: file holding the endpoint's token (mode 600; default: $KENNEL_AUTH_TOKEN)");

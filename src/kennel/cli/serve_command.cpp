@@ -109,8 +109,7 @@ void register_serve_command(CLI::App& app, CommandContext& context) {
       ->capture_default_str();
   serve->add_option("--http-threads", l.threads, "Requests handled (and images decoded) at once")
       ->capture_default_str();
-  serve->add_option("--precision", o.predictor.precision,
-                    "auto (bf16 where the CPU has native bf16: AMX or avx512_bf16; else fp32), fp32 or bf16")->capture_default_str();
+  add_inference_precision_flags(*serve, o.predictor.precision, o.predictor.int8_min_agreement);
   serve->add_flag("--fold-batchnorm,!--no-fold-batchnorm", o.predictor.fold_batchnorm,
                   "Fold BatchNorm into the convolution before it (default on; --no-fold-batchnorm to compare)");
   serve->add_flag("--warm-up,!--no-warm-up", o.warm_up,

@@ -33,9 +33,8 @@ void register_transform_command(CLI::App& app, CommandContext& context) {
                         "Tries per input: a re-run retries failed inputs until each had this many (URL fetches "
                         "also retry within a run)")
       ->capture_default_str();
-  transform->add_option("--precision", flags->options.predictor.precision,
-                        "auto (bf16 where the CPU has native bf16: AMX or avx512_bf16; else fp32), fp32 or bf16")
-      ->capture_default_str();
+  add_inference_precision_flags(*transform, flags->options.predictor.precision,
+                                flags->options.predictor.int8_min_agreement);
   transform->add_option("--threads", flags->options.predictor.threads, "Model CPU threads (0 = all cores)")
       ->capture_default_str();
   transform->add_option("--allow-file-root", flags->file_root, "Allow file:// URLs in the manifest below this folder");

@@ -6,12 +6,10 @@
 
 #include "kennel/data/image_folder.h"
 #include "kennel/data/loader.h"
-#include "kennel/job/inputs.h"
-#include "kennel/models/inference_graph.h"
+#include "kennel/models/inference_model.h"
 #include "kennel/models/model_dir.h"
 #include "kennel/train/batch_sources.h"
 #include "kennel/train/trainer.h"
-#include "kennel/util/cpu_features.h"
 #include "kennel/util/parallel.h"
 #include "kennel/util/progress.h"
 
@@ -19,13 +17,36 @@ namespace kennel::job {
 
 namespace fs = std::filesystem;
 
+namespace {
+// train::evaluate's view of a model that only infers.
+class InferenceAsTrainable : public train::TrainableModel {
+ public:
+  explicit InferenceAsTrainable(models::InferenceModel& model) : model_(model), classifier_(model.classifier()) {}
+  at::Tensor forward(const at::Tensor& inputs) override { return model_.forward(inputs); }
+  void set_training(bool /*training*/) override {}
+  std::vector<at::Tensor> trainable_parameters() override { return {}; }
+  torch::nn::Module& module() override { return *classifier_; }
+
+ private:
+  models::InferenceModel& model_;
+  models::Classifier classifier_;
+};
+}  // namespace
+
+
+data::TransformSpec eval_transform_of(const models::ModelInfo& info) {
+  data::TransformSpec transform;
+  transform.resize = static_cast<int>(info.resize);
+  transform.crop = static_cast<int>(info.input_size);
+  transform.mean = info.mean;
+  transform.std = info.std;
+  return transform;
+}
 
 Result<EvaluateResult> evaluate_model(const std::string& model, const fs::path& data, const fs::path& home,
                                       const EvaluateOptions& options) {
   if (options.batch_size < 1) return invalid_argument("--batch-size must be >= 1, got {}", options.batch_size);
-  if (options.precision != "auto" && options.precision != "fp32" && options.precision != "bf16") {
-    return invalid_argument("--precision must be auto, fp32 or bf16, got '{}'", options.precision);
-  }
+  KENNEL_RETURN_IF_ERROR(models::check_inference_precision(options.precision));
   auto model_dir = models::resolve_model_dir(model, home);
   if (!model_dir.ok()) return model_dir.status();
   auto loaded = models::load_model_dir(*model_dir);
@@ -48,37 +69,32 @@ Result<EvaluateResult> evaluate_model(const std::string& model, const fs::path& 
   }
   const int threads = options.threads > 0 ? options.threads : default_thread_count();
   at::set_num_threads(threads);
-  data::TransformSpec transform;
-  transform.resize = static_cast<int>(loaded->info.resize);
-  transform.crop = static_cast<int>(loaded->info.input_size);
-  transform.mean = loaded->info.mean;
-  transform.std = loaded->info.std;
   data::LoaderOptions loader_options;
   loader_options.batch_size = options.batch_size;
   loader_options.threads = threads;
   loader_options.layout = data::PixelLayout::kHwc;
-  data::ImageLoader loader(split->samples, data::ImagePipeline(transform), loader_options);
+  data::ImageLoader loader(split->samples, data::ImagePipeline(eval_transform_of(loaded->info)), loader_options);
   train::ImageBatchSource source(loader);
-  const PrecisionChoice precision =
-      choose_inference_precision(options.precision, loaded->info.precision, loaded->info.precision_auto,
-                                 host_cpu_features());
-  if (!precision.warning.empty()) spdlog::warn("model '{}': {}", model_dir->string(), precision.warning);
-  if (!options.quiet) spdlog::info("precision {}: {}", precision.precision, precision.reason);
-  // The graph `kennel serve` runs (BatchNorm folded, weights converted once, channels-last), so
-  // an evaluation and the endpoint answer alike at the same precision.
-  const at::ScalarType dtype = precision.precision == "bf16" ? at::kBFloat16 : at::kFloat;
-  models::Classifier classifier = loaded->classifier;
-  models::prepare_inference_graph(classifier, {.fold_batchnorm = true, .dtype = dtype, .channels_last = true});
-  auto eval_model = trainable_model(classifier, TrainedPart::kNone);
+  // What `kennel serve` runs at the same precision (BatchNorm folded, weights converted once,
+  // channels-last; or the int8 graph), so an evaluation and the endpoint answer alike.
+  auto inference = models::InferenceModel::prepare(*model_dir, *loaded,
+                                               {.precision = options.precision,
+                                                .int8_min_agreement = options.int8_min_agreement});
+  if (!inference.ok()) return inference.status();
+  if (!(*inference)->precision_warning().empty()) {
+    spdlog::warn("model '{}': {}", model_dir->string(), (*inference)->precision_warning());
+  }
+  if (!options.quiet) spdlog::info("precision {}: {}", (*inference)->precision(), (*inference)->precision_reason());
+  InferenceAsTrainable eval_model(**inference);
   train::TrainerOptions eval_options;
   eval_options.num_classes = static_cast<int64_t>(index->classes.size());
-  eval_options.channels_last = true;
-  eval_options.precision = "fp32";  // no autocast: the weights already are in `dtype`
-  eval_options.input_dtype = dtype;
-  const train::EvalMetrics metrics = train::evaluate(*eval_model, source, eval_options);
+  eval_options.channels_last = false;  // the inference model lays its input out itself
+  eval_options.precision = "fp32";     // no autocast: the model runs at its own precision
+  const train::EvalMetrics metrics = train::evaluate(eval_model, source, eval_options);
 
   EvaluateResult result;
   result.split = split_name;
+  result.precision = (*inference)->precision();
   result.report = train::make_classification_report(train::to_confusion_matrix(metrics.confusion), index->classes);
   result.report.loss = metrics.loss;
   result.report.top5_accuracy = metrics.top5_accuracy;

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <string>
 
+#include "kennel/data/transforms.h"
+#include "kennel/models/model_dir.h"
 #include "kennel/train/evaluation_report.h"
 #include "kennel/util/status.h"
 
@@ -17,16 +19,21 @@ struct EvaluateOptions {
   std::filesystem::path out;  // "" = <model>/../evaluation
   int64_t batch_size = 32;
   int threads = 0;
-  std::string precision = "auto";  // auto | fp32 | bf16 (see serve::PredictorOptions::precision)
+  std::string precision = "auto";  // auto | fp32 | bf16 | int8 (see models/inference_model.h)
+  double int8_min_agreement = 0.98;
   bool quiet = false;
 };
 
 struct EvaluateResult {
   std::string split;
+  std::string precision;  // what ran: fp32 | bf16 | int8
   train::ClassificationReport report;
   int64_t skipped = 0;
   std::filesystem::path out;
 };
+
+// The transform a saved model's predictions are made with (model.json's resize, crop, mean, std).
+data::TransformSpec eval_transform_of(const models::ModelInfo& info);
 
 // `model` is a model directory or the name of a job in `home`.
 Result<EvaluateResult> evaluate_model(const std::string& model, const std::filesystem::path& data,

@@ -37,13 +37,13 @@ constexpr double kKerasBatchNormEps = 1e-3;
 constexpr int kLastKerasBlock = 16;  // block_1 .. block_16; block 0 is "expanded_conv"
 
 // ---- errors ------------------------------------------------------------------
-Status file_error(ErrorCode code, const stdfs::path& file, const std::string& message) {
+Status tfjs_file_error(ErrorCode code, const stdfs::path& file, const std::string& message) {
   return {code, fmt::format("{}: {}", path_text(file), message)};
 }
 
 // Thrown inside this file only; import_tfjs_mobilenet_v2 returns its Status.
 [[noreturn]] void fail(ErrorCode code, const stdfs::path& file, const std::string& message) {
-  throw Error(file_error(code, file, message));
+  throw Error(tfjs_file_error(code, file, message));
 }
 
 std::string shape_text(const std::vector<int64_t>& shape) {
@@ -559,14 +559,14 @@ Result<StateDict> import_tfjs_mobilenet_v2(const std::filesystem::path& dir, nlo
     auto bytes = read_file_bytes(file, kMaxModelJsonBytes);
     if (!bytes.ok()) {
       return bytes.status().code() == ErrorCode::kResourceExhausted
-                 ? file_error(ErrorCode::kResourceExhausted, file,
+                 ? tfjs_file_error(ErrorCode::kResourceExhausted, file,
                               "is over 64 MiB: not a model.json")
                  : bytes.status().with_context("reading a TF.js model folder");
     }
     json model_json =
         json::parse(bytes->begin(), bytes->end(), nullptr, /*allow_exceptions=*/false);
     if (model_json.is_discarded() || !model_json.is_object()) {
-      return file_error(ErrorCode::kInvalidArgument, file,
+      return tfjs_file_error(ErrorCode::kInvalidArgument, file,
                         "is not a JSON object: not a TF.js model.json");
     }
     const Topology topology = read_topology(model_json, file);
@@ -574,7 +574,7 @@ Result<StateDict> import_tfjs_mobilenet_v2(const std::filesystem::path& dir, nlo
     Imported imported = import_weights(dir, model_json, topology, file);
     if (!topology.dense.empty() && imported.first_dense_inputs >= 0 &&
         imported.first_dense_inputs != kPooledFeatures) {
-      return file_error(
+      return tfjs_file_error(
           ErrorCode::kInvalidArgument, file,
           fmt::format(
               "the first Dense layer {} reads {} features; Kennel's head reads the {} globally "
@@ -586,10 +586,10 @@ Result<StateDict> import_tfjs_mobilenet_v2(const std::filesystem::path& dir, nlo
   } catch (const Error& error) {
     return error.status();
   } catch (const json::exception& error) {
-    return file_error(ErrorCode::kInvalidArgument, file,
+    return tfjs_file_error(ErrorCode::kInvalidArgument, file,
                       fmt::format("malformed model.json: {}", error.what()));
   } catch (const c10::Error& error) {
-    return file_error(ErrorCode::kInternal, file,
+    return tfjs_file_error(ErrorCode::kInternal, file,
                       fmt::format("building tensors: {}", error.what_without_backtrace()));
   }
 }

@@ -7,46 +7,36 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <c10/core/InferenceMode.h>
 #include <spdlog/spdlog.h>
 
 #include "kennel/data/decode.h"
 #include "kennel/data/transforms.h"
-#include "kennel/models/inference_graph.h"
-#include "kennel/util/cpu_features.h"
 #include "kennel/util/parallel.h"
 
 namespace kennel::serve {
 
 Result<std::unique_ptr<Predictor>> Predictor::load(const std::filesystem::path& model_dir,
                                                    const PredictorOptions& options) {
-  if (options.precision != "auto" && options.precision != "fp32" && options.precision != "bf16") {
-    return invalid_argument("precision must be auto, fp32 or bf16 for CPU inference, got '{}'", options.precision);
-  }
+  KENNEL_RETURN_IF_ERROR(models::check_inference_precision(options.precision));
   const auto start = std::chrono::steady_clock::now();
   auto loaded = models::load_model_dir(model_dir);
   if (!loaded.ok()) return loaded.status();
   std::unique_ptr<Predictor> predictor(new Predictor());
   predictor->model_dir_ = model_dir;
   predictor->info_ = loaded->info;
-  predictor->classifier_ = loaded->classifier;
   predictor->options_ = options;
-  const PrecisionChoice choice =
-      choose_inference_precision(options.precision, loaded->info.precision, loaded->info.precision_auto,
-                                 host_cpu_features());
-  if (!choice.warning.empty()) spdlog::warn("model '{}': {}", model_dir.string(), choice.warning);
-  predictor->precision_ = choice.precision;
-  predictor->precision_reason_ = choice.reason;
-  predictor->input_dtype_ = choice.precision == "bf16" ? at::kBFloat16 : at::kFloat;
-  // Converted once here: no per-call casts of the weights (autocast would cast them on every batch).
-  try {
-    models::prepare_inference_graph(predictor->classifier_, {.fold_batchnorm = options.fold_batchnorm,
-                                                             .dtype = predictor->input_dtype_,
-                                                             .channels_last = options.channels_last});
-  } catch (const c10::Error& error) {
-    return Status(ErrorCode::kInternal, fmt::format("preparing model '{}' for inference: {}", model_dir.string(),
-                                                    error.what_without_backtrace()));
+  auto model = models::InferenceModel::prepare(model_dir, *loaded,
+                                               {.precision = options.precision,
+                                                .fold_batchnorm = options.fold_batchnorm,
+                                                .channels_last = options.channels_last,
+                                                .int8_min_agreement = options.int8_min_agreement});
+  if (!model.ok()) return model.status();
+  predictor->model_ = std::move(*model);
+  if (!predictor->model_->precision_warning().empty()) {
+    spdlog::warn("model '{}': {}", model_dir.string(), predictor->model_->precision_warning());
   }
+  predictor->precision_ = predictor->model_->precision();
+  predictor->precision_reason_ = predictor->model_->precision_reason();
   at::set_num_threads(options.threads > 0 ? options.threads : default_thread_count());
   predictor->load_seconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -72,12 +62,7 @@ Result<at::Tensor> Predictor::preprocess(std::span<const uint8_t> bytes) const {
   return image;
 }
 
-at::Tensor Predictor::predict(const at::Tensor& images) {
-  c10::InferenceMode inference;
-  at::Tensor input = images.to(input_dtype_);
-  if (options_.channels_last) input = input.contiguous(at::MemoryFormat::ChannelsLast);
-  return classifier_->forward(input).to(at::kFloat).contiguous();
-}
+at::Tensor Predictor::predict(const at::Tensor& images) { return model_->forward(images); }
 
 std::vector<std::vector<Prediction>> top_k(const at::Tensor& logits, int64_t k,
                                            const std::vector<std::string>& classes) {

@@ -1,6 +1,7 @@
 // Predictor: a saved model ready for inference — the model directory's
-// classifier in eval mode, and the exact eval transform recorded in its
-// model.json (resize, centre crop, mean/std). One place turns image bytes
+// models::InferenceModel at the chosen precision (fp32, bf16 or int8), and
+// the exact eval transform recorded in its model.json (resize, centre crop,
+// mean/std). One place turns image bytes
 // into logits for the endpoint, `kennel predict --model` and `kennel
 // transform`, so all three give the same numbers for the same image.
 //
@@ -18,6 +19,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "kennel/models/inference_model.h"
 #include "kennel/models/model_dir.h"
 #include "kennel/util/status.h"
 
@@ -25,9 +27,12 @@ namespace kennel::serve {
 
 struct PredictorOptions {
   int threads = 0;                 // intra-op threads for the model (0 = all cores)
-  // auto (bf16 where the CPU has native bf16, else fp32; a model trained at bf16 by auto is served at
-  // fp32, with a warning, on a CPU without) | fp32 | bf16. The weights are converted once at load.
+  // auto (int8 for a model calibrated by `kennel quantize` on a CPU with VNNI/AMX; else bf16 where the
+  // CPU has native bf16, else fp32) | fp32 | bf16 | int8; see models/inference_model.h. The weights are
+  // converted once at load.
   std::string precision = "auto";
+  // int8 runs only if `kennel quantize` measured at least this top-1 agreement with fp32.
+  double int8_min_agreement = 0.98;
   // Fold each BatchNorm into the convolution before it (one pass less per layer; fp32 logits equal
   // the unfolded model's to 1e-4). Off only to compare.
   bool fold_batchnorm = true;
@@ -51,7 +56,7 @@ class Predictor {
   const std::filesystem::path& model_dir() const { return model_dir_; }
   int64_t num_classes() const { return static_cast<int64_t>(info_.classes.size()); }
   double load_seconds() const { return load_seconds_; }
-  // What runs (fp32 | bf16) and why, resolved once at load.
+  // What runs (fp32 | bf16 | int8) and why, resolved once at load.
   const std::string& precision() const { return precision_; }
   const std::string& precision_reason() const { return precision_reason_; }
 
@@ -67,10 +72,9 @@ class Predictor {
 
   std::filesystem::path model_dir_;
   models::ModelInfo info_;
-  models::Classifier classifier_{nullptr};  // forward() is non-const in LibTorch, read-only in eval mode
+  std::unique_ptr<models::InferenceModel> model_;
   PredictorOptions options_;
   std::string precision_, precision_reason_;
-  at::ScalarType input_dtype_ = at::kFloat;
   double load_seconds_ = 0;
 };
 

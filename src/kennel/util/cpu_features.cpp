@@ -31,6 +31,7 @@ std::string CpuFeatures::describe() const {
   if (amx_int8) units.push_back("amx_int8");
   if (avx512_bf16) units.push_back("avx512_bf16");
   if (avx512_vnni) units.push_back("avx512_vnni");
+  if (avx_vnni && !avx512_vnni) units.push_back("avx_vnni");
   if (avx512f && units.empty()) units.push_back("avx512f");
   if (avx2 && units.empty()) units.push_back("avx2");
   std::string text = model_name;
@@ -61,6 +62,7 @@ CpuFeatures parse_cpuinfo(std::string_view text) {
       features.avx512f = flags.count("avx512f") > 0;
       features.avx512_bf16 = flags.count("avx512_bf16") > 0;
       features.avx512_vnni = flags.count("avx512_vnni") > 0;
+      features.avx_vnni = flags.count("avx_vnni") > 0;
       features.amx_bf16 = flags.count("amx_bf16") > 0;
       features.amx_int8 = flags.count("amx_int8") > 0;
     }

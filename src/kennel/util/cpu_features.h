@@ -18,12 +18,16 @@ struct CpuFeatures {
   bool avx512f = false;
   bool avx512_bf16 = false;  // bf16 dot products (Cooper Lake, Zen 4 and later)
   bool avx512_vnni = false;  // int8 dot products
+  bool avx_vnni = false;     // the same on 256-bit registers (Alder Lake, Zen 5)
   bool amx_bf16 = false;     // Intel AMX tiles (Sapphire Rapids and later)
   bool amx_int8 = false;
   bool readable = false;     // whether a flags line was found at all
 
   // bf16 matmuls and convolutions run on dedicated units (AMX or avx512_bf16).
   bool native_bf16() const { return amx_bf16 || avx512_bf16; }
+  // int8 dot products run in one instruction (VNNI or AMX); oneDNN's int8 kernels need 7-bit
+  // activations without them (vpmaddubsw saturates).
+  bool native_int8() const { return amx_int8 || avx512_vnni || avx_vnni; }
   // "AMD EPYC ... (avx512_bf16, avx512_vnni; no AMX)": for logs and benchmarks.
   std::string describe() const;
 };
