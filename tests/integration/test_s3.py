@@ -261,3 +261,102 @@ def test_resume_from_s3_checkpoints_in_an_empty_home_then_serve_from_s3(kennel_b
         server.send_signal(signal.SIGTERM)
         server.wait(30)
 
+
+
+def listed_objects(client, bucket, prefix):
+    """key -> the listing's entry (Size, ETag as S3 spells it, quotes included), as boto3 reads it."""
+    return {entry["Key"]: entry for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=prefix) for entry in page.get("Contents", [])}
+
+
+def cached_object(home, bucket, key, etag):
+    """Where docs/s3.md's cache layout keeps one object version: objects/<aa>/<id>,
+    id = SHA-256(bucket, key, ETag)."""
+    object_id = hashlib.sha256(f"{bucket}\n{key}\n{etag}".encode()).hexdigest()
+    return home / "cache" / "s3" / "objects" / object_id[:2] / object_id
+
+
+def object_cache_files(home):
+    """The S3 object cache's files by kind: complete object files (named by their id alone),
+    .part files, and the rest (.part.etag records, .lock files)."""
+    root = home / "cache" / "s3" / "objects"
+    files = [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+    return ([p for p in files if "." not in p.name], [p for p in files if p.name.endswith(".part")],
+            [p for p in files if "." in p.name and not p.name.endswith(".part")])
+
+
+def wait_until(condition, what, timeout=30, process=None):
+    deadline = time.time() + timeout
+    while not condition():
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"kennel exited ({process.returncode}) before {what}:\n"
+                                 f"{process.communicate()[1]}")
+        assert time.time() < deadline, f"no {what} within {timeout} s"
+        time.sleep(0.05)
+
+
+def test_a_killed_download_resumes(kennel_bin, tmp_path, s3):
+    # 20 images; three of them are held by the proxy halfway through their bodies, the other 17
+    # complete, and Kennel is killed (SIGKILL: no cleanup of its own) at exactly that point.
+    data = synth(kennel_bin, tmp_path / "data", classes=2, per_class=10, size="64x64", valid=0.0)
+    bucket = s3.make_bucket("kennel-killed")
+    kennel = S3Kennel(kennel_bin, tmp_path / "home", s3)
+    kennel.run("data", "upload", data, f"s3://{bucket}/set", "--quiet", check=0)
+    client = s3.boto3_client()
+    objects = listed_objects(client, bucket, "set/")
+    body = {key: client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in objects}
+    cached = {key: cached_object(kennel.home, bucket, key, entry["ETag"]) for key, entry in objects.items()}
+    keys = sorted(objects)
+    held = [keys[1], keys[len(keys) // 2], keys[-1]]
+    half = {key: objects[key]["Size"] // 2 for key in held}
+    for key in held:
+        s3.pause_next_gets(bucket, key, after_bytes=half[key])
+
+    check = [str(kennel_bin), "data", "check", f"s3://{bucket}/set", "--no-decode"]
+    process = subprocess.Popen(check, env=kennel.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        def mid_download():
+            part = {key: Path(f"{cached[key]}.part") for key in held}
+            return (sorted(s3.paused) == sorted((bucket, key) for key in held)
+                    and all(part[k].exists() and part[k].stat().st_size == half[k] for k in held)
+                    and all(cached[k].exists() for k in keys if k not in held))
+        wait_until(mid_download, "three downloads held halfway and the others complete", process=process)
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    s3.release_paused()
+
+    # What the killed run left: whole objects under their final names, byte for byte, and the
+    # three halves only as .part files.
+    complete, parts, _ = object_cache_files(kennel.home)
+    by_path = {path: key for key, path in cached.items()}
+    assert sorted(complete) == sorted(cached[k] for k in keys if k not in held)
+    for path in complete:
+        assert path.read_bytes() == body[by_path[path]], by_path[path]
+    assert sorted(parts) == sorted(Path(f"{cached[k]}.part") for k in held)
+    for key in held:
+        assert Path(f"{cached[key]}.part").read_bytes() == body[key][:half[key]], key
+
+    # Run again: only the three unfinished objects are fetched, each from where it stopped,
+    # for the version it began with (If-Match).
+    s3.clear_requests()
+    result = kennel.run(*check[1:], check=0)
+    assert f"{len(keys)} objects (3 downloaded)" in result.stdout, result.stdout
+    gets = sorted(object_gets(s3, bucket), key=lambda r: r.key)
+    assert [(r.key, r.range, r.if_match, r.status) for r in gets] == \
+        [(k, f"bytes={half[k]}-", objects[k]["ETag"], 206) for k in sorted(held)]
+    assert sum(r.bytes_out for r in gets) == sum(objects[k]["Size"] - half[k] for k in held)
+    complete, parts, others = object_cache_files(kennel.home)
+    assert sorted(complete) == sorted(cached.values()) and parts == []
+    assert [p for p in others if not p.name.endswith(".lock")] == []  # no .part.etag left behind
+    for key, path in cached.items():
+        assert path.read_bytes() == body[key], key
+    view = kennel.home / "cache" / "s3" / "datasets"
+    viewed = {p.relative_to(p.parents[len(Path(k).parts) - 2]).as_posix(): p.read_bytes()
+              for k in keys for p in view.rglob(Path(k).name)}
+    assert viewed == {key.removeprefix("set/"): body[key] for key in keys}
+
