@@ -115,7 +115,7 @@ class S3:
     @property
     def requests(self) -> list:
         """Every request the proxy saw, oldest first (RequestRecord: method, bucket, key, query,
-        signed, status, error, bytes_in, bytes_out, forwarded, range, if_match)."""
+        signed, status, error, bytes_in, bytes_out, forwarded, range, if_match, started, finished)."""
         with self.proxy.rules.lock:
             return list(self.proxy.rules.records)
 

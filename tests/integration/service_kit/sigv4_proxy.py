@@ -39,6 +39,7 @@ import struct
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -83,6 +84,8 @@ class RequestRecord:
                          # connection s3rver had closed was retried on a fresh one
     range: str = ""      # the Range header as received ("bytes=1000-": a resumed download)
     if_match: str = ""   # the If-Match header as received
+    started: float = 0.0   # time.monotonic() when the request's headers had arrived
+    finished: float = 0.0  # ... and when its answer had been sent (0: not yet, or it broke)
 
 
 class _ExactHeaders:
@@ -339,7 +342,7 @@ class _Handler(BaseHTTPRequestHandler):
         bucket, key, query = self._target()
         record = RequestRecord(self.command, bucket, key, query, "",
                                range=self.headers.get("Range", ""),
-                               if_match=self.headers.get("If-Match", ""))
+                               if_match=self.headers.get("If-Match", ""), started=time.monotonic())
         with server.rules.lock:
             server.rules.records.append(record)
         self._body_consumed = self._response_started = False
@@ -374,6 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             if body is not None:
                 body.close()
+        record.finished = time.monotonic()
 
     def _answer_error(self, failure: S3Failure, record: RequestRecord):
         record.error, record.status = failure.code, failure.status
