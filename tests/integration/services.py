@@ -37,10 +37,14 @@ s3 -> S3                                  (function scope)
     SignatureDoesNotMatch (with CanonicalRequest/StringToSign) like S3. .endpoint (the proxy,
     path-style), .access_key, .secret_key, .region, .env() (AWS_* for a Kennel process),
     .make_bucket(name, public=False), .boto3_client(secret_key=None, **botocore_config).
-    Hooks: .drop_next_gets(bucket, key, times, after_bytes) resets the connection mid-body;
-    .fail_next(times, method, bucket, key, status=503, code="SlowDown"); .requests lists
-    every request (method, bucket, key, query, signed, status, error, bytes) so a test can
-    assert e.g. that a second run downloaded nothing; .clear_requests().
+    Hooks: .drop_next_gets(bucket, key, times, after_bytes, how="reset"|"close") cuts the
+    connection mid-body (RST, or a clean FIN that only Content-Length reveals);
+    .pause_next_gets(bucket, key, times, after_bytes) holds responses mid-body until
+    .release_paused() (.paused lists the held ones: kill a client mid-download at a known
+    point); .fail_next(times, method, bucket, key, status=503, code="SlowDown"); .requests
+    lists every request (method, bucket, key, query, signed, status, error, bytes, range,
+    if_match) so a test can assert e.g. that a second run downloaded nothing, or resumed
+    with a Range; .clear_requests().
 
 netns_hosts(n) -> NetnsHosts              (function-scoped factory; call it once or more)
     n network namespaces on a Linux bridge: .hosts[i].name/.address, .names, .addresses,

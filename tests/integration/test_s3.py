@@ -261,3 +261,166 @@ def test_resume_from_s3_checkpoints_in_an_empty_home_then_serve_from_s3(kennel_b
         server.send_signal(signal.SIGTERM)
         server.wait(30)
 
+
+
+def listed_objects(client, bucket, prefix):
+    """key -> the listing's entry (Size, ETag as S3 spells it, quotes included), as boto3 reads it."""
+    return {entry["Key"]: entry for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=prefix) for entry in page.get("Contents", [])}
+
+
+def cached_object(home, bucket, key, etag):
+    """Where docs/s3.md's cache layout keeps one object version: objects/<aa>/<id>,
+    id = SHA-256(bucket, key, ETag)."""
+    object_id = hashlib.sha256(f"{bucket}\n{key}\n{etag}".encode()).hexdigest()
+    return home / "cache" / "s3" / "objects" / object_id[:2] / object_id
+
+
+def object_cache_files(home):
+    """The S3 object cache's files by kind: complete object files (named by their id alone),
+    .part files, and the rest (.part.etag records, .lock files)."""
+    root = home / "cache" / "s3" / "objects"
+    files = [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+    return ([p for p in files if "." not in p.name], [p for p in files if p.name.endswith(".part")],
+            [p for p in files if "." in p.name and not p.name.endswith(".part")])
+
+
+def wait_until(condition, what, timeout=30, process=None):
+    deadline = time.time() + timeout
+    while not condition():
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"kennel exited ({process.returncode}) before {what}:\n"
+                                 f"{process.communicate()[1]}")
+        assert time.time() < deadline, f"no {what} within {timeout} s"
+        time.sleep(0.05)
+
+
+def test_a_killed_download_resumes(kennel_bin, tmp_path, s3):
+    # 20 images; three of them are held by the proxy halfway through their bodies, the other 17
+    # complete, and Kennel is killed (SIGKILL: no cleanup of its own) at exactly that point.
+    data = synth(kennel_bin, tmp_path / "data", classes=2, per_class=10, size="64x64", valid=0.0)
+    bucket = s3.make_bucket("kennel-killed")
+    kennel = S3Kennel(kennel_bin, tmp_path / "home", s3)
+    kennel.run("data", "upload", data, f"s3://{bucket}/set", "--quiet", check=0)
+    client = s3.boto3_client()
+    objects = listed_objects(client, bucket, "set/")
+    body = {key: client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in objects}
+    cached = {key: cached_object(kennel.home, bucket, key, entry["ETag"]) for key, entry in objects.items()}
+    keys = sorted(objects)
+    held = [keys[1], keys[len(keys) // 2], keys[-1]]
+    half = {key: objects[key]["Size"] // 2 for key in held}
+    for key in held:
+        s3.pause_next_gets(bucket, key, after_bytes=half[key])
+
+    check = [str(kennel_bin), "data", "check", f"s3://{bucket}/set", "--no-decode"]
+    process = subprocess.Popen(check, env=kennel.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        def mid_download():
+            part = {key: Path(f"{cached[key]}.part") for key in held}
+            return (sorted(s3.paused) == sorted((bucket, key) for key in held)
+                    and all(part[k].exists() and part[k].stat().st_size == half[k] for k in held)
+                    and all(cached[k].exists() for k in keys if k not in held))
+        wait_until(mid_download, "three downloads held halfway and the others complete", process=process)
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    s3.release_paused()
+
+    # What the killed run left: whole objects under their final names, byte for byte, and the
+    # three halves only as .part files.
+    complete, parts, _ = object_cache_files(kennel.home)
+    by_path = {path: key for key, path in cached.items()}
+    assert sorted(complete) == sorted(cached[k] for k in keys if k not in held)
+    for path in complete:
+        assert path.read_bytes() == body[by_path[path]], by_path[path]
+    assert sorted(parts) == sorted(Path(f"{cached[k]}.part") for k in held)
+    for key in held:
+        assert Path(f"{cached[key]}.part").read_bytes() == body[key][:half[key]], key
+
+    # Run again: only the three unfinished objects are fetched, each from where it stopped,
+    # for the version it began with (If-Match).
+    s3.clear_requests()
+    result = kennel.run(*check[1:], check=0)
+    assert f"{len(keys)} objects (3 downloaded)" in result.stdout, result.stdout
+    gets = sorted(object_gets(s3, bucket), key=lambda r: r.key)
+    assert [(r.key, r.range, r.if_match, r.status) for r in gets] == \
+        [(k, f"bytes={half[k]}-", objects[k]["ETag"], 206) for k in sorted(held)]
+    assert sum(r.bytes_out for r in gets) == sum(objects[k]["Size"] - half[k] for k in held)
+    complete, parts, others = object_cache_files(kennel.home)
+    assert sorted(complete) == sorted(cached.values()) and parts == []
+    assert [p for p in others if not p.name.endswith(".lock")] == []  # no .part.etag left behind
+    for key, path in cached.items():
+        assert path.read_bytes() == body[key], key
+    (view,) = [p for p in (kennel.home / "cache" / "s3" / "datasets").iterdir() if p.is_dir()]
+    viewed = {p.relative_to(view).as_posix(): p.read_bytes() for p in view.rglob("*") if p.is_file()}
+    assert viewed == {key.removeprefix("set/"): body[key] for key in keys}
+
+
+def test_a_connection_dropped_mid_object_is_retried(kennel_bin, tmp_path, s3):
+    # Objects written by boto3 without Kennel's SHA-256 metadata, so nothing after the transfer
+    # would catch a short body: only the download itself can.
+    data = synth(kennel_bin, tmp_path / "data", classes=2, per_class=4, size="64x64", valid=0.0)
+    (data / "extras").mkdir()
+    (data / "extras" / "blob.bin").write_bytes(os.urandom(3 << 20))
+    bucket = s3.make_bucket("kennel-drops")
+    client = s3.boto3_client()
+    for path in local_files(data):
+        client.put_object(Bucket=bucket, Key="set/" + path.relative_to(data).as_posix(),
+                          Body=path.read_bytes())
+    objects = listed_objects(client, bucket, "set/")
+    keys = sorted(objects)
+    # A manifest committing them all: it is read into memory (the path {"url": "s3://..."} and
+    # model folders take too), not into a file.
+    manifest = "set/" + "kennel-manifest.json"
+    committed = {key.removeprefix("set/"): {"size": entry["Size"]} for key, entry in objects.items()}
+    client.put_object(Bucket=bucket, Key=manifest, Body=json.dumps(
+        {"format": "kennel-manifest", "version": 1, "files": committed}).encode())
+    images = [k for k in keys if k.endswith(".jpg")]
+    blob, reset_key, empty_key = "set/extras/blob.bin", images[0], images[-1]
+    # A reset halfway; a clean close (FIN) after 1 MiB, twice in a row (the resumed GET is cut
+    # off too); a clean close right after the headers, before any byte of the body; the
+    # manifest cut off after 20 bytes.
+    s3.drop_next_gets(bucket, reset_key, times=1, how="reset")
+    s3.drop_next_gets(bucket, blob, times=2, after_bytes=1 << 20, how="close")
+    s3.drop_next_gets(bucket, empty_key, times=1, after_bytes=0, how="close")
+    s3.drop_next_gets(bucket, manifest, times=1, after_bytes=20, how="close")
+
+    kennel = S3Kennel(kennel_bin, tmp_path / "home", s3)
+    s3.clear_requests()
+    result = kennel.run("data", "check", f"s3://{bucket}/set", "--no-decode", check=0)
+    assert f"{len(keys)} objects ({len(keys)} downloaded)" in result.stdout, result.stdout
+    kennel_gets = object_gets(s3, bucket)  # before boto3 reads them below
+    assert [(r.range, r.status, r.error) for r in s3.requests if r.method == "GET" and r.key == manifest] == \
+        [("", 200, "dropped"), ("", 200, "")]
+
+    # Every object is in the cache with the bytes boto3 reads from the store.
+    for key, entry in objects.items():
+        got = cached_object(kennel.home, bucket, key, entry["ETag"])
+        assert got.read_bytes() == client.get_object(Bucket=bucket, Key=key)["Body"].read(), key
+    assert object_cache_files(kennel.home)[1] == []
+
+    def gets_of(key):
+        return [(r.range, r.status, r.error, r.bytes_out) for r in kennel_gets if r.key == key]
+    size = objects[blob]["Size"]
+    assert gets_of(blob) == [("", 200, "dropped", 1 << 20),
+                             (f"bytes={1 << 20}-", 206, "dropped", 1 << 20),
+                             (f"bytes={2 << 20}-", 206, "", size - (2 << 20))]
+    assert gets_of(empty_key) == [("", 200, "dropped", 0), ("", 200, "", objects[empty_key]["Size"])]
+    # After a reset, what reached Kennel before it is not known exactly: it resumes from there.
+    reset = gets_of(reset_key)
+    assert len(reset) == 2 and reset[0][2] == "dropped" and reset[1][2] == "", reset
+    resumed_from = int(reset[1][0].removeprefix("bytes=").rstrip("-") or 0)
+    assert resumed_from <= objects[reset_key]["Size"] // 2
+    assert reset[1][3] == objects[reset_key]["Size"] - resumed_from
+    for key in keys:
+        if key not in (blob, empty_key, reset_key):
+            assert len(gets_of(key)) == 1, key
+
+    # Kennel says so: each retried object is named in its log, with what failed and the retry.
+    for key in (blob, empty_key, reset_key, manifest):
+        assert re.search(rf"s3://{bucket}/{re.escape(key)}\b.*retrying", result.stderr), \
+            f"no log line says s3://{bucket}/{key} was retried; stderr:\n{result.stderr}"

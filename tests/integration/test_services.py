@@ -88,6 +88,34 @@ def test_s3_hooks_drop_connections_and_inject_errors(s3):
     gets = [r for r in s3.requests if r.method == "GET" and r.key == "a.jpg"]
     assert [(r.error, r.bytes_out) for r in gets] == [("dropped", 1000), ("", len(data))]
 
+    # A clean close (FIN) mid-body: only Content-Length shows the body is short.
+    from botocore.exceptions import IncompleteReadError
+    s3.drop_next_gets("kennel-hooks", "a.jpg", times=1, after_bytes=1000, how="close")
+    response = client.get_object(Bucket="kennel-hooks", Key="a.jpg")
+    with pytest.raises((ResponseStreamingError, IncompleteReadError)):
+        response["Body"].read()
+
+    # A paused response holds its body halfway until released; ranges and If-Match are recorded.
+    s3.clear_requests()
+    s3.pause_next_gets("kennel-hooks", "a.jpg", after_bytes=1000)
+    got = {}
+    reader = threading.Thread(target=lambda: got.update(body=client.get_object(
+        Bucket="kennel-hooks", Key="a.jpg", Range="bytes=10-", IfMatch=etag)["Body"].read()))
+    etag = client.head_object(Bucket="kennel-hooks", Key="a.jpg")["ETag"]
+    reader.start()
+    deadline = time.time() + 10
+    while s3.paused != [("kennel-hooks", "a.jpg")]:
+        assert time.time() < deadline, "the GET was not held"
+        time.sleep(0.02)
+    time.sleep(0.2)
+    assert reader.is_alive() and "body" not in got
+    s3.release_paused()
+    reader.join(timeout=30)
+    assert got["body"] == data[10:] and s3.paused == []
+    held = [r for r in s3.requests if r.method == "GET"][-1]
+    assert (held.range, held.if_match, held.status, held.bytes_out) == \
+        ("bytes=10-", etag, 206, len(data) - 10)
+
     s3.fail_next(times=1, method="GET", key="a.jpg")
     with pytest.raises(ClientError) as throttled:
         client.get_object(Bucket="kennel-hooks", Key="a.jpg")

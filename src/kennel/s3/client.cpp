@@ -4,6 +4,8 @@
 #include <random>
 #include <thread>
 
+#include <spdlog/spdlog.h>
+
 #include "kennel/s3/errors.h"
 #include "kennel/s3/request.h"
 #include "kennel/s3/xml_responses.h"
@@ -141,6 +143,7 @@ Result<HttpResponse> S3Client::send(const S3Request& request, BodySink* sink) co
       failure = status_for_response(response, request, config_, attempts);
     }
     if (!retryable || attempts >= max_attempts) return failure;
+    spdlog::info("{}; retrying (attempt {} of {})", failure.message(), attempts + 1, max_attempts);
     wait_before_retry(attempts);
   }
 }

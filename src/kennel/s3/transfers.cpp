@@ -10,6 +10,8 @@
 #include <mutex>
 #include <system_error>
 
+#include <spdlog/spdlog.h>
+
 #include "kennel/s3/client.h"
 #include "kennel/s3/errors.h"
 #include "kennel/s3/request.h"
@@ -350,6 +352,9 @@ Result<ObjectInfo> S3Client::download_file(const S3Uri& object, const fs::path& 
       // The .part file stays: a later call resumes from it.
       return failure.with_context(context);
     }
+    // Handled, so not a warning; but a sync that slows down should say why.
+    spdlog::info("{}; retrying from byte {} ({} failed attempt(s) in a row, {} allowed)",
+                 failure.message(), offset, failures, options_.retry.max_attempts);
     wait_before_retry(failures);
   }
 

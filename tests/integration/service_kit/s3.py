@@ -73,11 +73,37 @@ class S3:
         return name
 
     # --- test hooks -------------------------------------------------------------------------
-    def drop_next_gets(self, bucket: str, key: str, times: int = 1, after_bytes: int = -1):
-        """The next `times` GETs of bucket/key that succeed upstream are cut off (TCP reset)
-        after `after_bytes` bytes of body (-1: half of it)."""
+    def drop_next_gets(self, bucket: str, key: str, times: int = 1, after_bytes: int = -1,
+                       how: str = "reset"):
+        """The next `times` GETs of bucket/key that succeed upstream (ranged ones included) are
+        cut off after `after_bytes` bytes of body (-1: half of it). `how`: "reset" (TCP RST,
+        as from a crashed peer or a middlebox) or "close" (a clean FIN, as from a server that
+        gives up mid-response: only Content-Length tells the client the body is short)."""
+        if how not in ("reset", "close"):
+            raise ValueError(f"how={how!r}: use 'reset' or 'close'")
         with self.proxy.rules.lock:
-            self.proxy.rules.drops[(bucket, key)] = [times, after_bytes]
+            self.proxy.rules.drops[(bucket, key)] = [times, after_bytes, how]
+
+    def pause_next_gets(self, bucket: str, key: str, times: int = 1, after_bytes: int = -1):
+        """The next `times` GETs of bucket/key that succeed upstream send `after_bytes` bytes of
+        body (-1: half of it) and then hold the rest until release_paused(): a client is then
+        known to be mid-download (kill it, look at its files). Arming a pause ends an earlier
+        release."""
+        with self.proxy.rules.lock:
+            self.proxy.rules.pauses[(bucket, key)] = [times, after_bytes]
+            self.proxy.rules.resume.clear()
+
+    @property
+    def paused(self) -> list:
+        """(bucket, key) of the responses held mid-body right now."""
+        with self.proxy.rules.lock:
+            return list(self.proxy.rules.paused)
+
+    def release_paused(self):
+        """Held responses go on (to clients still there) and pauses not yet taken are dropped."""
+        with self.proxy.rules.lock:
+            self.proxy.rules.pauses.clear()
+            self.proxy.rules.resume.set()
 
     def fail_next(self, times: int = 1, method: str = None, bucket: str = None, key: str = None,
                   status: int = 503, code: str = "SlowDown"):
@@ -89,7 +115,7 @@ class S3:
     @property
     def requests(self) -> list:
         """Every request the proxy saw, oldest first (RequestRecord: method, bucket, key, query,
-        signed, status, error, bytes_in, bytes_out)."""
+        signed, status, error, bytes_in, bytes_out, forwarded, range, if_match, started, finished)."""
         with self.proxy.rules.lock:
             return list(self.proxy.rules.records)
 

@@ -23,8 +23,11 @@ one that s3rver may have begun is not harmless (s3rver 3.7 truncates the object 
 PUT starts, and one whose connection drops never writes it: the object stays empty).
 
 Test hooks (thread-safe): drop_next_gets() cuts the connection in the middle of the body
-of the next N GETs of a key; fail_next() answers the next N matching requests with an S3
-error (503 SlowDown...); `requests` records every request with its outcome.
+of the next N GETs of a key, with a reset or a clean close; pause_next_gets() sends part of
+the body of the next N GETs of a key and then holds the rest until release_paused() (so a
+test can kill a client mid-download at a known point instead of racing a timer);
+fail_next() answers the next N matching requests with an S3 error (503 SlowDown...);
+`requests` records every request with its outcome.
 """
 import datetime
 import hashlib
@@ -36,6 +39,7 @@ import struct
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -78,6 +82,10 @@ class RequestRecord:
     bytes_out: int = 0
     forwarded: int = 0   # times sent to s3rver: 0 when answered here, 2 only when a kept-alive
                          # connection s3rver had closed was retried on a fresh one
+    range: str = ""      # the Range header as received ("bytes=1000-": a resumed download)
+    if_match: str = ""   # the If-Match header as received
+    started: float = 0.0   # time.monotonic() when the request's headers had arrived
+    finished: float = 0.0  # ... and when its answer had been sent (0: not yet, or it broke)
 
 
 class _ExactHeaders:
@@ -257,7 +265,10 @@ class _Rules:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.drops = {}      # (bucket, key) -> [remaining, after_bytes]
+        self.drops = {}      # (bucket, key) -> [remaining, after_bytes, how]
+        self.pauses = {}     # (bucket, key) -> [remaining, after_bytes]
+        self.paused = []     # (bucket, key) of responses now held mid-body
+        self.resume = threading.Event()  # set: held responses go on (and no new ones hold)
         self.failures = []   # [method, bucket, key, remaining, status, code]
         self.records = []
         self.public_buckets = set()
@@ -268,9 +279,18 @@ class _Rules:
             return method in ("GET", "HEAD") and bucket in self.public_buckets
 
     def take_drop(self, bucket, key):
+        """(after_bytes, how) for the next GET of bucket/key to cut off, or None."""
         with self.lock:
             rule = self.drops.get((bucket, key))
             if not rule or rule[0] <= 0:
+                return None
+            rule[0] -= 1
+            return rule[1], rule[2]
+
+    def take_pause(self, bucket, key):
+        with self.lock:
+            rule = self.pauses.get((bucket, key))
+            if not rule or rule[0] <= 0 or self.resume.is_set():
                 return None
             rule[0] -= 1
             return rule[1]
@@ -320,7 +340,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self):
         server = self.server
         bucket, key, query = self._target()
-        record = RequestRecord(self.command, bucket, key, query, "")
+        record = RequestRecord(self.command, bucket, key, query, "",
+                               range=self.headers.get("Range", ""),
+                               if_match=self.headers.get("If-Match", ""), started=time.monotonic())
         with server.rules.lock:
             server.rules.records.append(record)
         self._body_consumed = self._response_started = False
@@ -355,6 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             if body is not None:
                 body.close()
+        record.finished = time.monotonic()
 
     def _answer_error(self, failure: S3Failure, record: RequestRecord):
         record.error, record.status = failure.code, failure.status
@@ -474,9 +497,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _forward(self, body, length, record, bucket, key):
         response = self._send_upstream(body, length, record)
-        drop_after = None
+        drop = pause_after = None
         if self.command == "GET" and response.status in (200, 206):
-            drop_after = self.server.rules.take_drop(bucket, key)
+            pause_after = self.server.rules.take_pause(bucket, key)
+            if pause_after is None:  # one hook per response: a held one is not also cut off
+                drop = self.server.rules.take_drop(bucket, key)
         self._response_started = True
         record.status = response.status
         self.send_response_only(response.status, response.reason)
@@ -496,10 +521,19 @@ class _Handler(BaseHTTPRequestHandler):
         if no_body:
             response.read()
             return
-        if drop_after is None:
-            while data := response.read1(CHUNK):
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
-                record.bytes_out += len(data)
+        total = int(length) if length is not None else 2
+        if pause_after is not None:
+            self._relay(response, pause_after if pause_after >= 0 else max(1, total // 2),
+                        chunked, record)
+            self.wfile.flush()
+            rules = self.server.rules
+            with rules.lock:
+                rules.paused.append((bucket, key))
+            rules.resume.wait()
+            with rules.lock:
+                rules.paused.remove((bucket, key))
+        if drop is None:
+            self._relay(response, None, chunked, record)
             # read1() never marks a Content-Length response complete (CPython 3.11): without
             # this, the next getresponse() on the kept-alive connection raises
             # ResponseNotReady after its request went out.
@@ -507,19 +541,32 @@ class _Handler(BaseHTTPRequestHandler):
             if chunked:
                 self.wfile.write(b"0\r\n\r\n")
             return
-        total = int(length) if length is not None else 2
-        left = drop_after if drop_after >= 0 else max(1, total // 2)
-        while left > 0 and (data := response.read1(min(CHUNK, left))):
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
-            left -= len(data)
-            record.bytes_out += len(data)
+        drop_after, how = drop
+        self._relay(response, drop_after if drop_after >= 0 else max(1, total // 2), chunked,
+                    record)
         record.error = "dropped"
-        self._abort()
+        self._abort(reset=how == "reset")
 
-    def _abort(self):
-        """Resets the client connection (RST) and drops the half-read upstream response."""
+    def _relay(self, response, limit, chunked, record):
+        """Relays the upstream body to the client: all of it (limit None) or `limit` bytes."""
+        left = limit
+        while left is None or left > 0:
+            data = response.read1(CHUNK if left is None else min(CHUNK, left))
+            if not data:
+                break
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+            record.bytes_out += len(data)
+            if left is not None:
+                left -= len(data)
+
+    def _abort(self, reset: bool):
+        """Ends the client connection mid-response, with a reset (RST: a crashed peer or a
+        middlebox) or a clean close (FIN: a server that gives up; only the body's length says
+        the response is short), and drops the half-read upstream response."""
         self.wfile.flush()
-        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        if reset:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
         self.close_connection = True
         self._connection.close()
         self._connection = None
@@ -567,6 +614,7 @@ class SigV4Proxy(ThreadingHTTPServer):
 
     def stop(self):
         """Stops accepting, then closes every open connection (keep-alive ones included)."""
+        self.rules.resume.set()  # responses held by pause_next_gets() end
         self.shutdown()
         self.server_close()
         with self._sockets_lock:
