@@ -1,41 +1,51 @@
-"""Serving benchmark: `kennel serve` next to the classic PyTorch inference handler.
+"""Serving benchmark: `kennel serve` with its defaults next to two Python peers.
 
 For each arch (resnet18, resnet50; 10 classes, 224 px input) and each request body
 (jpeg: the raw bytes of a 500x375 JPEG, Content-Type image/jpeg; json: {"url":
 "file:///.../img.jpg"}, the server reads the file), it measures requests/s and the
-p50/p99 latency at concurrency 1, 8 and 32 with wrk (`wrk -t2 -c<conc> -d<seconds>s
---latency -s bench/wrk/invocations_<body>.lua`, 127.0.0.1 only), against
+p50/p99 latency at concurrency 1, 8, 32 and 64 with wrk (`wrk -t2 -c<conc> -d<seconds>s
+--timeout 30s --latency -s bench/wrk/invocations_<body>.lua`, 127.0.0.1 only; the 30 s
+timeout keeps a slow answer a latency sample instead of a socket error), against
 
-  kennel   `kennel serve MODEL --no-access-log --threads 2 --workers 1 --max-batch-size 8
-           --max-batch-delay-ms 5` (+ --allow-file-root for the JSON-url bodies): dynamic
-           batching, the model on both cores, decoding on the HTTP threads
-  peer     bench/peers/serve_peer.py: model_fn/input_fn/predict_fn/output_fn of the classic
-           SageMaker PyTorch handler (Debian's torch + torchvision + PIL) behind
-           http.server.ThreadingHTTPServer, torch.set_num_threads(2), one image per forward
+  kennel       `kennel serve MODEL --no-access-log --allow-file-root IMAGES`: no --precision and
+               no batching or thread flags, i.e. kennel's defaults are what is measured (--precision,
+               --kennel-threads, --workers, --max-batch-size, --max-batch-delay-ms and --http-threads
+               add the flag to compare)
+  classic      bench/peers/serve_peer.py: model_fn/input_fn/predict_fn/output_fn of the classic
+               SageMaker PyTorch handler (Debian's torch + torchvision + PIL) behind
+               http.server.ThreadingHTTPServer, torch.set_num_threads(--threads), one image per forward
+  best_effort  the same peer with --best-effort: channels_last model and input, inference_mode,
+               bf16 autocast where the CPU has native bf16 (else fp32), a warm-up forward; same
+               threads, still one image per forward
 
 on the same weights: the model is trained once per arch (`kennel train` with
 --max-steps 1 on a tiny synthetic dataset, random init: the weights do not matter for
-speed) and exported as model.pth, which the peer loads with strict=True. Before
-measuring, both servers answer every test image in both body kinds and their logits are
-compared (the same contract, the same numbers).
+speed) and exported as model.pth, which the peers load with strict=True. Before
+measuring, every server answers every test image in both body kinds and their logits are
+compared with kennel's (the same contract; bf16 answers differ in the low digits).
+
+Before the servers start, bench/ceiling.py probes the CPU (4096^2 matmul fp32 and bf16, int8
+quantized::linear, best of 5) and computes its nominal peak from the flags and clock; both
+are printed above the table and stored in the JSON, and each kennel cell's images/s is also
+given in GFLOP/s as a share of the probe and of the peak of the precision kennel runs (bf16
+where the CPU has native bf16, as kennel's auto picks).
 
 Each cell (server, arch, body, concurrency) is a warm-up wrk run (--warmup seconds, same
-concurrency) and then the measured run (--seconds), each started with both servers idle
-(the requests a finished wrk run leaves in flight are drained first), kennel and peer
+concurrency) and then the measured run (--seconds), each started with every server idle
+(the requests a finished wrk run leaves in flight are drained first), the servers
 interleaved cell by cell. wrk's Requests/sec counts every response; non-2xx answers are
 counted per status by the lua script, wrk's socket errors and the kernel's listen-queue
 overflows are recorded, and a cell whose req/s is well below concurrency / mean latency
 (Little's law: the run was too short for its latency) is flagged. Prints one table with
-the ratio kennel / peer and writes it as JSON to bench/results/serve_bench.json.
-
---kennel-threads, --workers, --max-batch-size, --max-batch-delay-ms and --http-threads tune
-the kennel side only. On a 2-core machine, `--kennel-threads 1 --workers 2` (two batches at
-once, one core each) avoids OpenMP's spin-waiting barriers, which slow a 2-thread model a
-lot as soon as anything else (wrk, JPEG decoding, another job) wants a core.
+the ratios kennel / classic and kennel / best_effort, then issue 15's targets with pass/FAIL
+(c=1 p50 <= 1/2 classic's; c=8 and c=32 req/s >= 4x classic's and >= 1.5x best_effort's;
+c=8 p99 <= 1/3 classic's; c=64 without socket errors or listen-queue overflows; a kennel cell
+with non-2xx answers fails), and writes it all as JSON to bench/results/serve_bench.json.
 
 Everything generated (dataset, models, the 500x375 JPEGs, server logs) is kept under
-bench/results/. Run with Debian's /usr/bin/python3 on an idle machine: wrk, both servers
-and the model share the CPUs.
+bench/results/. Run with Debian's /usr/bin/python3 on an idle machine: wrk, the servers
+and the model share the CPUs. The full run (2 archs x 2 bodies x 4 concurrencies x 3
+servers x (3 + 10) s, plus drains, model training and the probe) takes about 15-25 minutes.
 """
 import argparse
 import datetime
@@ -55,6 +65,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import bench_parser, csv_list, fmt, host_info, make_log  # noqa: E402
+from ceiling import ceiling_lines, images_shares, probe_ceiling, short_share_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -63,7 +74,10 @@ LUA = {"jpeg": ROOT / "bench" / "wrk" / "invocations_jpeg.lua",
        "json": ROOT / "bench" / "wrk" / "invocations_json.lua"}
 ARCHS = ("resnet18", "resnet50")
 BODIES = ("jpeg", "json")
-SERVERS = ("kennel", "peer")
+SERVERS = ("kennel", "classic", "best_effort")
+PEERS = SERVERS[1:]
+PEER_FLAGS = {"classic": [], "best_effort": ["--best-effort"]}
+SHORT = {"kennel": "k", "classic": "c", "best_effort": "b"}
 IMAGE_SIZE = (500, 375)
 DATASET = RESULTS / "serve-synth-c10-n4-500x375-s0"
 MODELS = RESULTS / "serve-models"
@@ -252,19 +266,25 @@ class Server:
         return report
 
 
+KENNEL_TUNING = (("kennel_threads", "--threads"), ("workers", "--workers"), ("max_batch_size", "--max-batch-size"),
+                 ("max_batch_delay_ms", "--max-batch-delay-ms"), ("http_threads", "--http-threads"),
+                 ("precision", "--precision"))
+
+
 def kennel_command(args, model_dir, port):
+    """kennel serve with its own defaults; only the tuning flags given to the bench are added."""
     command = [str(args.kennel), "serve", str(model_dir), "--port", str(port), "--no-access-log",
-               "--threads", str(args.kennel_threads), "--workers", str(args.workers),
-               "--max-batch-size", str(args.max_batch_size), "--max-batch-delay-ms", str(args.max_batch_delay_ms),
-               "--http-threads", str(args.http_threads), "--allow-file-root", str(IMAGES)]
-    if args.precision:
-        command += ["--precision", args.precision]
+               "--allow-file-root", str(IMAGES)]
+    for attribute, flag in KENNEL_TUNING:
+        value = getattr(args, attribute)
+        if value is not None and value != "":
+            command += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
     return command
 
 
-def peer_command(args, model_dir, port):
+def peer_command(args, name, model_dir, port):
     return [args.python, str(PEER), str(model_dir), "--port", str(port), "--threads", str(args.threads),
-            "--allow-file-root", str(IMAGES)]
+            "--allow-file-root", str(IMAGES), *PEER_FLAGS[name]]
 
 
 def wait_idle(servers, max_seconds, window=0.5, busy_share=0.05):
@@ -333,6 +353,7 @@ def check_contract(servers, images):
     max_diff = 0.0
     argmax_agree = True
     compared = 0
+    by_server = {}
     for (name, image, body_kind), logits in answers.items():
         base = answers.get((reference, image, "jpeg"))
         if base is None or (name, body_kind) == (reference, "jpeg"):
@@ -341,9 +362,16 @@ def check_contract(servers, images):
             problems.append(f"{name} {body_kind} {image}: {len(logits)} logits, {reference} {len(base)}")
             continue
         compared += 1
-        max_diff = max(max_diff, max(abs(a - b) for a, b in zip(base, logits)))
-        argmax_agree &= base.index(max(base)) == logits.index(max(logits))
-    return {"compared": compared, "max_abs_diff": max_diff, "argmax_agree": argmax_agree, "problems": problems}
+        diff = max(abs(a - b) for a, b in zip(base, logits))
+        agree = base.index(max(base)) == logits.index(max(logits))
+        max_diff = max(max_diff, diff)
+        argmax_agree &= agree
+        mine = by_server.setdefault(name, {"compared": 0, "max_abs_diff": 0.0, "argmax_agree": True})
+        mine["compared"] += 1
+        mine["max_abs_diff"] = max(mine["max_abs_diff"], diff)
+        mine["argmax_agree"] &= agree
+    return {"reference": f"{reference} jpeg", "compared": compared, "max_abs_diff": max_diff,
+            "argmax_agree": argmax_agree, "by_server": by_server, "problems": problems}
 
 
 # --- wrk -------------------------------------------------------------------------------------
@@ -393,6 +421,9 @@ def run_wrk(args, port, body_kind, concurrency, seconds, images):
                            f"command: {' '.join(command)}")
     result = parse_wrk(done.stdout)
     result["command"] = " ".join(command)
+    if not result.get("requests"):
+        # No answer within the run: wrk prints 0 latencies, which are not samples.
+        result.update(mean_ms=None, p50_ms=None, p75_ms=None, p90_ms=None, p99_ms=None)
     # Closed loop: `concurrency` requests always in flight, so throughput = concurrency / mean latency
     # (Little's law). wrk's own req/s undercounts when few request lifetimes fit in the run (the
     # requests still in flight at the end are not counted): the table flags a gap between the two.
@@ -453,37 +484,45 @@ def undercounted(cell):
     return bool(rps and expected and rps < 0.85 * expected)
 
 
-def print_table(rows):
-    header = ["arch", "body", "conc", "kennel rps", "peer rps", "ratio", "kennel p50/p99 ms",
-              "peer p50/p99 ms", "non-2xx k/p", "sock err k/p", "k batch"]
+def ratio_text(value):
+    return (fmt(value, 2) + "x") if value else "-"
+
+
+def print_table(rows, names):
+    """One line per (arch, body, concurrency): req/s, ratios, latencies, errors of every server."""
+    peers = [name for name in names if name != "kennel"]
+    letters = "/".join(SHORT[name] for name in names)
+    header = (["arch", "body", "conc"] + [f"{name} rps" for name in names] + [f"k/{SHORT[peer]}" for peer in peers]
+              + [f"{name} p50/p99 ms" for name in names]
+              + [f"non-2xx {letters}", f"sock err {letters}", "k batch", "k %probe/%peak"])
     lines = []
     flagged = False
+
+    def rps(cell):
+        nonlocal flagged
+        if not cell:
+            return "-"
+        if "error" in cell:
+            return "failed"
+        mark = ""
+        if undercounted(cell):
+            mark, flagged = "*", True
+        return fmt(cell.get("rps")) + mark
+
+    def count(cell, what):
+        if not cell or "error" in cell:
+            return "-"
+        return str(cell["non_2xx"] if what == "non_2xx" else sum(cell["socket_errors"].values()))
+
     for row in rows:
-        kennel, peer = row.get("kennel"), row.get("peer")
-
-        def rps(cell):
-            nonlocal flagged
-            if not cell:
-                return "-"
-            if "error" in cell:
-                return "failed"
-            mark = ""
-            if undercounted(cell):
-                mark, flagged = "*", True
-            return fmt(cell.get("rps")) + mark
-
-        def count(cell, what):
-            if not cell or "error" in cell:
-                return "-"
-            return str(cell["non_2xx"] if what == "non_2xx" else sum(cell["socket_errors"].values()))
-
-        batching = (kennel or {}).get("batching") or {}
-        lines.append([row["arch"], row["body"], str(row["concurrency"]), rps(kennel), rps(peer),
-                      (fmt(row["ratio"], 2) + "x") if row.get("ratio") else "-",
-                      latency_pair(kennel), latency_pair(peer),
-                      f"{count(kennel, 'non_2xx')}/{count(peer, 'non_2xx')}",
-                      f"{count(kennel, 'socket')}/{count(peer, 'socket')}",
-                      fmt(batching.get("mean_batch_size"), 1)])
+        batching = (row.get("kennel") or {}).get("batching") or {}
+        lines.append([row["arch"], row["body"], str(row["concurrency"])]
+                     + [rps(row.get(name)) for name in names]
+                     + [ratio_text(row["ratios"].get(peer)) for peer in peers]
+                     + [latency_pair(row.get(name)) for name in names]
+                     + ["/".join(count(row.get(name), "non_2xx") for name in names),
+                        "/".join(count(row.get(name), "socket") for name in names),
+                        fmt(batching.get("mean_batch_size"), 1), short_share_text(row.get("kennel_ceiling"))])
     widths = [max(len(header[i]), *(len(line[i]) for line in lines)) for i in range(len(header))] \
         if lines else [len(h) for h in header]
     align = ["<", "<"] + [">"] * (len(header) - 2)
@@ -492,6 +531,111 @@ def print_table(rows):
     for line in lines:
         print("  ".join(f"{c:{a}{w}}" for c, a, w in zip(line, align, widths)))
     return flagged
+
+
+# --- issue 15's targets ----------------------------------------------------------------------
+
+TARGET_ARCH, TARGET_BODY = "resnet50", "jpeg"  # what the issue states its targets for
+
+
+def target(name, status, kennel=None, reference=None, required=None, detail=""):
+    return {"target": name, "status": status, "kennel": kennel, "reference": reference, "required": required,
+            "detail": detail}
+
+
+def usable(cell):
+    """(cell, None) when the cell has figures, else (None, why not)."""
+    if not cell:
+        return None, "not measured"
+    if "error" in cell:
+        return None, "failed"
+    if not cell.get("requests") or cell.get("p50_ms") is None or cell.get("p99_ms") is None:
+        return None, "no answer in the run (raise --seconds)"
+    return cell, None
+
+
+def evaluate_targets(rows):
+    """Issue 15's serving targets for every (arch, body) measured: a list of dicts with
+    status pass / FAIL / n/a (n/a: a cell the target needs was not measured or failed)."""
+    results = []
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["arch"], row["body"]), {})[row["concurrency"]] = row
+    for (arch, body), by_concurrency in groups.items():
+        def cells(concurrency, peer):
+            row = by_concurrency.get(concurrency) or {}
+            kennel, why_kennel = usable(row.get("kennel"))
+            other, why_other = usable(row.get(peer))
+            if kennel is None or other is None:
+                return None, None, f"c={concurrency}: kennel {why_kennel or 'ok'}, {peer} {why_other or 'ok'}"
+            return kennel, other, None
+
+        def add(kennel_cell, entry):
+            if kennel_cell and kennel_cell.get("non_2xx"):  # a refusal is not a served request
+                entry.update(status="FAIL", detail=f"{entry['detail']}; kennel answered {kennel_cell['non_2xx']} "
+                                                   f"non-2xx ({kennel_cell['statuses']})")
+            entry.update(arch=arch, body=body, issue_target=(arch, body) == (TARGET_ARCH, TARGET_BODY))
+            results.append(entry)
+
+        kennel, classic, missing = cells(1, "classic")
+        name = "c=1 p50 <= 1/2 classic's"
+        if missing:
+            add(None, target(name, "n/a", detail=missing))
+        else:
+            add(kennel, target(
+                name, "pass" if kennel["p50_ms"] <= 0.5 * classic["p50_ms"] else "FAIL",
+                kennel["p50_ms"], classic["p50_ms"], 0.5 * classic["p50_ms"],
+                f"{kennel['p50_ms']:.1f} ms vs classic {classic['p50_ms']:.1f} ms "
+                f"({kennel['p50_ms'] / classic['p50_ms']:.2f}x)"))
+        for concurrency in (8, 32):
+            for peer, factor in (("classic", 4.0), ("best_effort", 1.5)):
+                kennel, other, missing = cells(concurrency, peer)
+                name = f"c={concurrency} req/s >= {factor:g}x {peer}'s"
+                if missing:
+                    add(None, target(name, "n/a", detail=missing))
+                    continue
+                add(kennel, target(
+                    name, "pass" if kennel["rps"] >= factor * other["rps"] else "FAIL",
+                    kennel["rps"], other["rps"], factor * other["rps"],
+                    f"{kennel['rps']:.1f} vs {peer} {other['rps']:.1f} req/s ({kennel['rps'] / other['rps']:.2f}x)"))
+        kennel, classic, missing = cells(8, "classic")
+        name = "c=8 p99 <= 1/3 classic's"
+        if missing:
+            add(None, target(name, "n/a", detail=missing))
+        else:
+            add(kennel, target(
+                name, "pass" if kennel["p99_ms"] <= classic["p99_ms"] / 3 else "FAIL",
+                kennel["p99_ms"], classic["p99_ms"], classic["p99_ms"] / 3,
+                f"{kennel['p99_ms']:.1f} ms vs classic {classic['p99_ms']:.1f} ms "
+                f"({kennel['p99_ms'] / classic['p99_ms']:.2f}x)"))
+        kennel, why = usable((by_concurrency.get(64) or {}).get("kennel"))
+        name = "c=64 0 socket errors (resets) and 0 listen-queue overflows"
+        if kennel is None:
+            add(None, target(name, "n/a", detail=f"c=64: kennel {why}"))
+        else:
+            errors = sum(kennel["socket_errors"].values())
+            overflows = kennel.get("listen_overflows") or 0
+            add(kennel, target(
+                name, "pass" if errors == 0 and overflows == 0 else "FAIL", errors + overflows, None, 0,
+                f"socket errors {kennel['socket_errors']}, listen-queue overflows "
+                f"{kennel.get('listen_overflows', 'unknown')}"))
+    return results
+
+
+def print_targets(results):
+    if not results:
+        return
+    print(f"Issue 15's serving targets (stated for {TARGET_ARCH} {TARGET_BODY}, marked *; "
+          "n/a: a cell it needs was not measured or failed):")
+    width = max(len(entry["target"]) for entry in results)
+    for entry in results:
+        mark = "*" if entry["issue_target"] else " "
+        print(f"  {mark} {entry['arch']:<9} {entry['body']:<4}  {entry['target']:<{width}}  "
+              f"{entry['status']:<4}  {entry['detail']}")
+    counted = [entry for entry in results if entry["issue_target"]]
+    if counted:
+        passed = sum(entry["status"] == "pass" for entry in counted)
+        print(f"  {TARGET_ARCH} {TARGET_BODY}: {passed} of {len(counted)} targets pass")
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -503,30 +647,36 @@ def main():
                         help="comma-separated")
     parser.add_argument("--bodies", type=lambda s: csv_list(s, BODIES, "--bodies"), default=list(BODIES),
                         help="comma-separated: jpeg (raw bytes), json ({\"url\": \"file://...\"})")
-    parser.add_argument("--concurrency", type=int_list, default=[1, 8, 32], help="comma-separated connections")
+    parser.add_argument("--concurrency", type=int_list, default=[1, 8, 32, 64], help="comma-separated connections")
     parser.add_argument("--seconds", type=int, default=10, help="measured wrk run per cell")
     parser.add_argument("--warmup", type=int, default=3, help="warm-up wrk run per cell (0 = none)")
-    parser.add_argument("--no-peer", action="store_true", help="kennel only")
+    parser.add_argument("--peers", type=lambda s: csv_list(s, PEERS, "--peers"), default=list(PEERS),
+                        help="comma-separated Python peers next to kennel")
+    parser.add_argument("--no-peer", action="store_true", help="kennel only (no Python peer)")
     parser.add_argument("--images", type=int, default=4, help="500x375 JPEGs the requests cycle through")
-    parser.add_argument("--threads", type=int, default=2, help="model CPU threads on both sides")
-    parser.add_argument("--kennel-threads", type=int, help="kennel serve --threads (default: --threads)")
-    parser.add_argument("--workers", type=int, default=1, help="kennel serve --workers")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                        help="the peers' torch.set_num_threads (default: every usable CPU, as kennel's --threads 0)")
+    parser.add_argument("--kennel-threads", type=int, help="kennel serve --threads (default: not passed)")
+    parser.add_argument("--workers", type=int, help="kennel serve --workers (default: not passed)")
     parser.add_argument("--precision", default="",
-                        help="kennel serve --precision (default: none, i.e. kennel's own default, auto)")
-    parser.add_argument("--max-batch-size", type=int, default=8, help="kennel serve --max-batch-size")
-    parser.add_argument("--max-batch-delay-ms", type=float, default=5, help="kennel serve --max-batch-delay-ms")
-    parser.add_argument("--http-threads", type=int, default=32, help="kennel serve --http-threads")
+                        help="kennel serve --precision (default: not passed, i.e. kennel's own default, auto)")
+    parser.add_argument("--max-batch-size", type=int, help="kennel serve --max-batch-size (default: not passed)")
+    parser.add_argument("--max-batch-delay-ms", type=float,
+                        help="kennel serve --max-batch-delay-ms (default: not passed)")
+    parser.add_argument("--http-threads", type=int, help="kennel serve --http-threads (default: not passed)")
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk -t (at most the concurrency)")
-    parser.add_argument("--wrk-timeout", type=int, default=60,
+    parser.add_argument("--wrk-timeout", type=int, default=30,
                         help="wrk --timeout, s: a slower answer is a socket timeout, not a latency sample")
+    parser.add_argument("--probe-size", type=int, default=4096,
+                        help="matrix side of the ceiling probe (bench/ceiling.py); 0 = no probe")
     parser.add_argument("--drain-timeout", type=float, default=180,
                         help="longest wait, s, for the servers to finish what a wrk run left in flight")
     parser.add_argument("--json-out", type=Path, default=RESULTS / "serve_bench.json")
     args = parser.parse_args()
     if args.seconds < 1 or args.warmup < 0 or args.images < 1:
         parser.error("--seconds and --images must be at least 1, --warmup at least 0")
-    if args.kennel_threads is None:
-        args.kennel_threads = args.threads
+    if args.probe_size < 0 or args.threads < 1:
+        parser.error("--probe-size must be at least 0 and --threads at least 1")
     args.kennel = args.kennel.resolve()
     if not args.kennel.is_file():
         sys.exit(f"serve_bench: {args.kennel} not found (bash scripts/build.sh kennel)")
@@ -541,8 +691,13 @@ def main():
         log(f"warning: the load average is {load:.1f}: another job is using the CPUs, the numbers will be low "
             f"and noisy (run on an idle machine)")
     started = time.perf_counter()
+    # Before any server runs: the probe wants the whole CPU.
+    ceiling = probe_ceiling(args.python, args.probe_size, archs=args.archs, log=log) if args.probe_size else None
     images = ensure_images(args.kennel, args.images)
-    server_names = ["kennel"] if args.no_peer else list(SERVERS)
+    server_names = ["kennel"] + ([] if args.no_peer else [peer for peer in PEERS if peer in args.peers])
+    # kennel's auto is bf16 where the CPU has native bf16: its cells are read against that precision's ceiling.
+    kennel_precision = args.precision if args.precision in ("fp32", "bf16", "int8") else \
+        ("bf16" if (ceiling or {}).get("native_bf16") else "fp32")
     rows, archs, failures = [], {}, 0
     for arch in args.archs:
         arch_report = {}
@@ -560,7 +715,7 @@ def main():
             for name in server_names:
                 port = free_port()
                 command = kennel_command(args, model_dir, port) if name == "kennel" else \
-                    peer_command(args, model_dir, port)
+                    peer_command(args, name, model_dir, port)
                 server = Server(name, command, port, LOGS / f"{name}-{arch}.log")
                 servers.append(server)
                 log(f"{arch}: starting {name} on 127.0.0.1:{port} ...")
@@ -568,13 +723,14 @@ def main():
                 arch_report[f"{name}_command"] = " ".join(map(str, command))
             contract = check_contract(servers, images)
             arch_report["contract"] = contract
-            log(f"{arch}: contract check: {contract['compared']} answers compared, max |logit diff| "
-                f"{contract['max_abs_diff']:.2e}, argmax agree: {contract['argmax_agree']}"
+            log(f"{arch}: contract check against {contract['reference']}: " + "; ".join(
+                f"{name} {mine['compared']} answers, max |logit diff| {mine['max_abs_diff']:.2e}, argmax agree "
+                f"{mine['argmax_agree']}" for name, mine in contract["by_server"].items())
                 + (f", problems: {contract['problems']}" if contract["problems"] else ""))
             for body_kind in args.bodies:
                 for concurrency in args.concurrency:
                     row = {"arch": arch, "body": body_kind, "concurrency": concurrency,
-                           "kennel": None, "peer": None, "ratio": None}
+                           **{name: None for name in server_names}, "ratios": {}}
                     for server in servers:
                         if not server.alive():
                             row[server.name] = {"error": f"{server.name} is not running "
@@ -597,9 +753,14 @@ def main():
                             row[server.name] = {"error": str(error)}
                             log(f"{arch} {body_kind} c={concurrency} {server.name}: FAILED: {error}")
                     kennel_rps = (row["kennel"] or {}).get("rps")
-                    peer_rps = (row["peer"] or {}).get("rps")
-                    if kennel_rps and peer_rps:
-                        row["ratio"] = kennel_rps / peer_rps
+                    for peer in server_names[1:]:
+                        peer_rps = (row[peer] or {}).get("rps")
+                        if kennel_rps and peer_rps:
+                            row["ratios"][peer] = kennel_rps / peer_rps
+                    # one image per request: images/s = req/s
+                    row["kennel_ceiling"] = images_shares(
+                        kennel_rps, ((ceiling or {}).get("model_gflop_per_image") or {}).get(arch),
+                        ceiling, kennel_precision)
                     rows.append(row)
         except Exception as error:
             failures += 1
@@ -624,10 +785,12 @@ def main():
 
     wrk_version = subprocess.run([args.wrk, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                  text=True).stdout.splitlines()[0:1]
+    targets = evaluate_targets(rows)
     report = {
         "benchmark": "serve",
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "host": {**host_info(), "wrk": wrk_version[0] if wrk_version else None},
+        "ceiling": ceiling,
         "settings": {"archs": args.archs, "bodies": args.bodies, "concurrency": args.concurrency,
                      "seconds": args.seconds, "warmup_seconds": args.warmup, "image_size": list(IMAGE_SIZE),
                      "images": [str(path) for path in images], "input_size": 224, "classes": 10,
@@ -636,29 +799,42 @@ def main():
                      "kennel_max_batch_size": args.max_batch_size,
                      "kennel_max_batch_delay_ms": args.max_batch_delay_ms,
                      "kennel_http_threads": args.http_threads, "wrk_threads": args.wrk_threads,
-                     "wrk_timeout_s": args.wrk_timeout, "peer": not args.no_peer, "kennel": str(args.kennel)},
+                     "wrk_timeout_s": args.wrk_timeout, "servers": server_names, "kennel": str(args.kennel),
+                     "kennel_precision_flag": args.precision or None,
+                     "kennel_cells_read_against": kennel_precision},
         "load_average_at_start": load,
         "total_seconds": time.perf_counter() - started,
         "archs": archs,
         "rows": rows,
+        "targets": targets,
     }
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps(report, indent=2) + "\n")
 
     print(f"Serving throughput: POST /invocations, one {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} JPEG per request, 224 px "
           f"model, wrk {args.seconds} s per cell after {args.warmup} s warm-up")
-    print(f"kennel: --threads {args.kennel_threads} --workers {args.workers} --max-batch-size "
-          f"{args.max_batch_size} --max-batch-delay-ms {args.max_batch_delay_ms:g} --http-threads {args.http_threads}; peer: ThreadingHTTPServer, "
-          f"torch.set_num_threads({args.threads}), one forward per request")
-    flagged = print_table(rows)
-    print("ratio = kennel rps / peer rps (wrk's Requests/sec: every answer counts). p50/p99: wrk --latency. "
-          "k batch: kennel's\n  mean model batch in the measured run (/metrics). jpeg = raw bytes, json = "
-          "{\"url\": \"file://...\"}. sock err: wrk's socket errors\n  (connect/read/write/timeout).")
+    tuning = " ".join(f"{flag} {getattr(args, attribute)}" for attribute, flag in KENNEL_TUNING
+                      if getattr(args, attribute) not in (None, ""))
+    print(f"kennel serve: {tuning or 'its defaults (no --precision, batching or thread flags)'}; peers: "
+          f"ThreadingHTTPServer, torch.set_num_threads({args.threads}), one forward per request (classic: "
+          f"fp32 no_grad; best_effort: channels_last, inference_mode, "
+          f"{'bf16 autocast' if (ceiling or {}).get('native_bf16') else 'fp32 (no native bf16)'})")
+    for line in ceiling_lines(ceiling) if ceiling else ["ceiling: not probed (--probe-size 0)"]:
+        print(line)
+    if ceiling and ceiling.get("model_gflop_per_image"):
+        print("model GFLOP per image (forward, 224 px): " + ", ".join(
+            f"{arch} {gflop:.2f}" for arch, gflop in ceiling["model_gflop_per_image"].items()))
+    flagged = print_table(rows, server_names)
+    print("k/c, k/b = kennel rps / classic rps, / best_effort rps (wrk's Requests/sec: every answer counts). "
+          "p50/p99: wrk --latency.\n  k batch: kennel's mean model batch in the measured run (/metrics). "
+          f"k %probe/%peak: kennel's req/s x GFLOP per image as a share of\n  the {kennel_precision} probe and "
+          f"of the nominal {kennel_precision} peak. jpeg = raw bytes, json = {{\"url\": \"file://...\"}}. "
+          "sock err: wrk's socket\n  errors (connect/read/write/timeout).")
     if flagged:
         print(f"  *: wrk's req/s is >15 % below concurrency / mean latency (Little's law): few request lifetimes "
               f"fit in {args.seconds} s\n     (what is in flight at the end is not counted); raise --seconds.")
         for row in rows:
-            for side in SERVERS:
+            for side in server_names:
                 cell = row.get(side)
                 if undercounted(cell):
                     print(f"     {row['arch']} {row['body']} c={row['concurrency']} {side}: wrk {cell['rps']:.1f} "
@@ -666,10 +842,10 @@ def main():
     for arch, arch_report in archs.items():
         contract = arch_report.get("contract")
         if contract:
-            print(f"  {arch}: logits of every server and body vs kennel's jpeg answers: max |diff| "
-                  f"{contract['max_abs_diff']:.1e} over {contract['compared']} answers, argmax agree "
-                  f"{contract['argmax_agree']}"
-                  + (f"; PROBLEMS: {'; '.join(contract['problems'])}" if contract["problems"] else ""))
+            print(f"  {arch}: logits vs kennel's jpeg answers: " + "; ".join(
+                f"{name} max |diff| {mine['max_abs_diff']:.1e} over {mine['compared']}, argmax agree "
+                f"{mine['argmax_agree']}" for name, mine in contract["by_server"].items())
+                + (f"; PROBLEMS: {'; '.join(contract['problems'])}" if contract["problems"] else ""))
         for name in server_names:
             stop = arch_report.get(f"{name}_stop")
             if stop and (stop["killed"] or stop["exit_code"] != 0 or stop["stop_seconds"] > 5):
@@ -678,7 +854,7 @@ def main():
         if arch_report.get("error"):
             print(f"  {arch} failed: {arch_report['error'].splitlines()[0]}")
     for row in rows:
-        for side in SERVERS:
+        for side in server_names:
             cell = row.get(side) or {}
             if "error" in cell:
                 print(f"  {row['arch']} {row['body']} c={row['concurrency']} {side} failed: "
@@ -687,6 +863,7 @@ def main():
                 print(f"  {row['arch']} {row['body']} c={row['concurrency']} {side}: statuses {cell['statuses']}, "
                       f"socket errors {cell['socket_errors']}, listen-queue overflows "
                       f"{cell.get('listen_overflows', '?')}")
+    print_targets(targets)
     print(f"JSON: {args.json_out}  ({report['total_seconds']:.0f} s)")
     return 1 if failures else 0
 
