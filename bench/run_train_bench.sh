@@ -4,7 +4,7 @@
 # after a ceiling probe of the CPU (bench/ceiling.py); prints issue 15's fine-tuning targets with
 # pass/FAIL. Builds the kennel binary only when it is missing. Options go to bench/train_bench.py
 # (--per-class N, --epochs E, --archs resnet18,resnet50, --modes ..., --peers classic,best_effort,
-# --no-peer, --probe-size N; --help). On an idle 2-core machine the defaults take about 20-30 minutes.
+# --no-peer, --probe-size N; --help). On an idle 2-core machine the defaults take roughly 10-15 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ ! -x "${BUILD_DIR:-build}/kennel" ]]; then

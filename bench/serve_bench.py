@@ -15,8 +15,10 @@ timeout keeps a slow answer a latency sample instead of a socket error), against
                SageMaker PyTorch handler (Debian's torch + torchvision + PIL) behind
                http.server.ThreadingHTTPServer, torch.set_num_threads(--threads), one image per forward
   best_effort  the same peer with --best-effort: channels_last model and input, inference_mode,
-               bf16 autocast where the CPU has native bf16 (else fp32), a warm-up forward; same
-               threads, still one image per forward
+               bf16 autocast where the CPU has native bf16 (else fp32) with the weights converted
+               to bf16 once (autocast alone re-casts fp32 weights in every request, slower than
+               the classic handler at batch 1; --best-effort-fp32-weights measures that), a
+               warm-up forward; same threads, still one image per forward
 
 on the same weights: the model is trained once per arch (`kennel train` with
 --max-steps 1 on a tiny synthetic dataset, random init: the weights do not matter for
@@ -45,7 +47,7 @@ with non-2xx answers fails), and writes it all as JSON to bench/results/serve_be
 Everything generated (dataset, models, the 500x375 JPEGs, server logs) is kept under
 bench/results/. Run with Debian's /usr/bin/python3 on an idle machine: wrk, the servers
 and the model share the CPUs. The full run (2 archs x 2 bodies x 4 concurrencies x 3
-servers x (3 + 10) s, plus drains, model training and the probe) takes about 15-25 minutes.
+servers x (3 + 10) s, plus drains, model training and the probe) takes about 15-20 minutes.
 """
 import argparse
 import datetime
@@ -283,8 +285,9 @@ def kennel_command(args, model_dir, port):
 
 
 def peer_command(args, name, model_dir, port):
+    extra = ["--fp32-weights"] if name == "best_effort" and args.best_effort_fp32_weights else []
     return [args.python, str(PEER), str(model_dir), "--port", str(port), "--threads", str(args.threads),
-            "--allow-file-root", str(IMAGES), *PEER_FLAGS[name]]
+            "--allow-file-root", str(IMAGES), *PEER_FLAGS[name], *extra]
 
 
 def wait_idle(servers, max_seconds, window=0.5, busy_share=0.05):
@@ -653,6 +656,8 @@ def main():
     parser.add_argument("--peers", type=lambda s: csv_list(s, PEERS, "--peers"), default=list(PEERS),
                         help="comma-separated Python peers next to kennel")
     parser.add_argument("--no-peer", action="store_true", help="kennel only (no Python peer)")
+    parser.add_argument("--best-effort-fp32-weights", action="store_true",
+                        help="the best_effort peer keeps fp32 weights (autocast casts them in every request)")
     parser.add_argument("--images", type=int, default=4, help="500x375 JPEGs the requests cycle through")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                         help="the peers' torch.set_num_threads (default: every usable CPU, as kennel's --threads 0)")
@@ -801,6 +806,7 @@ def main():
                      "kennel_http_threads": args.http_threads, "wrk_threads": args.wrk_threads,
                      "wrk_timeout_s": args.wrk_timeout, "servers": server_names, "kennel": str(args.kennel),
                      "kennel_precision_flag": args.precision or None,
+                     "best_effort_fp32_weights": args.best_effort_fp32_weights,
                      "kennel_cells_read_against": kennel_precision},
         "load_average_at_start": load,
         "total_seconds": time.perf_counter() - started,
@@ -818,7 +824,9 @@ def main():
     print(f"kennel serve: {tuning or 'its defaults (no --precision, batching or thread flags)'}; peers: "
           f"ThreadingHTTPServer, torch.set_num_threads({args.threads}), one forward per request (classic: "
           f"fp32 no_grad; best_effort: channels_last, inference_mode, "
-          f"{'bf16 autocast' if (ceiling or {}).get('native_bf16') else 'fp32 (no native bf16)'})")
+          + ("fp32 (no native bf16)" if not (ceiling or {}).get("native_bf16") else
+             "bf16 autocast, " + ("fp32 weights cast per request" if args.best_effort_fp32_weights
+                                  else "weights converted to bf16 once")) + ")")
     for line in ceiling_lines(ceiling) if ceiling else ["ceiling: not probed (--probe-size 0)"]:
         print(line)
     if ceiling and ceiling.get("model_gflop_per_image"):

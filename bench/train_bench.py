@@ -36,7 +36,7 @@ with pass/FAIL, and writes it all as JSON to bench/results/train_bench.json.
 The synthetic dataset (`kennel data synth`, 10 classes, ~500x375 JPEGs) is generated
 once per --per-class and kept under bench/results/. Run with Debian's /usr/bin/python3 on an
 idle machine. With the defaults (16 images per class, 2 epochs, 2 archs x 3 modes x 3 sides)
-a 2-core machine needs about 20-30 minutes, most of it resnet50 fine-tuning in fp32.
+a 2-core machine needs roughly 10-15 minutes, most of it resnet50 fine-tuning in fp32.
 """
 import datetime
 import json
