@@ -44,6 +44,9 @@ the ratios kennel / classic and kennel / best_effort, then issue 15's targets wi
 c=8 p99 <= 1/3 classic's; c=64 without socket errors or listen-queue overflows; a kennel cell
 with non-2xx answers fails), and writes it all as JSON to bench/results/serve_bench.json.
 
+Split: bench/serve_wrk.py runs and parses wrk; bench/serve_report.py prints the table and
+judges the targets; bench/ceiling.py probes the CPU.
+
 Everything generated (dataset, models, the 500x375 JPEGs, server logs) is kept under
 bench/results/. Run with Debian's /usr/bin/python3 on an idle machine: wrk, the servers
 and the model share the CPUs. The full run (2 archs x 2 bodies x 4 concurrencies x 3
@@ -67,19 +70,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import bench_parser, csv_list, fmt, host_info, make_log  # noqa: E402
-from ceiling import ceiling_lines, images_shares, probe_ceiling, short_share_text  # noqa: E402
+from ceiling import images_shares, probe_ceiling  # noqa: E402
+from serve_report import evaluate_targets, print_summary  # noqa: E402
+from serve_wrk import listen_overflows, run_wrk  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PEER = ROOT / "bench" / "peers" / "serve_peer.py"
-LUA = {"jpeg": ROOT / "bench" / "wrk" / "invocations_jpeg.lua",
-       "json": ROOT / "bench" / "wrk" / "invocations_json.lua"}
 ARCHS = ("resnet18", "resnet50")
 BODIES = ("jpeg", "json")
 SERVERS = ("kennel", "classic", "best_effort")
 PEERS = SERVERS[1:]
 PEER_FLAGS = {"classic": [], "best_effort": ["--best-effort"]}
-SHORT = {"kennel": "k", "classic": "c", "best_effort": "b"}
 IMAGE_SIZE = (500, 375)
 DATASET = RESULTS / "serve-synth-c10-n4-500x375-s0"
 MODELS = RESULTS / "serve-models"
@@ -273,15 +275,19 @@ KENNEL_TUNING = (("kennel_threads", "--threads"), ("workers", "--workers"), ("ma
                  ("precision", "--precision"))
 
 
-def kennel_command(args, model_dir, port):
-    """kennel serve with its own defaults; only the tuning flags given to the bench are added."""
-    command = [str(args.kennel), "serve", str(model_dir), "--port", str(port), "--no-access-log",
-               "--allow-file-root", str(IMAGES)]
+def kennel_tuning_flags(args):
+    """The kennel serve flags given to the bench (none by default: kennel's defaults are measured)."""
+    flags = []
     for attribute, flag in KENNEL_TUNING:
         value = getattr(args, attribute)
         if value is not None and value != "":
-            command += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
-    return command
+            flags += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return flags
+
+
+def kennel_command(args, model_dir, port):
+    return [str(args.kennel), "serve", str(model_dir), "--port", str(port), "--no-access-log",
+            "--allow-file-root", str(IMAGES), *kennel_tuning_flags(args)]
 
 
 def peer_command(args, name, model_dir, port):
@@ -377,77 +383,6 @@ def check_contract(servers, images):
             "argmax_agree": argmax_agree, "by_server": by_server, "problems": problems}
 
 
-# --- wrk -------------------------------------------------------------------------------------
-
-UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
-
-
-def parse_wrk(text):
-    """requests/s, p50/p99 ms, counts and errors from wrk --latency output (+ the lua status line)."""
-    result = {}
-    match = re.search(r"^Requests/sec:\s+([0-9.]+)", text, re.M)
-    result["rps"] = float(match.group(1)) if match else None
-    match = re.search(r"^\s+Latency\s+([0-9.]+)(us|ms|s|m|h)\s", text, re.M)
-    result["mean_ms"] = float(match.group(1)) * UNITS[match.group(2)] if match else None
-    for percent in ("50", "75", "90", "99"):
-        match = re.search(rf"^\s+{percent}%\s+([0-9.]+)(us|ms|s|m|h)\s*$", text, re.M)
-        result[f"p{percent}_ms"] = float(match.group(1)) * UNITS[match.group(2)] if match else None
-    match = re.search(r"^\s+(\d+) requests in ([0-9.]+)(us|ms|s|m|h),", text, re.M)
-    if match:
-        result["requests"] = int(match.group(1))
-        result["duration_s"] = float(match.group(2)) * UNITS[match.group(3)] / 1e3
-    match = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    result["socket_errors"] = dict(zip(("connect", "read", "write", "timeout"), map(int, match.groups()))) \
-        if match else {"connect": 0, "read": 0, "write": 0, "timeout": 0}
-    match = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    result["wrk_non_2xx_3xx"] = int(match.group(1)) if match else 0
-    match = re.search(r"^serve_bench statuses:(.*)$", text, re.M)
-    statuses = {}
-    if match:
-        for item in match.group(1).split():
-            status, count = item.split("=")
-            statuses[status] = int(count)
-    result["statuses"] = statuses
-    result["non_2xx"] = sum(count for status, count in statuses.items() if not status.startswith("2"))
-    return result
-
-
-def run_wrk(args, port, body_kind, concurrency, seconds, images):
-    threads = min(args.wrk_threads, concurrency)  # wrk wants connections >= threads
-    command = [args.wrk, f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--timeout", f"{args.wrk_timeout}s",
-               "--latency", "-s", str(LUA[body_kind]), f"http://127.0.0.1:{port}/invocations", "--",
-               *map(str, images)]
-    done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, timeout=seconds + args.wrk_timeout + 60)
-    if done.returncode != 0 or "Requests/sec" not in done.stdout:
-        raise RuntimeError(f"wrk exited {done.returncode}: {(done.stderr or done.stdout).strip()[-1000:]}\n"
-                           f"command: {' '.join(command)}")
-    result = parse_wrk(done.stdout)
-    result["command"] = " ".join(command)
-    if not result.get("requests"):
-        # No answer within the run: wrk prints 0 latencies, which are not samples.
-        result.update(mean_ms=None, p50_ms=None, p75_ms=None, p90_ms=None, p99_ms=None)
-    # Closed loop: `concurrency` requests always in flight, so throughput = concurrency / mean latency
-    # (Little's law). wrk's own req/s undercounts when few request lifetimes fit in the run (the
-    # requests still in flight at the end are not counted): the table flags a gap between the two.
-    if result.get("mean_ms"):
-        result["littles_law_rps"] = concurrency / (result["mean_ms"] / 1e3)
-    return result
-
-
-def listen_overflows():
-    """The kernel's TcpExt ListenOverflows counter (a connection dropped by a full accept queue)."""
-    try:
-        lines = Path("/proc/net/netstat").read_text().splitlines()
-    except OSError:
-        return None
-    for names, values in zip(lines[::2], lines[1::2]):
-        if names.startswith("TcpExt:"):
-            table = dict(zip(names.split()[1:], values.split()[1:]))
-            return int(table.get("ListenOverflows", 0))
-    return None
-
-
 def measure_cell(args, server, servers, body_kind, concurrency, images):
     """Warm-up run, drain, measured run, drain: one cell of the table."""
     cell = {}
@@ -470,175 +405,6 @@ def measure_cell(args, server, servers, body_kind, concurrency, images):
     if not server.alive():
         raise RuntimeError(f"{server.name} died during the run (exit {server.process.poll()}):\n{server.log_tail()}")
     return cell
-
-
-# --- the table -------------------------------------------------------------------------------
-
-def latency_pair(cell):
-    if not cell or "error" in cell:
-        return "failed" if cell else "-"
-    digits = 0 if (cell.get("p99_ms") or 0) >= 100 else 1
-    return f"{fmt(cell.get('p50_ms'), digits)}/{fmt(cell.get('p99_ms'), digits)}"
-
-
-def undercounted(cell):
-    """wrk's req/s is more than 15 % below concurrency / mean latency (see run_wrk)."""
-    rps, expected = (cell or {}).get("rps"), (cell or {}).get("littles_law_rps")
-    return bool(rps and expected and rps < 0.85 * expected)
-
-
-def ratio_text(value):
-    return (fmt(value, 2) + "x") if value else "-"
-
-
-def print_table(rows, names):
-    """One line per (arch, body, concurrency): req/s, ratios, latencies, errors of every server."""
-    peers = [name for name in names if name != "kennel"]
-    letters = "/".join(SHORT[name] for name in names)
-    header = (["arch", "body", "conc"] + [f"{name} rps" for name in names] + [f"k/{SHORT[peer]}" for peer in peers]
-              + [f"{name} p50/p99 ms" for name in names]
-              + [f"non-2xx {letters}", f"sock err {letters}", "k batch", "k %probe/%peak"])
-    lines = []
-    flagged = False
-
-    def rps(cell):
-        nonlocal flagged
-        if not cell:
-            return "-"
-        if "error" in cell:
-            return "failed"
-        mark = ""
-        if undercounted(cell):
-            mark, flagged = "*", True
-        return fmt(cell.get("rps")) + mark
-
-    def count(cell, what):
-        if not cell or "error" in cell:
-            return "-"
-        return str(cell["non_2xx"] if what == "non_2xx" else sum(cell["socket_errors"].values()))
-
-    for row in rows:
-        batching = (row.get("kennel") or {}).get("batching") or {}
-        lines.append([row["arch"], row["body"], str(row["concurrency"])]
-                     + [rps(row.get(name)) for name in names]
-                     + [ratio_text(row["ratios"].get(peer)) for peer in peers]
-                     + [latency_pair(row.get(name)) for name in names]
-                     + ["/".join(count(row.get(name), "non_2xx") for name in names),
-                        "/".join(count(row.get(name), "socket") for name in names),
-                        fmt(batching.get("mean_batch_size"), 1), short_share_text(row.get("kennel_ceiling"))])
-    widths = [max(len(header[i]), *(len(line[i]) for line in lines)) for i in range(len(header))] \
-        if lines else [len(h) for h in header]
-    align = ["<", "<"] + [">"] * (len(header) - 2)
-    print("  ".join(f"{h:{a}{w}}" for h, a, w in zip(header, align, widths)))
-    print("  ".join("-" * w for w in widths))
-    for line in lines:
-        print("  ".join(f"{c:{a}{w}}" for c, a, w in zip(line, align, widths)))
-    return flagged
-
-
-# --- issue 15's targets ----------------------------------------------------------------------
-
-TARGET_ARCH, TARGET_BODY = "resnet50", "jpeg"  # what the issue states its targets for
-
-
-def target(name, status, kennel=None, reference=None, required=None, detail=""):
-    return {"target": name, "status": status, "kennel": kennel, "reference": reference, "required": required,
-            "detail": detail}
-
-
-def usable(cell):
-    """(cell, None) when the cell has figures, else (None, why not)."""
-    if not cell:
-        return None, "not measured"
-    if "error" in cell:
-        return None, "failed"
-    if not cell.get("requests") or cell.get("p50_ms") is None or cell.get("p99_ms") is None:
-        return None, "no answer in the run (raise --seconds)"
-    return cell, None
-
-
-def evaluate_targets(rows):
-    """Issue 15's serving targets for every (arch, body) measured: a list of dicts with
-    status pass / FAIL / n/a (n/a: a cell the target needs was not measured or failed)."""
-    results = []
-    groups = {}
-    for row in rows:
-        groups.setdefault((row["arch"], row["body"]), {})[row["concurrency"]] = row
-    for (arch, body), by_concurrency in groups.items():
-        def cells(concurrency, peer):
-            row = by_concurrency.get(concurrency) or {}
-            kennel, why_kennel = usable(row.get("kennel"))
-            other, why_other = usable(row.get(peer))
-            if kennel is None or other is None:
-                return None, None, f"c={concurrency}: kennel {why_kennel or 'ok'}, {peer} {why_other or 'ok'}"
-            return kennel, other, None
-
-        def add(kennel_cell, entry):
-            if kennel_cell and kennel_cell.get("non_2xx"):  # a refusal is not a served request
-                entry.update(status="FAIL", detail=f"{entry['detail']}; kennel answered {kennel_cell['non_2xx']} "
-                                                   f"non-2xx ({kennel_cell['statuses']})")
-            entry.update(arch=arch, body=body, issue_target=(arch, body) == (TARGET_ARCH, TARGET_BODY))
-            results.append(entry)
-
-        kennel, classic, missing = cells(1, "classic")
-        name = "c=1 p50 <= 1/2 classic's"
-        if missing:
-            add(None, target(name, "n/a", detail=missing))
-        else:
-            add(kennel, target(
-                name, "pass" if kennel["p50_ms"] <= 0.5 * classic["p50_ms"] else "FAIL",
-                kennel["p50_ms"], classic["p50_ms"], 0.5 * classic["p50_ms"],
-                f"{kennel['p50_ms']:.1f} ms vs classic {classic['p50_ms']:.1f} ms "
-                f"({kennel['p50_ms'] / classic['p50_ms']:.2f}x)"))
-        for concurrency in (8, 32):
-            for peer, factor in (("classic", 4.0), ("best_effort", 1.5)):
-                kennel, other, missing = cells(concurrency, peer)
-                name = f"c={concurrency} req/s >= {factor:g}x {peer}'s"
-                if missing:
-                    add(None, target(name, "n/a", detail=missing))
-                    continue
-                add(kennel, target(
-                    name, "pass" if kennel["rps"] >= factor * other["rps"] else "FAIL",
-                    kennel["rps"], other["rps"], factor * other["rps"],
-                    f"{kennel['rps']:.1f} vs {peer} {other['rps']:.1f} req/s ({kennel['rps'] / other['rps']:.2f}x)"))
-        kennel, classic, missing = cells(8, "classic")
-        name = "c=8 p99 <= 1/3 classic's"
-        if missing:
-            add(None, target(name, "n/a", detail=missing))
-        else:
-            add(kennel, target(
-                name, "pass" if kennel["p99_ms"] <= classic["p99_ms"] / 3 else "FAIL",
-                kennel["p99_ms"], classic["p99_ms"], classic["p99_ms"] / 3,
-                f"{kennel['p99_ms']:.1f} ms vs classic {classic['p99_ms']:.1f} ms "
-                f"({kennel['p99_ms'] / classic['p99_ms']:.2f}x)"))
-        kennel, why = usable((by_concurrency.get(64) or {}).get("kennel"))
-        name = "c=64 0 socket errors (resets) and 0 listen-queue overflows"
-        if kennel is None:
-            add(None, target(name, "n/a", detail=f"c=64: kennel {why}"))
-        else:
-            errors = sum(kennel["socket_errors"].values())
-            overflows = kennel.get("listen_overflows") or 0
-            add(kennel, target(
-                name, "pass" if errors == 0 and overflows == 0 else "FAIL", errors + overflows, None, 0,
-                f"socket errors {kennel['socket_errors']}, listen-queue overflows "
-                f"{kennel.get('listen_overflows', 'unknown')}"))
-    return results
-
-
-def print_targets(results):
-    if not results:
-        return
-    print(f"Issue 15's serving targets (stated for {TARGET_ARCH} {TARGET_BODY}, marked *; "
-          "n/a: a cell it needs was not measured or failed):")
-    width = max(len(entry["target"]) for entry in results)
-    for entry in results:
-        mark = "*" if entry["issue_target"] else " "
-        print(f"  {mark} {entry['arch']:<9} {entry['body']:<4}  {entry['target']:<{width}}  "
-              f"{entry['status']:<4}  {entry['detail']}")
-    counted = [entry for entry in results if entry["issue_target"]]
-    if counted:
-        passed = sum(entry["status"] == "pass" for entry in counted)
-        print(f"  {TARGET_ARCH} {TARGET_BODY}: {passed} of {len(counted)} targets pass")
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -805,7 +571,7 @@ def main():
                      "kennel_max_batch_delay_ms": args.max_batch_delay_ms,
                      "kennel_http_threads": args.http_threads, "wrk_threads": args.wrk_threads,
                      "wrk_timeout_s": args.wrk_timeout, "servers": server_names, "kennel": str(args.kennel),
-                     "kennel_precision_flag": args.precision or None,
+                     "kennel_flags": kennel_tuning_flags(args), "kennel_precision_flag": args.precision or None,
                      "best_effort_fp32_weights": args.best_effort_fp32_weights,
                      "kennel_cells_read_against": kennel_precision},
         "load_average_at_start": load,
@@ -817,61 +583,7 @@ def main():
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps(report, indent=2) + "\n")
 
-    print(f"Serving throughput: POST /invocations, one {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} JPEG per request, 224 px "
-          f"model, wrk {args.seconds} s per cell after {args.warmup} s warm-up")
-    tuning = " ".join(f"{flag} {getattr(args, attribute)}" for attribute, flag in KENNEL_TUNING
-                      if getattr(args, attribute) not in (None, ""))
-    print(f"kennel serve: {tuning or 'its defaults (no --precision, batching or thread flags)'}; peers: "
-          f"ThreadingHTTPServer, torch.set_num_threads({args.threads}), one forward per request (classic: "
-          f"fp32 no_grad; best_effort: channels_last, inference_mode, "
-          + ("fp32 (no native bf16)" if not (ceiling or {}).get("native_bf16") else
-             "bf16 autocast, " + ("fp32 weights cast per request" if args.best_effort_fp32_weights
-                                  else "weights converted to bf16 once")) + ")")
-    for line in ceiling_lines(ceiling) if ceiling else ["ceiling: not probed (--probe-size 0)"]:
-        print(line)
-    if ceiling and ceiling.get("model_gflop_per_image"):
-        print("model GFLOP per image (forward, 224 px): " + ", ".join(
-            f"{arch} {gflop:.2f}" for arch, gflop in ceiling["model_gflop_per_image"].items()))
-    flagged = print_table(rows, server_names)
-    print("k/c, k/b = kennel rps / classic rps, / best_effort rps (wrk's Requests/sec: every answer counts). "
-          "p50/p99: wrk --latency.\n  k batch: kennel's mean model batch in the measured run (/metrics). "
-          f"k %probe/%peak: kennel's req/s x GFLOP per image as a share of\n  the {kennel_precision} probe and "
-          f"of the nominal {kennel_precision} peak. jpeg = raw bytes, json = {{\"url\": \"file://...\"}}. "
-          "sock err: wrk's socket\n  errors (connect/read/write/timeout).")
-    if flagged:
-        print(f"  *: wrk's req/s is >15 % below concurrency / mean latency (Little's law): few request lifetimes "
-              f"fit in {args.seconds} s\n     (what is in flight at the end is not counted); raise --seconds.")
-        for row in rows:
-            for side in server_names:
-                cell = row.get(side)
-                if undercounted(cell):
-                    print(f"     {row['arch']} {row['body']} c={row['concurrency']} {side}: wrk {cell['rps']:.1f} "
-                          f"req/s, concurrency / mean latency {cell['littles_law_rps']:.1f} req/s")
-    for arch, arch_report in archs.items():
-        contract = arch_report.get("contract")
-        if contract:
-            print(f"  {arch}: logits vs kennel's jpeg answers: " + "; ".join(
-                f"{name} max |diff| {mine['max_abs_diff']:.1e} over {mine['compared']}, argmax agree "
-                f"{mine['argmax_agree']}" for name, mine in contract["by_server"].items())
-                + (f"; PROBLEMS: {'; '.join(contract['problems'])}" if contract["problems"] else ""))
-        for name in server_names:
-            stop = arch_report.get(f"{name}_stop")
-            if stop and (stop["killed"] or stop["exit_code"] != 0 or stop["stop_seconds"] > 5):
-                print(f"  {arch}: {name} took {stop['stop_seconds']:.1f} s to stop after SIGTERM, exit "
-                      f"{stop['exit_code']}" + (", killed" if stop["killed"] else ""))
-        if arch_report.get("error"):
-            print(f"  {arch} failed: {arch_report['error'].splitlines()[0]}")
-    for row in rows:
-        for side in server_names:
-            cell = row.get(side) or {}
-            if "error" in cell:
-                print(f"  {row['arch']} {row['body']} c={row['concurrency']} {side} failed: "
-                      f"{cell['error'].splitlines()[0]}")
-            elif cell and (cell["non_2xx"] or any(cell["socket_errors"].values()) or cell.get("listen_overflows")):
-                print(f"  {row['arch']} {row['body']} c={row['concurrency']} {side}: statuses {cell['statuses']}, "
-                      f"socket errors {cell['socket_errors']}, listen-queue overflows "
-                      f"{cell.get('listen_overflows', '?')}")
-    print_targets(targets)
+    print_summary(report, args, server_names, kennel_precision, ceiling)
     print(f"JSON: {args.json_out}  ({report['total_seconds']:.0f} s)")
     return 1 if failures else 0
 
