@@ -130,7 +130,8 @@ def clock_mhz():
     try:
         match = re.search(r"^cpu MHz\s*:\s*([0-9.]+)", Path("/proc/cpuinfo").read_text(), re.M)
         if match:
-            return float(match.group(1)), "/proc/cpuinfo: cpu MHz (the current or base clock: no maximum reported; boost may be higher)"
+            return float(match.group(1)), ("/proc/cpuinfo: cpu MHz (the current or base clock: no maximum "
+                                           "reported; boost may be higher)")
     except OSError:
         pass
     return None, "no clock reported"
