@@ -69,8 +69,9 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import bench_parser, csv_list, fmt, host_info, make_log  # noqa: E402
-from ceiling import images_shares, probe_ceiling  # noqa: E402
+from bench_common import (add_probe_option, bench_parser, csv_list, fmt, host_info, make_log,  # noqa: E402
+                          measure_ceiling)
+from ceiling import images_shares  # noqa: E402
 from serve_report import evaluate_targets, print_summary  # noqa: E402
 from serve_wrk import listen_overflows, run_wrk  # noqa: E402
 
@@ -438,8 +439,7 @@ def main():
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk -t (at most the concurrency)")
     parser.add_argument("--wrk-timeout", type=int, default=30,
                         help="wrk --timeout, s: a slower answer is a socket timeout, not a latency sample")
-    parser.add_argument("--probe-size", type=int, default=4096,
-                        help="matrix side of the ceiling probe (bench/ceiling.py); 0 = no probe")
+    add_probe_option(parser)
     parser.add_argument("--drain-timeout", type=float, default=180,
                         help="longest wait, s, for the servers to finish what a wrk run left in flight")
     parser.add_argument("--json-out", type=Path, default=RESULTS / "serve_bench.json")
@@ -463,7 +463,7 @@ def main():
             f"and noisy (run on an idle machine)")
     started = time.perf_counter()
     # Before any server runs: the probe wants the whole CPU.
-    ceiling = probe_ceiling(args.python, args.probe_size, archs=args.archs, log=log) if args.probe_size else None
+    ceiling = measure_ceiling(args, log, archs=args.archs)
     images = ensure_images(args.kennel, args.images)
     server_names = ["kennel"] + ([] if args.no_peer else [peer for peer in PEERS if peer in args.peers])
     # kennel's auto is bf16 where the CPU has native bf16: its cells are read against that precision's ceiling.

@@ -51,8 +51,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import bench_parser, csv_list, fmt, host_info, make_log  # noqa: E402
-from ceiling import ceiling_lines, images_shares, probe_ceiling, short_share_text  # noqa: E402
+from bench_common import (add_probe_option, bench_parser, csv_list, fmt, host_info, make_log,  # noqa: E402
+                          measure_ceiling)
+from ceiling import ceiling_lines, images_shares, short_share_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -299,8 +300,7 @@ def main():
     parser.add_argument("--no-peer", action="store_true", help="Kennel only")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                         help="CPU threads on every side (default: every usable CPU)")
-    parser.add_argument("--probe-size", type=int, default=4096,
-                        help="matrix side of the ceiling probe (bench/ceiling.py); 0 = no probe")
+    add_probe_option(parser)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--keep-homes", action="store_true",
                         help="keep the KENNEL_HOME of every run under bench/results/homes/")
@@ -317,7 +317,7 @@ def main():
         log(f"warning: the load average is {load:.1f}: another job is using the CPUs, the numbers will be low "
             f"and noisy (run on an idle machine)")
     started = time.perf_counter()
-    ceiling = probe_ceiling(args.python, args.probe_size, archs=args.archs, log=log) if args.probe_size else None
+    ceiling = measure_ceiling(args, log, archs=args.archs)
     # Kennel's auto is bf16 where the CPU has native bf16: its figures are read against that precision.
     kennel_precision = "bf16" if (ceiling or {}).get("native_bf16") else "fp32"
     data = ensure_dataset(args.kennel, args.per_class, args.data)
