@@ -1,4 +1,5 @@
-"""Pieces every benchmark driver shares: timestamped progress lines, list flags, the host record."""
+"""Pieces every benchmark driver shares: timestamped progress lines, list flags, the host record
+and the CPU's ceiling (bench/ceiling.py) stored next to it."""
 import argparse
 import os
 import platform
@@ -37,6 +38,21 @@ def host_info():
     except ImportError:
         pass
     return host
+
+
+def add_probe_option(parser):
+    """--probe-size: the ceiling probe (bench/ceiling.py) a driver runs before measuring."""
+    parser.add_argument("--probe-size", type=int, default=4096,
+                        help="matrix side of the CPU ceiling probe (bench/ceiling.py) stored in the JSON; 0 = none")
+    return parser
+
+
+def measure_ceiling(args, log, archs=()):
+    """The ceiling dict for the JSON (None with --probe-size 0): run it before any server or job starts."""
+    if args.probe_size <= 0:
+        return None
+    from ceiling import probe_ceiling  # same folder; imports nothing heavy itself
+    return probe_ceiling(args.python, args.probe_size, archs=archs, log=log)
 
 
 def fmt(value, digits=1):

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import bench_parser, fmt, host_info, make_log  # noqa: E402
+from bench_common import add_probe_option, bench_parser, fmt, host_info, make_log, measure_ceiling  # noqa: E402
 from train_bench import ensure_dataset, kennel_rate, read_metrics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,13 +76,15 @@ def main():
     parser.add_argument("--batch-size", type=int, default=16, help="effective batch size (default 16)")
     parser.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs, the first not timed (default 3)")
     parser.add_argument("--data", help="an ImageFolder dataset instead of the synthetic one")
+    add_probe_option(parser)
     args = parser.parse_args()
     kennel = Path(args.kennel).resolve()
     data = ensure_dataset(kennel, args.per_class, args.data)
     work = Path(tempfile.mkdtemp(prefix="dist-bench-", dir=RESULTS))
     common = ["--data", data, "--arch", "resnet18", "--pretrained", "none", "--input-size", 224,
               "--precision", "fp32", "--seed", 0]
-    results = {"host": host_info(), "per_class": args.per_class, "batch_size": args.batch_size}
+    results = {"host": host_info(), "ceiling": measure_ceiling(args, log, archs=["resnet18"]),
+               "per_class": args.per_class, "batch_size": args.batch_size}
     try:
         finetune = ["--freeze", "none", "--epochs", args.epochs, "--profiler", "default", *common]
         log("finetune: 1 process x 2 threads")

@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import bench_parser, csv_list, fmt, host_info, make_log  # noqa: E402
+from bench_common import (add_probe_option, bench_parser, csv_list, fmt, host_info, make_log,  # noqa: E402
+                          measure_ceiling)
 import train_bench  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +52,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--json-out", type=Path, default=train_bench.RESULTS / "hook_overhead_bench.json")
+    add_probe_option(parser)
     args = parser.parse_args()
     if args.repeat < 1 or args.epochs < 2:
         parser.error("--repeat must be >= 1 and --epochs >= 2 (the first epoch is warm-up)")
@@ -61,6 +63,7 @@ def main():
     load = os.getloadavg()[0]
     if load > 0.5:
         log(f"warning: the load average is {load:.1f}: the numbers will be noisy (run on an idle machine)")
+    ceiling = measure_ceiling(args, log, archs=args.archs)
     data = train_bench.ensure_dataset(args.kennel, args.per_class, None)
     configurations = ["off"] + args.hooks
     started = time.perf_counter()
@@ -94,7 +97,8 @@ def main():
                          "runs_hooked": rates[(arch, hook)], "steady_runs_off": steady[(arch, "off")],
                          "steady_runs_hooked": steady[(arch, hook)]})
     report = {"benchmark": "hook_overhead", "date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "host": host_info(), "load_average_at_start": load, "total_seconds": time.perf_counter() - started,
+              "host": host_info(), "ceiling": ceiling, "load_average_at_start": load,
+              "total_seconds": time.perf_counter() - started,
               "settings": {"mode": args.mode, "repeat": args.repeat, "epochs": args.epochs,
                            "per_class": args.per_class, "threads": args.threads, "batch_size": args.batch_size,
                            "input_size": 224, "data": str(data),

@@ -1,41 +1,56 @@
-"""Serving benchmark: `kennel serve` next to the classic PyTorch inference handler.
+"""Serving benchmark: `kennel serve` with its defaults next to two Python peers.
 
 For each arch (resnet18, resnet50; 10 classes, 224 px input) and each request body
 (jpeg: the raw bytes of a 500x375 JPEG, Content-Type image/jpeg; json: {"url":
 "file:///.../img.jpg"}, the server reads the file), it measures requests/s and the
-p50/p99 latency at concurrency 1, 8 and 32 with wrk (`wrk -t2 -c<conc> -d<seconds>s
---latency -s bench/wrk/invocations_<body>.lua`, 127.0.0.1 only), against
+p50/p99 latency at concurrency 1, 8, 32 and 64 with wrk (`wrk -t2 -c<conc> -d<seconds>s
+--timeout 30s --latency -s bench/wrk/invocations_<body>.lua`, 127.0.0.1 only; the 30 s
+timeout keeps a slow answer a latency sample instead of a socket error), against
 
-  kennel   `kennel serve MODEL --no-access-log --threads 2 --workers 1 --max-batch-size 8
-           --max-batch-delay-ms 5` (+ --allow-file-root for the JSON-url bodies): dynamic
-           batching, the model on both cores, decoding on the HTTP threads
-  peer     bench/peers/serve_peer.py: model_fn/input_fn/predict_fn/output_fn of the classic
-           SageMaker PyTorch handler (Debian's torch + torchvision + PIL) behind
-           http.server.ThreadingHTTPServer, torch.set_num_threads(2), one image per forward
+  kennel       `kennel serve MODEL --no-access-log --allow-file-root IMAGES`: no --precision and
+               no batching or thread flags, i.e. kennel's defaults are what is measured (--precision,
+               --kennel-threads, --workers, --max-batch-size, --max-batch-delay-ms and --http-threads
+               add the flag to compare)
+  classic      bench/peers/serve_peer.py: model_fn/input_fn/predict_fn/output_fn of the classic
+               SageMaker PyTorch handler (Debian's torch + torchvision + PIL) behind
+               http.server.ThreadingHTTPServer, torch.set_num_threads(--threads), one image per forward
+  best_effort  the same peer with --best-effort: channels_last model and input, inference_mode,
+               bf16 autocast where the CPU has native bf16 (else fp32) with the weights converted
+               to bf16 once (autocast alone re-casts fp32 weights in every request, slower than
+               the classic handler at batch 1; --best-effort-fp32-weights measures that), a
+               warm-up forward; same threads, still one image per forward
 
 on the same weights: the model is trained once per arch (`kennel train` with
 --max-steps 1 on a tiny synthetic dataset, random init: the weights do not matter for
-speed) and exported as model.pth, which the peer loads with strict=True. Before
-measuring, both servers answer every test image in both body kinds and their logits are
-compared (the same contract, the same numbers).
+speed) and exported as model.pth, which the peers load with strict=True. Before
+measuring, every server answers every test image in both body kinds and their logits are
+compared with kennel's (the same contract; bf16 answers differ in the low digits).
+
+Before the servers start, bench/ceiling.py probes the CPU (4096^2 matmul fp32 and bf16, int8
+quantized::linear, best of 5) and computes its nominal peak from the flags and clock; both
+are printed above the table and stored in the JSON, and each kennel cell's images/s is also
+given in GFLOP/s as a share of the probe and of the peak of the precision kennel runs (bf16
+where the CPU has native bf16, as kennel's auto picks).
 
 Each cell (server, arch, body, concurrency) is a warm-up wrk run (--warmup seconds, same
-concurrency) and then the measured run (--seconds), each started with both servers idle
-(the requests a finished wrk run leaves in flight are drained first), kennel and peer
+concurrency) and then the measured run (--seconds), each started with every server idle
+(the requests a finished wrk run leaves in flight are drained first), the servers
 interleaved cell by cell. wrk's Requests/sec counts every response; non-2xx answers are
 counted per status by the lua script, wrk's socket errors and the kernel's listen-queue
 overflows are recorded, and a cell whose req/s is well below concurrency / mean latency
 (Little's law: the run was too short for its latency) is flagged. Prints one table with
-the ratio kennel / peer and writes it as JSON to bench/results/serve_bench.json.
+the ratios kennel / classic and kennel / best_effort, then issue 15's targets with pass/FAIL
+(c=1 p50 <= 1/2 classic's; c=8 and c=32 req/s >= 4x classic's and >= 1.5x best_effort's;
+c=8 p99 <= 1/3 classic's; c=64 without socket errors or listen-queue overflows; a kennel cell
+with non-2xx answers fails), and writes it all as JSON to bench/results/serve_bench.json.
 
---kennel-threads, --workers, --max-batch-size, --max-batch-delay-ms and --http-threads tune
-the kennel side only. On a 2-core machine, `--kennel-threads 1 --workers 2` (two batches at
-once, one core each) avoids OpenMP's spin-waiting barriers, which slow a 2-thread model a
-lot as soon as anything else (wrk, JPEG decoding, another job) wants a core.
+Split: bench/serve_wrk.py runs and parses wrk; bench/serve_report.py prints the table and
+judges the targets; bench/ceiling.py probes the CPU.
 
 Everything generated (dataset, models, the 500x375 JPEGs, server logs) is kept under
-bench/results/. Run with Debian's /usr/bin/python3 on an idle machine: wrk, both servers
-and the model share the CPUs.
+bench/results/. Run with Debian's /usr/bin/python3 on an idle machine: wrk, the servers
+and the model share the CPUs. The full run (2 archs x 2 bodies x 4 concurrencies x 3
+servers x (3 + 10) s, plus drains, model training and the probe) takes about 15-20 minutes.
 """
 import argparse
 import datetime
@@ -54,16 +69,20 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import bench_parser, csv_list, fmt, host_info, make_log  # noqa: E402
+from bench_common import (add_probe_option, bench_parser, csv_list, fmt, host_info, make_log,  # noqa: E402
+                          measure_ceiling)
+from ceiling import images_shares  # noqa: E402
+from serve_report import evaluate_targets, print_summary  # noqa: E402
+from serve_wrk import listen_overflows, run_wrk  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PEER = ROOT / "bench" / "peers" / "serve_peer.py"
-LUA = {"jpeg": ROOT / "bench" / "wrk" / "invocations_jpeg.lua",
-       "json": ROOT / "bench" / "wrk" / "invocations_json.lua"}
 ARCHS = ("resnet18", "resnet50")
 BODIES = ("jpeg", "json")
-SERVERS = ("kennel", "peer")
+SERVERS = ("kennel", "classic", "best_effort")
+PEERS = SERVERS[1:]
+PEER_FLAGS = {"classic": [], "best_effort": ["--best-effort"]}
 IMAGE_SIZE = (500, 375)
 DATASET = RESULTS / "serve-synth-c10-n4-500x375-s0"
 MODELS = RESULTS / "serve-models"
@@ -252,19 +271,30 @@ class Server:
         return report
 
 
+KENNEL_TUNING = (("kennel_threads", "--threads"), ("workers", "--workers"), ("max_batch_size", "--max-batch-size"),
+                 ("max_batch_delay_ms", "--max-batch-delay-ms"), ("http_threads", "--http-threads"),
+                 ("precision", "--precision"))
+
+
+def kennel_tuning_flags(args):
+    """The kennel serve flags given to the bench (none by default: kennel's defaults are measured)."""
+    flags = []
+    for attribute, flag in KENNEL_TUNING:
+        value = getattr(args, attribute)
+        if value is not None and value != "":
+            flags += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return flags
+
+
 def kennel_command(args, model_dir, port):
-    command = [str(args.kennel), "serve", str(model_dir), "--port", str(port), "--no-access-log",
-               "--threads", str(args.kennel_threads), "--workers", str(args.workers),
-               "--max-batch-size", str(args.max_batch_size), "--max-batch-delay-ms", str(args.max_batch_delay_ms),
-               "--http-threads", str(args.http_threads), "--allow-file-root", str(IMAGES)]
-    if args.precision:
-        command += ["--precision", args.precision]
-    return command
+    return [str(args.kennel), "serve", str(model_dir), "--port", str(port), "--no-access-log",
+            "--allow-file-root", str(IMAGES), *kennel_tuning_flags(args)]
 
 
-def peer_command(args, model_dir, port):
+def peer_command(args, name, model_dir, port):
+    extra = ["--fp32-weights"] if name == "best_effort" and args.best_effort_fp32_weights else []
     return [args.python, str(PEER), str(model_dir), "--port", str(port), "--threads", str(args.threads),
-            "--allow-file-root", str(IMAGES)]
+            "--allow-file-root", str(IMAGES), *PEER_FLAGS[name], *extra]
 
 
 def wait_idle(servers, max_seconds, window=0.5, busy_share=0.05):
@@ -333,6 +363,7 @@ def check_contract(servers, images):
     max_diff = 0.0
     argmax_agree = True
     compared = 0
+    by_server = {}
     for (name, image, body_kind), logits in answers.items():
         base = answers.get((reference, image, "jpeg"))
         if base is None or (name, body_kind) == (reference, "jpeg"):
@@ -341,77 +372,16 @@ def check_contract(servers, images):
             problems.append(f"{name} {body_kind} {image}: {len(logits)} logits, {reference} {len(base)}")
             continue
         compared += 1
-        max_diff = max(max_diff, max(abs(a - b) for a, b in zip(base, logits)))
-        argmax_agree &= base.index(max(base)) == logits.index(max(logits))
-    return {"compared": compared, "max_abs_diff": max_diff, "argmax_agree": argmax_agree, "problems": problems}
-
-
-# --- wrk -------------------------------------------------------------------------------------
-
-UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
-
-
-def parse_wrk(text):
-    """requests/s, p50/p99 ms, counts and errors from wrk --latency output (+ the lua status line)."""
-    result = {}
-    match = re.search(r"^Requests/sec:\s+([0-9.]+)", text, re.M)
-    result["rps"] = float(match.group(1)) if match else None
-    match = re.search(r"^\s+Latency\s+([0-9.]+)(us|ms|s|m|h)\s", text, re.M)
-    result["mean_ms"] = float(match.group(1)) * UNITS[match.group(2)] if match else None
-    for percent in ("50", "75", "90", "99"):
-        match = re.search(rf"^\s+{percent}%\s+([0-9.]+)(us|ms|s|m|h)\s*$", text, re.M)
-        result[f"p{percent}_ms"] = float(match.group(1)) * UNITS[match.group(2)] if match else None
-    match = re.search(r"^\s+(\d+) requests in ([0-9.]+)(us|ms|s|m|h),", text, re.M)
-    if match:
-        result["requests"] = int(match.group(1))
-        result["duration_s"] = float(match.group(2)) * UNITS[match.group(3)] / 1e3
-    match = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    result["socket_errors"] = dict(zip(("connect", "read", "write", "timeout"), map(int, match.groups()))) \
-        if match else {"connect": 0, "read": 0, "write": 0, "timeout": 0}
-    match = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    result["wrk_non_2xx_3xx"] = int(match.group(1)) if match else 0
-    match = re.search(r"^serve_bench statuses:(.*)$", text, re.M)
-    statuses = {}
-    if match:
-        for item in match.group(1).split():
-            status, count = item.split("=")
-            statuses[status] = int(count)
-    result["statuses"] = statuses
-    result["non_2xx"] = sum(count for status, count in statuses.items() if not status.startswith("2"))
-    return result
-
-
-def run_wrk(args, port, body_kind, concurrency, seconds, images):
-    threads = min(args.wrk_threads, concurrency)  # wrk wants connections >= threads
-    command = [args.wrk, f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--timeout", f"{args.wrk_timeout}s",
-               "--latency", "-s", str(LUA[body_kind]), f"http://127.0.0.1:{port}/invocations", "--",
-               *map(str, images)]
-    done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, timeout=seconds + args.wrk_timeout + 60)
-    if done.returncode != 0 or "Requests/sec" not in done.stdout:
-        raise RuntimeError(f"wrk exited {done.returncode}: {(done.stderr or done.stdout).strip()[-1000:]}\n"
-                           f"command: {' '.join(command)}")
-    result = parse_wrk(done.stdout)
-    result["command"] = " ".join(command)
-    # Closed loop: `concurrency` requests always in flight, so throughput = concurrency / mean latency
-    # (Little's law). wrk's own req/s undercounts when few request lifetimes fit in the run (the
-    # requests still in flight at the end are not counted): the table flags a gap between the two.
-    if result.get("mean_ms"):
-        result["littles_law_rps"] = concurrency / (result["mean_ms"] / 1e3)
-    return result
-
-
-def listen_overflows():
-    """The kernel's TcpExt ListenOverflows counter (a connection dropped by a full accept queue)."""
-    try:
-        lines = Path("/proc/net/netstat").read_text().splitlines()
-    except OSError:
-        return None
-    for names, values in zip(lines[::2], lines[1::2]):
-        if names.startswith("TcpExt:"):
-            table = dict(zip(names.split()[1:], values.split()[1:]))
-            return int(table.get("ListenOverflows", 0))
-    return None
+        diff = max(abs(a - b) for a, b in zip(base, logits))
+        agree = base.index(max(base)) == logits.index(max(logits))
+        max_diff = max(max_diff, diff)
+        argmax_agree &= agree
+        mine = by_server.setdefault(name, {"compared": 0, "max_abs_diff": 0.0, "argmax_agree": True})
+        mine["compared"] += 1
+        mine["max_abs_diff"] = max(mine["max_abs_diff"], diff)
+        mine["argmax_agree"] &= agree
+    return {"reference": f"{reference} jpeg", "compared": compared, "max_abs_diff": max_diff,
+            "argmax_agree": argmax_agree, "by_server": by_server, "problems": problems}
 
 
 def measure_cell(args, server, servers, body_kind, concurrency, images):
@@ -438,62 +408,6 @@ def measure_cell(args, server, servers, body_kind, concurrency, images):
     return cell
 
 
-# --- the table -------------------------------------------------------------------------------
-
-def latency_pair(cell):
-    if not cell or "error" in cell:
-        return "failed" if cell else "-"
-    digits = 0 if (cell.get("p99_ms") or 0) >= 100 else 1
-    return f"{fmt(cell.get('p50_ms'), digits)}/{fmt(cell.get('p99_ms'), digits)}"
-
-
-def undercounted(cell):
-    """wrk's req/s is more than 15 % below concurrency / mean latency (see run_wrk)."""
-    rps, expected = (cell or {}).get("rps"), (cell or {}).get("littles_law_rps")
-    return bool(rps and expected and rps < 0.85 * expected)
-
-
-def print_table(rows):
-    header = ["arch", "body", "conc", "kennel rps", "peer rps", "ratio", "kennel p50/p99 ms",
-              "peer p50/p99 ms", "non-2xx k/p", "sock err k/p", "k batch"]
-    lines = []
-    flagged = False
-    for row in rows:
-        kennel, peer = row.get("kennel"), row.get("peer")
-
-        def rps(cell):
-            nonlocal flagged
-            if not cell:
-                return "-"
-            if "error" in cell:
-                return "failed"
-            mark = ""
-            if undercounted(cell):
-                mark, flagged = "*", True
-            return fmt(cell.get("rps")) + mark
-
-        def count(cell, what):
-            if not cell or "error" in cell:
-                return "-"
-            return str(cell["non_2xx"] if what == "non_2xx" else sum(cell["socket_errors"].values()))
-
-        batching = (kennel or {}).get("batching") or {}
-        lines.append([row["arch"], row["body"], str(row["concurrency"]), rps(kennel), rps(peer),
-                      (fmt(row["ratio"], 2) + "x") if row.get("ratio") else "-",
-                      latency_pair(kennel), latency_pair(peer),
-                      f"{count(kennel, 'non_2xx')}/{count(peer, 'non_2xx')}",
-                      f"{count(kennel, 'socket')}/{count(peer, 'socket')}",
-                      fmt(batching.get("mean_batch_size"), 1)])
-    widths = [max(len(header[i]), *(len(line[i]) for line in lines)) for i in range(len(header))] \
-        if lines else [len(h) for h in header]
-    align = ["<", "<"] + [">"] * (len(header) - 2)
-    print("  ".join(f"{h:{a}{w}}" for h, a, w in zip(header, align, widths)))
-    print("  ".join("-" * w for w in widths))
-    for line in lines:
-        print("  ".join(f"{c:{a}{w}}" for c, a, w in zip(line, align, widths)))
-    return flagged
-
-
 # --- main ------------------------------------------------------------------------------------
 
 def main():
@@ -503,30 +417,37 @@ def main():
                         help="comma-separated")
     parser.add_argument("--bodies", type=lambda s: csv_list(s, BODIES, "--bodies"), default=list(BODIES),
                         help="comma-separated: jpeg (raw bytes), json ({\"url\": \"file://...\"})")
-    parser.add_argument("--concurrency", type=int_list, default=[1, 8, 32], help="comma-separated connections")
+    parser.add_argument("--concurrency", type=int_list, default=[1, 8, 32, 64], help="comma-separated connections")
     parser.add_argument("--seconds", type=int, default=10, help="measured wrk run per cell")
     parser.add_argument("--warmup", type=int, default=3, help="warm-up wrk run per cell (0 = none)")
-    parser.add_argument("--no-peer", action="store_true", help="kennel only")
+    parser.add_argument("--peers", type=lambda s: csv_list(s, PEERS, "--peers"), default=list(PEERS),
+                        help="comma-separated Python peers next to kennel")
+    parser.add_argument("--no-peer", action="store_true", help="kennel only (no Python peer)")
+    parser.add_argument("--best-effort-fp32-weights", action="store_true",
+                        help="the best_effort peer keeps fp32 weights (autocast casts them in every request)")
     parser.add_argument("--images", type=int, default=4, help="500x375 JPEGs the requests cycle through")
-    parser.add_argument("--threads", type=int, default=2, help="model CPU threads on both sides")
-    parser.add_argument("--kennel-threads", type=int, help="kennel serve --threads (default: --threads)")
-    parser.add_argument("--workers", type=int, default=1, help="kennel serve --workers")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                        help="the peers' torch.set_num_threads (default: every usable CPU, as kennel's --threads 0)")
+    parser.add_argument("--kennel-threads", type=int, help="kennel serve --threads (default: not passed)")
+    parser.add_argument("--workers", type=int, help="kennel serve --workers (default: not passed)")
     parser.add_argument("--precision", default="",
-                        help="kennel serve --precision (default: none, i.e. kennel's own default, auto)")
-    parser.add_argument("--max-batch-size", type=int, default=8, help="kennel serve --max-batch-size")
-    parser.add_argument("--max-batch-delay-ms", type=float, default=5, help="kennel serve --max-batch-delay-ms")
-    parser.add_argument("--http-threads", type=int, default=32, help="kennel serve --http-threads")
+                        help="kennel serve --precision (default: not passed, i.e. kennel's own default, auto)")
+    parser.add_argument("--max-batch-size", type=int, help="kennel serve --max-batch-size (default: not passed)")
+    parser.add_argument("--max-batch-delay-ms", type=float,
+                        help="kennel serve --max-batch-delay-ms (default: not passed)")
+    parser.add_argument("--http-threads", type=int, help="kennel serve --http-threads (default: not passed)")
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk -t (at most the concurrency)")
-    parser.add_argument("--wrk-timeout", type=int, default=60,
+    parser.add_argument("--wrk-timeout", type=int, default=30,
                         help="wrk --timeout, s: a slower answer is a socket timeout, not a latency sample")
+    add_probe_option(parser)
     parser.add_argument("--drain-timeout", type=float, default=180,
                         help="longest wait, s, for the servers to finish what a wrk run left in flight")
     parser.add_argument("--json-out", type=Path, default=RESULTS / "serve_bench.json")
     args = parser.parse_args()
     if args.seconds < 1 or args.warmup < 0 or args.images < 1:
         parser.error("--seconds and --images must be at least 1, --warmup at least 0")
-    if args.kennel_threads is None:
-        args.kennel_threads = args.threads
+    if args.probe_size < 0 or args.threads < 1:
+        parser.error("--probe-size must be at least 0 and --threads at least 1")
     args.kennel = args.kennel.resolve()
     if not args.kennel.is_file():
         sys.exit(f"serve_bench: {args.kennel} not found (bash scripts/build.sh kennel)")
@@ -541,8 +462,13 @@ def main():
         log(f"warning: the load average is {load:.1f}: another job is using the CPUs, the numbers will be low "
             f"and noisy (run on an idle machine)")
     started = time.perf_counter()
+    # Before any server runs: the probe wants the whole CPU.
+    ceiling = measure_ceiling(args, log, archs=args.archs)
     images = ensure_images(args.kennel, args.images)
-    server_names = ["kennel"] if args.no_peer else list(SERVERS)
+    server_names = ["kennel"] + ([] if args.no_peer else [peer for peer in PEERS if peer in args.peers])
+    # kennel's auto is bf16 where the CPU has native bf16: its cells are read against that precision's ceiling.
+    kennel_precision = args.precision if args.precision in ("fp32", "bf16", "int8") else \
+        ("bf16" if (ceiling or {}).get("native_bf16") else "fp32")
     rows, archs, failures = [], {}, 0
     for arch in args.archs:
         arch_report = {}
@@ -560,7 +486,7 @@ def main():
             for name in server_names:
                 port = free_port()
                 command = kennel_command(args, model_dir, port) if name == "kennel" else \
-                    peer_command(args, model_dir, port)
+                    peer_command(args, name, model_dir, port)
                 server = Server(name, command, port, LOGS / f"{name}-{arch}.log")
                 servers.append(server)
                 log(f"{arch}: starting {name} on 127.0.0.1:{port} ...")
@@ -568,13 +494,14 @@ def main():
                 arch_report[f"{name}_command"] = " ".join(map(str, command))
             contract = check_contract(servers, images)
             arch_report["contract"] = contract
-            log(f"{arch}: contract check: {contract['compared']} answers compared, max |logit diff| "
-                f"{contract['max_abs_diff']:.2e}, argmax agree: {contract['argmax_agree']}"
+            log(f"{arch}: contract check against {contract['reference']}: " + "; ".join(
+                f"{name} {mine['compared']} answers, max |logit diff| {mine['max_abs_diff']:.2e}, argmax agree "
+                f"{mine['argmax_agree']}" for name, mine in contract["by_server"].items())
                 + (f", problems: {contract['problems']}" if contract["problems"] else ""))
             for body_kind in args.bodies:
                 for concurrency in args.concurrency:
                     row = {"arch": arch, "body": body_kind, "concurrency": concurrency,
-                           "kennel": None, "peer": None, "ratio": None}
+                           **{name: None for name in server_names}, "ratios": {}}
                     for server in servers:
                         if not server.alive():
                             row[server.name] = {"error": f"{server.name} is not running "
@@ -597,9 +524,14 @@ def main():
                             row[server.name] = {"error": str(error)}
                             log(f"{arch} {body_kind} c={concurrency} {server.name}: FAILED: {error}")
                     kennel_rps = (row["kennel"] or {}).get("rps")
-                    peer_rps = (row["peer"] or {}).get("rps")
-                    if kennel_rps and peer_rps:
-                        row["ratio"] = kennel_rps / peer_rps
+                    for peer in server_names[1:]:
+                        peer_rps = (row[peer] or {}).get("rps")
+                        if kennel_rps and peer_rps:
+                            row["ratios"][peer] = kennel_rps / peer_rps
+                    # one image per request: images/s = req/s
+                    row["kennel_ceiling"] = images_shares(
+                        kennel_rps, ((ceiling or {}).get("model_gflop_per_image") or {}).get(arch),
+                        ceiling, kennel_precision)
                     rows.append(row)
         except Exception as error:
             failures += 1
@@ -624,10 +556,12 @@ def main():
 
     wrk_version = subprocess.run([args.wrk, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                  text=True).stdout.splitlines()[0:1]
+    targets = evaluate_targets(rows)
     report = {
         "benchmark": "serve",
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "host": {**host_info(), "wrk": wrk_version[0] if wrk_version else None},
+        "ceiling": ceiling,
         "settings": {"archs": args.archs, "bodies": args.bodies, "concurrency": args.concurrency,
                      "seconds": args.seconds, "warmup_seconds": args.warmup, "image_size": list(IMAGE_SIZE),
                      "images": [str(path) for path in images], "input_size": 224, "classes": 10,
@@ -636,57 +570,20 @@ def main():
                      "kennel_max_batch_size": args.max_batch_size,
                      "kennel_max_batch_delay_ms": args.max_batch_delay_ms,
                      "kennel_http_threads": args.http_threads, "wrk_threads": args.wrk_threads,
-                     "wrk_timeout_s": args.wrk_timeout, "peer": not args.no_peer, "kennel": str(args.kennel)},
+                     "wrk_timeout_s": args.wrk_timeout, "servers": server_names, "kennel": str(args.kennel),
+                     "kennel_flags": kennel_tuning_flags(args), "kennel_precision_flag": args.precision or None,
+                     "best_effort_fp32_weights": args.best_effort_fp32_weights,
+                     "kennel_cells_read_against": kennel_precision},
         "load_average_at_start": load,
         "total_seconds": time.perf_counter() - started,
         "archs": archs,
         "rows": rows,
+        "targets": targets,
     }
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps(report, indent=2) + "\n")
 
-    print(f"Serving throughput: POST /invocations, one {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} JPEG per request, 224 px "
-          f"model, wrk {args.seconds} s per cell after {args.warmup} s warm-up")
-    print(f"kennel: --threads {args.kennel_threads} --workers {args.workers} --max-batch-size "
-          f"{args.max_batch_size} --max-batch-delay-ms {args.max_batch_delay_ms:g} --http-threads {args.http_threads}; peer: ThreadingHTTPServer, "
-          f"torch.set_num_threads({args.threads}), one forward per request")
-    flagged = print_table(rows)
-    print("ratio = kennel rps / peer rps (wrk's Requests/sec: every answer counts). p50/p99: wrk --latency. "
-          "k batch: kennel's\n  mean model batch in the measured run (/metrics). jpeg = raw bytes, json = "
-          "{\"url\": \"file://...\"}. sock err: wrk's socket errors\n  (connect/read/write/timeout).")
-    if flagged:
-        print(f"  *: wrk's req/s is >15 % below concurrency / mean latency (Little's law): few request lifetimes "
-              f"fit in {args.seconds} s\n     (what is in flight at the end is not counted); raise --seconds.")
-        for row in rows:
-            for side in SERVERS:
-                cell = row.get(side)
-                if undercounted(cell):
-                    print(f"     {row['arch']} {row['body']} c={row['concurrency']} {side}: wrk {cell['rps']:.1f} "
-                          f"req/s, concurrency / mean latency {cell['littles_law_rps']:.1f} req/s")
-    for arch, arch_report in archs.items():
-        contract = arch_report.get("contract")
-        if contract:
-            print(f"  {arch}: logits of every server and body vs kennel's jpeg answers: max |diff| "
-                  f"{contract['max_abs_diff']:.1e} over {contract['compared']} answers, argmax agree "
-                  f"{contract['argmax_agree']}"
-                  + (f"; PROBLEMS: {'; '.join(contract['problems'])}" if contract["problems"] else ""))
-        for name in server_names:
-            stop = arch_report.get(f"{name}_stop")
-            if stop and (stop["killed"] or stop["exit_code"] != 0 or stop["stop_seconds"] > 5):
-                print(f"  {arch}: {name} took {stop['stop_seconds']:.1f} s to stop after SIGTERM, exit "
-                      f"{stop['exit_code']}" + (", killed" if stop["killed"] else ""))
-        if arch_report.get("error"):
-            print(f"  {arch} failed: {arch_report['error'].splitlines()[0]}")
-    for row in rows:
-        for side in SERVERS:
-            cell = row.get(side) or {}
-            if "error" in cell:
-                print(f"  {row['arch']} {row['body']} c={row['concurrency']} {side} failed: "
-                      f"{cell['error'].splitlines()[0]}")
-            elif cell and (cell["non_2xx"] or any(cell["socket_errors"].values()) or cell.get("listen_overflows")):
-                print(f"  {row['arch']} {row['body']} c={row['concurrency']} {side}: statuses {cell['statuses']}, "
-                      f"socket errors {cell['socket_errors']}, listen-queue overflows "
-                      f"{cell.get('listen_overflows', '?')}")
+    print_summary(report, args, server_names, kennel_precision, ceiling)
     print(f"JSON: {args.json_out}  ({report['total_seconds']:.0f} s)")
     return 1 if failures else 0
 

@@ -1,6 +1,6 @@
-"""Training benchmark: Kennel's `kennel train` next to the classic PyTorch script.
+"""Training benchmark: Kennel's `kennel train` with its defaults next to two PyTorch scripts.
 
-For each arch (resnet18, resnet50) at 224 px, batch 32, 2 CPU threads, it measures
+For each arch (resnet18, resnet50) at 224 px, batch 32, every usable CPU as threads, it measures
 training images/s in three modes:
 
   frozen_nocache  --freeze backbone --feature-cache false: the backbone runs every step
@@ -9,18 +9,34 @@ training images/s in three modes:
                   epochs/s and images/s: the backbone does not run at all)
   finetune        --freeze none: every layer trains
 
-next to bench/peers/train_peer.py (torchvision ImageFolder + DataLoader with 2 workers,
-Debian's torch + torchvision), which has no feature cache: its cached_head number is
-its frozen-backbone number (the same script, so the frozen_nocache peer run is reused
-when both modes are asked for).
+Kennel runs without --precision: its default (auto: bf16 where the CPU has native bf16, fp32
+master weights) is what is measured. Next to it, bench/peers/train_peer.py (torchvision
+ImageFolder + DataLoader with 2 workers, Debian's torch + torchvision) twice:
 
-Warm-up is skipped on both sides: the first epoch is not counted (Kennel: epoch records
+  classic         the classic transfer-learning script, fp32
+  best_effort     the same with --best-effort: channels_last model and batches, bf16 autocast
+                  around the forward pass and the loss where the CPU has native bf16 (else
+                  fp32), fp32 master weights
+
+Neither peer has a feature cache: its cached_head number is its frozen-backbone number (the
+same script, so the frozen_nocache peer run is reused when both modes are asked for).
+
+Before anything runs, bench/ceiling.py probes the CPU (4096^2 matmul fp32 and bf16, int8
+quantized::linear, best of 5) and computes its nominal peak from the flags and clock: both
+are printed above the table and stored in the JSON, and each Kennel figure is also given in
+GFLOP/s (nominal training FLOPs per image: 3x the forward pass for finetune, 1x for
+frozen_nocache) as a share of the probe and of the peak of the precision Kennel runs.
+
+Warm-up is skipped on every side: the first epoch is not counted (Kennel: epoch records
 of metrics.jsonl after the first; with --epochs 1, the median of the step records after
-the first three). Prints one table with the ratio Kennel / peer and writes it as JSON
-to bench/results/train_bench.json.
+the first three). Prints one table with the ratios Kennel / classic and Kennel / best_effort,
+then issue 15's training targets for finetune (Kennel >= 4x classic and >= 1.3x best_effort)
+with pass/FAIL, and writes it all as JSON to bench/results/train_bench.json.
 
 The synthetic dataset (`kennel data synth`, 10 classes, ~500x375 JPEGs) is generated
-once per --per-class and kept under bench/results/. Run with Debian's /usr/bin/python3.
+once per --per-class and kept under bench/results/. Run with Debian's /usr/bin/python3 on an
+idle machine. With the defaults (16 images per class, 2 epochs, 2 archs x 3 modes x 3 sides)
+a 2-core machine needs roughly 10-15 minutes, most of it resnet50 fine-tuning in fp32.
 """
 import datetime
 import json
@@ -35,7 +51,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import bench_parser, csv_list, fmt, host_info, make_log  # noqa: E402
+from bench_common import (add_probe_option, bench_parser, csv_list, fmt, host_info, make_log,  # noqa: E402
+                          measure_ceiling)
+from ceiling import ceiling_lines, images_shares, short_share_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -43,6 +61,14 @@ PEER = ROOT / "bench" / "peers" / "train_peer.py"
 ARCHS = ("resnet18", "resnet50")
 MODES = ("frozen_nocache", "cached_head", "finetune")
 DEFAULT_MODES = ("frozen_nocache", "cached_head", "finetune")
+PEERS = ("classic", "best_effort")
+PEER_FLAGS = {"classic": [], "best_effort": ["--best-effort"]}
+SHORT = {"classic": "c", "best_effort": "b"}
+TARGETS = {"classic": 4.0, "best_effort": 1.3}  # issue 15: fine-tuning with defaults
+# Nominal training FLOPs per image in forward passes: fine-tuning runs the forward pass and a
+# backward pass of about twice its cost (activation and weight gradients); a frozen backbone runs
+# forward only (the head is negligible); a cached head does not run the backbone at all.
+TRAINING_FORWARDS = {"finetune": 3.0, "frozen_nocache": 1.0}
 MODE_FLAGS = {
     "frozen_nocache": ["--freeze", "backbone", "--feature-cache", "false"],
     "cached_head": ["--freeze", "backbone", "--feature-cache", "true"],
@@ -171,10 +197,10 @@ def measure_kennel(args, data, arch, mode, excluded_steps=()):
             shutil.rmtree(home, ignore_errors=True)
 
 
-def measure_peer(args, data, arch, mode):
+def measure_peer(args, data, arch, mode, peer="classic"):
     command = [args.python, str(PEER), str(data), "--arch", arch, "--mode", mode,
                "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-               "--workers", "2", "--threads", str(args.threads)]
+               "--workers", "2", "--threads", str(args.threads), *PEER_FLAGS[peer]]
     start = time.perf_counter()
     done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - start
@@ -187,32 +213,77 @@ def measure_peer(args, data, arch, mode):
         detail = (done.stderr.strip() or done.stdout.strip())[-2000:]
         raise RuntimeError(f"the peer exited {done.returncode}: {detail}\ncommand: {' '.join(command)}")
     epoch_seconds = float(match.group(2))
+    setup = next((line for line in done.stdout.splitlines() if line.startswith("mode=")), None)
     return {"images_per_second": float(match.group(1)), "epoch_seconds": epoch_seconds,
-            "epochs_per_second": 1.0 / epoch_seconds if epoch_seconds else None, "wall_seconds": wall}
+            "epochs_per_second": 1.0 / epoch_seconds if epoch_seconds else None, "wall_seconds": wall,
+            "setup": setup, "command": " ".join(command)}
 
 
-def print_table(rows):
-    header = ["arch", "mode", "Kennel img/s", "peer img/s", "ratio", "Kennel epochs/s", "peer epochs/s"]
+def print_table(rows, peers):
+    header = (["arch", "mode", "Kennel img/s"] + [f"{peer} img/s" for peer in peers]
+              + [f"K/{SHORT[peer]}" for peer in peers]
+              + ["Kennel epochs/s"] + [f"{peer} epochs/s" for peer in peers] + ["K %probe/%peak"])
     lines = []
+
+    def rate(cell):
+        return "failed" if "error" in cell else fmt(cell.get("images_per_second"))
+
     for row in rows:
-        kennel, peer = row.get("kennel") or {}, row.get("peer") or {}
+        kennel = row.get("kennel") or {}
         epochs_per_second = kennel.get("head_epochs_per_second")
         if epochs_per_second is None and kennel.get("epoch_seconds"):
             epochs_per_second = 1.0 / kennel["epoch_seconds"]
-        lines.append([row["arch"], row["mode"],
-                      fmt(kennel.get("images_per_second")) if "error" not in kennel else "failed",
-                      fmt(peer.get("images_per_second")) if "error" not in peer else "failed",
-                      fmt(row.get("ratio"), 2) + ("x" if row.get("ratio") else ""),
-                      fmt(epochs_per_second, 3) + (" (head)" if row["mode"] == "cached_head" and
-                                                   epochs_per_second else ""),
-                      fmt(peer.get("epochs_per_second"), 3)])
-    widths = [max(len(header[i]), *(len(line[i]) for line in lines)) for i in range(len(header))]
-    align = ["<", "<", ">", ">", ">", ">", ">"]
+        lines.append([row["arch"], row["mode"], rate(kennel)]
+                     + [rate(row.get(peer) or {}) for peer in peers]
+                     + [fmt(row["ratios"].get(peer), 2) + ("x" if row["ratios"].get(peer) else "") for peer in peers]
+                     + [fmt(epochs_per_second, 3) + (" (head)" if row["mode"] == "cached_head" and
+                                                     epochs_per_second else "")]
+                     + [fmt((row.get(peer) or {}).get("epochs_per_second"), 3) for peer in peers]
+                     + [short_share_text(row.get("kennel_ceiling"))])
+    widths = [max(len(header[i]), *(len(line[i]) for line in lines)) for i in range(len(header))] \
+        if lines else [len(h) for h in header]
+    align = ["<", "<"] + [">"] * (len(header) - 2)
     rule = "  ".join("-" * w for w in widths)
     print("  ".join(f"{h:{a}{w}}" for h, a, w in zip(header, align, widths)))
     print(rule)
     for line in lines:
         print("  ".join(f"{c:{a}{w}}" for c, a, w in zip(line, align, widths)))
+
+
+def evaluate_targets(rows):
+    """Issue 15's training targets: finetune rows, Kennel / peer >= TARGETS[peer]; pass / FAIL / n/a."""
+    results = []
+    for row in rows:
+        if row["mode"] != "finetune":
+            continue
+        kennel = row.get("kennel") or {}
+        for peer, factor in TARGETS.items():
+            other = row.get(peer) or {}
+            name = f"finetune img/s >= {factor:g}x {peer}'s"
+            entry = {"arch": row["arch"], "mode": row["mode"], "target": name, "required_ratio": factor,
+                     "ratio": row["ratios"].get(peer)}
+            if peer not in row:
+                entry.update(status="n/a", detail=f"{peer} not measured")
+            elif not kennel.get("images_per_second") or not other.get("images_per_second"):
+                entry.update(status="n/a", detail=f"kennel {'failed' if 'error' in kennel else 'no figure'}"
+                             if not kennel.get("images_per_second") else
+                             f"{peer} {'failed' if 'error' in other else 'no figure'}")
+            else:
+                ratio = entry["ratio"]
+                entry.update(status="pass" if ratio >= factor else "FAIL",
+                             detail=f"{kennel['images_per_second']:.1f} vs {peer} {other['images_per_second']:.1f} "
+                                    f"img/s ({ratio:.2f}x)")
+            results.append(entry)
+    return results
+
+
+def print_targets(results):
+    if not results:
+        return
+    print("Issue 15's training targets (fine-tuning at 224 px with Kennel's defaults):")
+    width = max(len(entry["target"]) for entry in results)
+    for entry in results:
+        print(f"  {entry['arch']:<9} {entry['target']:<{width}}  {entry['status']:<4}  {entry['detail']}")
 
 
 def main():
@@ -224,15 +295,19 @@ def main():
                         help="comma-separated")
     parser.add_argument("--modes", type=lambda s: csv_list(s, MODES, "--modes"), default=list(DEFAULT_MODES),
                         help="comma-separated (the debugger/profiler overhead: run_hook_overhead_bench.sh)")
+    parser.add_argument("--peers", type=lambda s: csv_list(s, PEERS, "--peers"), default=list(PEERS),
+                        help="comma-separated PyTorch scripts next to Kennel")
     parser.add_argument("--no-peer", action="store_true", help="Kennel only")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads on both sides")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                        help="CPU threads on every side (default: every usable CPU)")
+    add_probe_option(parser)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--keep-homes", action="store_true",
                         help="keep the KENNEL_HOME of every run under bench/results/homes/")
     parser.add_argument("--json-out", type=Path, default=RESULTS / "train_bench.json")
     args = parser.parse_args()
-    if args.epochs < 1 or args.per_class < 1:
-        parser.error("--epochs and --per-class must be at least 1")
+    if args.epochs < 1 or args.per_class < 1 or args.threads < 1 or args.probe_size < 0:
+        parser.error("--epochs, --per-class and --threads must be at least 1, --probe-size at least 0")
     args.kennel = args.kennel.resolve()
     if not args.kennel.is_file():
         sys.exit(f"train_bench: {args.kennel} not found (bash scripts/build.sh kennel)")
@@ -241,14 +316,18 @@ def main():
     if load > 0.5:
         log(f"warning: the load average is {load:.1f}: another job is using the CPUs, the numbers will be low "
             f"and noisy (run on an idle machine)")
-    data = ensure_dataset(args.kennel, args.per_class, args.data)
     started = time.perf_counter()
+    ceiling = measure_ceiling(args, log, archs=args.archs)
+    # Kennel's auto is bf16 where the CPU has native bf16: its figures are read against that precision.
+    kennel_precision = "bf16" if (ceiling or {}).get("native_bf16") else "fp32"
+    data = ensure_dataset(args.kennel, args.per_class, args.data)
+    peers = [] if args.no_peer else [peer for peer in PEERS if peer in args.peers]
     rows = []
     failures = 0
     for arch in args.archs:
-        peer_frozen = None
+        peer_frozen = {}
         for mode in args.modes:
-            row = {"arch": arch, "mode": mode, "kennel": None, "peer": None, "ratio": None}
+            row = {"arch": arch, "mode": mode, "kennel": None, **{peer: None for peer in peers}, "ratios": {}}
             log(f"{arch} {mode}: kennel train ...")
             try:
                 row["kennel"] = measure_kennel(args, data, arch, mode)
@@ -258,39 +337,49 @@ def main():
                 failures += 1
                 row["kennel"] = {"error": str(error)}
                 log(f"{arch} {mode}: kennel FAILED: {error}")
-            if not args.no_peer:
+            for peer in peers:
                 try:
-                    if mode == "cached_head" and peer_frozen is not None:
-                        row["peer"] = dict(peer_frozen, reused_from="frozen_nocache")
-                        log(f"{arch} {mode}: peer = its frozen_nocache run (no feature cache in the peer)")
+                    if mode == "cached_head" and peer in peer_frozen:
+                        row[peer] = dict(peer_frozen[peer], reused_from="frozen_nocache")
+                        log(f"{arch} {mode}: {peer} = its frozen_nocache run (no feature cache in the peer)")
                     else:
-                        log(f"{arch} {mode}: peer ...")
-                        row["peer"] = measure_peer(args, data, arch, mode)
-                        log(f"{arch} {mode}: peer {row['peer']['images_per_second']:.1f} img/s "
-                            f"({row['peer']['wall_seconds']:.0f} s)")
+                        log(f"{arch} {mode}: {peer} ...")
+                        row[peer] = measure_peer(args, data, arch, mode, peer)
+                        log(f"{arch} {mode}: {peer} {row[peer]['images_per_second']:.1f} img/s "
+                            f"({row[peer]['wall_seconds']:.0f} s; {row[peer]['setup']})")
                         if mode == "frozen_nocache":
-                            peer_frozen = row["peer"]
+                            peer_frozen[peer] = row[peer]
                 except Exception as error:
                     failures += 1
-                    row["peer"] = {"error": str(error)}
-                    log(f"{arch} {mode}: peer FAILED: {error}")
+                    row[peer] = {"error": str(error)}
+                    log(f"{arch} {mode}: {peer} FAILED: {error}")
             kennel_rate_value = (row["kennel"] or {}).get("images_per_second")
-            peer_rate_value = (row["peer"] or {}).get("images_per_second")
-            if kennel_rate_value and peer_rate_value:
-                row["ratio"] = kennel_rate_value / peer_rate_value
+            for peer in peers:
+                peer_rate_value = (row[peer] or {}).get("images_per_second")
+                if kennel_rate_value and peer_rate_value:
+                    row["ratios"][peer] = kennel_rate_value / peer_rate_value
+            forward_gflop = ((ceiling or {}).get("model_gflop_per_image") or {}).get(arch)
+            if mode in TRAINING_FORWARDS and forward_gflop:
+                row["kennel_ceiling"] = images_shares(kennel_rate_value, TRAINING_FORWARDS[mode] * forward_gflop,
+                                                      ceiling, kennel_precision)
             rows.append(row)
 
+    targets = evaluate_targets(rows)
     report = {
         "benchmark": "train",
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "host": host_info(),
+        "ceiling": ceiling,
         "settings": {"data": str(data), "per_class": args.per_class, "classes": 10, "size": "500x375",
                      "input_size": 224, "batch_size": args.batch_size, "epochs": args.epochs,
-                     "warmup_epochs": 1, "threads": args.threads, "peer_workers": 2,
-                     "pretrained": "none", "kennel": str(args.kennel)},
+                     "warmup_epochs": 1, "threads": args.threads, "peer_workers": 2, "peers": peers,
+                     "pretrained": "none", "kennel": str(args.kennel), "kennel_precision_flag": None,
+                     "kennel_figures_read_against": kennel_precision,
+                     "training_forwards_per_image": TRAINING_FORWARDS},
         "load_average_at_start": load,
         "total_seconds": time.perf_counter() - started,
         "rows": rows,
+        "targets": targets,
     }
     try:
         (RESULTS / "homes").rmdir()  # only when empty (--keep-homes keeps them)
@@ -303,20 +392,31 @@ def main():
               else "no warm-up epoch: Kennel = median of its steps after the first 3")
     print(f"Training throughput, 224 px, batch {args.batch_size}, {args.threads} threads, "
           f"{data.name}, {args.epochs} epoch(s), {warmup}")
-    print_table(rows)
-    print("ratio = Kennel / peer. cached_head: Kennel trains the head on cached features (epochs/s = head "
-          "epochs/s);\n  the peer has no feature cache and re-runs the backbone every epoch "
-          "(its frozen_nocache run).")
+    print(f"Kennel: its defaults (no --precision); peers: classic fp32, best_effort channels_last + "
+          f"{'bf16 autocast' if (ceiling or {}).get('native_bf16') else 'fp32 (no native bf16)'}; "
+          f"{args.threads} threads each")
+    for line in ceiling_lines(ceiling) if ceiling else ["ceiling: not probed (--probe-size 0)"]:
+        print(line)
+    if ceiling and ceiling.get("model_gflop_per_image"):
+        print("model GFLOP per image (forward, 224 px): " + ", ".join(
+            f"{arch} {gflop:.2f}" for arch, gflop in ceiling["model_gflop_per_image"].items()))
+    print_table(rows, peers)
+    print("K/c, K/b = Kennel / classic, Kennel / best_effort. cached_head: Kennel trains the head on cached "
+          "features\n  (epochs/s = head epochs/s); the peers have no feature cache and re-run the backbone "
+          "every epoch (their frozen_nocache run).\n  K %probe/%peak: Kennel's img/s x nominal training GFLOP per "
+          f"image (finetune 3x forward, frozen_nocache 1x) as a share of\n  the {kennel_precision} probe and of the "
+          f"nominal {kennel_precision} peak.")
     for row in rows:
         fill = (row.get("kennel") or {}).get("fill_wall_seconds")
         if fill is not None:
             print(f"  {row['arch']} cached_head: the cache-filling run took {fill:.1f} s "
                   f"(process wall time, features of train/valid/test + {args.epochs} head epoch(s))")
     for row in rows:
-        for side in ("kennel", "peer"):
+        for side in ["kennel"] + peers:
             error = (row.get(side) or {}).get("error")
             if error:
                 print(f"  {row['arch']} {row['mode']} {side} failed: {error.splitlines()[0]}")
+    print_targets(targets)
     print(f"JSON: {args.json_out}  ({report['total_seconds']:.0f} s)")
     return 1 if failures else 0
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import bench_parser, fmt, host_info, make_log  # noqa: E402
+from bench_common import add_probe_option, bench_parser, fmt, host_info, make_log, measure_ceiling  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -47,7 +47,9 @@ def main():
     parser.add_argument("--stages", type=int, default=2, help="backbone stages fine-tuned")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep-home", action="store_true")
+    add_probe_option(parser)
     args = parser.parse_args()
+    ceiling = measure_ceiling(args, log)
     kennel = args.kennel.resolve()
     home = Path(tempfile.mkdtemp(prefix="transfer-", dir=RESULTS if RESULTS.is_dir() else None))
     env = dict(os.environ, KENNEL_HOME=str(home))
@@ -76,7 +78,8 @@ def main():
                      "valid_accuracy": metrics.get("valid_accuracy"), "wall_seconds": wall})
         log(f"{name}: test accuracy {metrics.get('test_accuracy'):.4f} in {wall:.0f} s")
     report = {"benchmark": "transfer", "date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "host": host_info(), "settings": vars(args) | {"kennel": str(kennel), "data": str(data)}, "rows": rows}
+              "host": host_info(), "ceiling": ceiling,
+              "settings": vars(args) | {"kennel": str(kennel), "data": str(data)}, "rows": rows}
     report["settings"] = {k: str(v) for k, v in report["settings"].items()}
     (RESULTS / "transfer_bench.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"Few-shot Fashion-MNIST: {args.per_class} training images per class (80 % train / 20 % valid), "

@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import bench_parser, fmt, host_info, make_log  # noqa: E402
+from bench_common import add_probe_option, bench_parser, fmt, host_info, make_log, measure_ceiling  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -298,6 +298,7 @@ def main():
     parser.add_argument("--no-kennel", action="store_true", help="peer only (trials sampled here with --seed)")
     parser.add_argument("--keep-homes", action="store_true", help="keep the Kennel home under bench/results/tune-homes/")
     parser.add_argument("--json-out", type=Path, help="default: bench/results/tune_bench-<timestamp>.json")
+    add_probe_option(parser)
     args = parser.parse_args()
     if args.peer_epochs is None:
         args.peer_epochs = args.epochs
@@ -322,6 +323,7 @@ def main():
     if load > 0.5:
         log(f"warning: the load average is {load:.1f}: another job is using the CPUs, the numbers will be "
             f"high and noisy (run on an idle machine)")
+    ceiling = measure_ceiling(args, log, archs=[ARCH])
     data = ensure_dataset(args.kennel, args.per_class, args.data)
     images = count_images(data)
     log(f"dataset: {data} ({images['train']} train + {images['valid']} valid images)")
@@ -381,6 +383,7 @@ def main():
         "benchmark": "tune",
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "host": host_info(),
+        "ceiling": ceiling,
         "settings": {"data": str(data), "images": images, "classes": CLASSES, "per_class": args.per_class,
                      "size": IMAGE_SIZE, "valid_ratio": VALID_RATIO, "arch": ARCH, "pretrained": "none",
                      "freeze": "backbone", "input_size": args.input_size, "trials": args.trials,

@@ -11,6 +11,12 @@ Modes (the names of the Kennel side):
                   cache, it re-runs the backbone every epoch (the point of comparison)
   finetune        every parameter trains
 
+--best-effort: the same script written the way a performance-minded PyTorch user would on this
+CPU: the model and every batch in channels_last memory format, the forward pass and the loss
+under torch.autocast("cpu", dtype=torch.bfloat16) where the CPU has native bf16 (flags amx_bf16
+or avx512_bf16, the rule of kennel's --precision auto; else fp32), the weights, gradients and
+Adam's state staying fp32 (autocast's master weights). Same loader, threads, optimizer and seed.
+
 The first --warmup-epochs epochs (default 1) are not timed, like the Kennel side,
 which skips its first epoch. An epoch is timed from the creation of the DataLoader
 iterator (the classic script starts its workers there each epoch) to the end of
@@ -18,11 +24,16 @@ its last optimizer step; validation is not part of it. Prints one line per epoch
 and, last, `images_per_second=<float> epoch_seconds=<float>` (means over the timed epochs).
 """
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
 from torchvision import datasets, models, transforms
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from ceiling import native_bf16  # noqa: E402  (bench/ceiling.py: the CPU's flags)
 
 MODES = ("frozen_nocache", "cached_head", "finetune")
 
@@ -47,6 +58,8 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--best-effort", action="store_true",
+                        help="channels_last + bf16 autocast where the CPU has native bf16 (fp32 master weights)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -59,6 +72,12 @@ def main():
                                          num_workers=args.workers)
 
     model = build_model(args.arch, len(dataset.classes), args.mode != "finetune")
+    use_bf16 = args.best_effort and native_bf16()
+    if args.best_effort:
+        model = model.to(memory_format=torch.channels_last)
+    print(f"mode={args.mode} {'best-effort' if args.best_effort else 'classic'} "
+          f"precision={'bf16 autocast' if use_bf16 else 'fp32'} memory_format="
+          f"{'channels_last' if args.best_effort else 'contiguous'} threads={args.threads}", flush=True)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=1e-3)
     criterion = nn.CrossEntropyLoss()
@@ -75,8 +94,14 @@ def main():
         start = time.perf_counter()
         for inputs, labels in loader:
             optimizer.zero_grad()
-            outputs = model(inputs)
-            loss = criterion(outputs, labels)
+            if args.best_effort:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+                    outputs = model(inputs)
+                    loss = criterion(outputs, labels)
+            else:  # the classic script, untouched
+                outputs = model(inputs)
+                loss = criterion(outputs, labels)
             loss.backward()
             optimizer.step()
             running_loss += loss.item() * inputs.size(0)
