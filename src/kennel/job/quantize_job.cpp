@@ -174,6 +174,8 @@ Result<QuantizeResult> quantize_model(const std::string& model, const fs::path& 
                     .max_logit_difference = max_difference};
   } catch (const c10::Error& error) {
     return internal_error("quantizing '{}': {}", model_dir->string(), error.what_without_backtrace());
+  } catch (const std::exception& error) {  // oneDNN's own errors
+    return internal_error("quantizing '{}': {}", model_dir->string(), error.what());
   }
   record.calibration_data = options.calibration.string();
   record.calibration_split = options.calibration_split;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <mutex>
 
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -20,6 +22,16 @@ enum class StepKind { kConv, kMaxPool, kAdd };
 enum class Activation { kNone, kRelu, kRelu6 };
 
 using ConvPacked = c10::intrusive_ptr<ConvPackedParamsBase<2>>;
+
+ConvPacked prepack_conv(const at::Tensor& qweight, const c10::optional<at::Tensor>& bias,
+                        const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
+                        const std::vector<int64_t>& dilation, int64_t groups) {
+  static const auto prepack = c10::Dispatcher::singleton().findSchemaOrThrow("quantized::conv2d_prepack", "");
+  torch::jit::Stack stack{qweight, bias, c10::List<int64_t>(stride), c10::List<int64_t>(padding),
+                          c10::List<int64_t>(dilation), groups};
+  prepack.callBoxed(&stack);
+  return stack.at(0).toCustomClass<ConvPackedParamsBase<2>>();
+}
 
 constexpr const char* kInputPoint = "input";
 // The input size build() checks the rewritten graph at: small, and deep enough for every stride.
@@ -56,7 +68,49 @@ struct QuantizedGraph::Step {
   Activation activation = Activation::kNone;
   std::shared_ptr<torch::nn::Conv2dImpl> conv;
   std::vector<int64_t> stride, padding, dilation;
-  ConvPacked packed;
+  // LibTorch 1.13's oneDNN packed weights settle into the layout of the first input shape they
+  // run; a shape whose kernel wants another layout then fails ("could not create a primitive
+  // descriptor for a reorder primitive": seen at 32 px, batch 1 after batch 2, on 2 threads).
+  // So each batch size is mapped to a pack that runs it, a new pack made when none does.
+  at::Tensor qweight;
+  c10::optional<at::Tensor> bias;
+  std::mutex packs_mutex;
+  std::vector<ConvPacked> packs;
+  std::map<int64_t, size_t> pack_of_batch;
+
+  at::Tensor apply(const ConvPacked& pack, const at::Tensor& x) const {
+    return activation == Activation::kNone ? pack->apply(x, scale, zero_point)
+                                           : pack->apply_relu(x, scale, zero_point);
+  }
+
+  at::Tensor run_int8(const at::Tensor& x) {
+    const int64_t batch = x.size(0);
+    ConvPacked pack;
+    {
+      const std::lock_guard<std::mutex> lock(packs_mutex);
+      const auto found = pack_of_batch.find(batch);
+      if (found != pack_of_batch.end()) pack = packs[found->second];
+    }
+    if (pack) {
+      try {
+        return apply(pack, x);
+      } catch (const std::exception&) {  // dnnl::error, not c10::Error
+        // Another shape changed the pack's layout meanwhile: find it a pack again.
+      }
+    }
+    const std::lock_guard<std::mutex> lock(packs_mutex);
+    for (size_t i = 0; i < packs.size(); ++i) {
+      try {
+        at::Tensor out = apply(packs[i], x);
+        pack_of_batch[batch] = i;
+        return out;
+      } catch (const std::exception&) {
+      }
+    }
+    packs.push_back(prepack_conv(qweight, bias, stride, padding, dilation, conv->options.groups()));
+    pack_of_batch[batch] = packs.size() - 1;
+    return apply(packs.back(), x);
+  }
   double scale = 1;
   int64_t zero_point = 0;
 };
@@ -276,7 +330,6 @@ Status QuantizedGraph::quantize(const CalibrationTable& table, bool reduce_range
     return failed_precondition("int8: this LibTorch has no oneDNN quantized engine; serve at fp32 or bf16");
   }
   context.setQEngine(at::QEngine::ONEDNN);
-  static const auto prepack = c10::Dispatcher::singleton().findSchemaOrThrow("quantized::conv2d_prepack", "");
   ranges_ = table;
   std::tie(input_scale_, input_zero_point_) = quant_params(table.at(kInputPoint), reduce_range);
   try {
@@ -287,13 +340,12 @@ Status QuantizedGraph::quantize(const CalibrationTable& table, bool reduce_range
       const at::Tensor weight = step->conv->weight.detach().to(at::kFloat).contiguous();
       const at::Tensor scales = (weight.abs().amax({1, 2, 3}).to(at::kDouble) / 127.0).clamp_min(1e-12);
       const at::Tensor zero_points = at::zeros({weight.size(0)}, at::kLong);
-      const at::Tensor qweight = at::quantize_per_channel(weight, scales, zero_points, 0, at::kQInt8);
-      c10::optional<at::Tensor> bias;
-      if (step->conv->bias.defined()) bias = step->conv->bias.detach().to(at::kFloat).contiguous();
-      torch::jit::Stack stack{qweight, bias, c10::List<int64_t>(step->stride), c10::List<int64_t>(step->padding),
-                              c10::List<int64_t>(step->dilation), step->conv->options.groups()};
-      prepack.callBoxed(&stack);
-      step->packed = stack.at(0).toCustomClass<ConvPackedParamsBase<2>>();
+      step->qweight = at::quantize_per_channel(weight, scales, zero_points, 0, at::kQInt8);
+      step->bias.reset();
+      if (step->conv->bias.defined()) step->bias = step->conv->bias.detach().to(at::kFloat).contiguous();
+      step->packs = {prepack_conv(step->qweight, step->bias, step->stride, step->padding, step->dilation,
+                                  step->conv->options.groups())};
+      step->pack_of_batch.clear();
     }
   } catch (const c10::Error& error) {
     return internal_error("int8: preparing the quantized weights failed: {}", error.what_without_backtrace());
@@ -315,13 +367,12 @@ at::Tensor QuantizedGraph::forward(const at::Tensor& images) {
   slots[0] = at::quantize_per_tensor(images.to(at::kFloat).contiguous(at::MemoryFormat::ChannelsLast), input_scale_,
                                      input_zero_point_, at::kQUInt8);
   for (size_t i = 0; i < steps_.size(); ++i) {
-    const Step& step = *steps_[i];
+    Step& step = *steps_[i];
     const at::Tensor& x = slots[static_cast<size_t>(step.input)];
     at::Tensor out;
     switch (step.kind) {
       case StepKind::kConv:
-        out = step.activation == Activation::kNone ? step.packed->apply(x, step.scale, step.zero_point)
-                                                   : step.packed->apply_relu(x, step.scale, step.zero_point);
+        out = step.run_int8(x);
         break;
       case StepKind::kMaxPool:
         // Dilation spelled out: the quantized kernel reads two values where the float one expands one.

@@ -20,8 +20,9 @@
 // forward at fp32, so a backbone this file does not understand fails there,
 // never silently. Keras-compatible MobileNetV2 (asymmetric TF padding) is
 // refused. Thread-safety: forward() is safe from several threads at once
-// once quantize() has run (prepacked weights are read-only); build,
-// calibrate and quantize are not.
+// once quantize() has run (a batch size seen for the first time finds its
+// packed weights under a per-layer mutex); build, calibrate and quantize
+// are not.
 #pragma once
 
 #include <map>
