@@ -1,8 +1,10 @@
 #include "kennel/job/inputs.h"
 
+#include <c10/core/InferenceMode.h>
 #include <spdlog/spdlog.h>
 
 #include "kennel/job/distributed.h"
+#include "kennel/models/inference_graph.h"
 #include "kennel/train/autocast.h"
 #include "kennel/train/batch_sources.h"
 #include "kennel/train/feature_cache.h"
@@ -39,14 +41,29 @@ train::FeatureSet backbone_features(const PreparedJob& prepared, const InputOpti
   auto loader = make_loader(prepared, options, split, eval_transform_of(prepared), false, channels_last, shard);
   models::Classifier classifier = prepared.classifier;
   classifier->set_training(false);
-  auto set = train::compute_features(
-      *loader,
-      [&](const at::Tensor& images) {
-        at::Tensor input = images.to(prepared.device);
-        const train::AutocastScope autocast(prepared.spec.precision, prepared.device);
-        return classifier->features(input).to(at::kFloat);
-      },
-      fmt::format("computing {} features", split.name), options.quiet);
+  std::function<at::Tensor(const at::Tensor&)> extract = [&](const at::Tensor& images) {
+    at::Tensor input = images.to(prepared.device);
+    const train::AutocastScope autocast(prepared.spec.precision, prepared.device);
+    return classifier->features(input).to(at::kFloat);
+  };
+  // On the CPU the frozen backbone runs as `kennel serve` runs a model: BatchNorm folded into the
+  // convolutions and the weights converted once (autocast would cast them again for every batch).
+  models::Classifier graph{nullptr};
+  if (!prepared.device.is_cuda()) {
+    const at::ScalarType dtype = prepared.spec.precision == "bf16" ? at::kBFloat16 : at::kFloat;
+    auto copy = models::inference_copy(classifier, {.fold_batchnorm = true, .dtype = dtype,
+                                                    .channels_last = channels_last});
+    if (!copy.ok()) throw Error(copy.status());
+    graph = *copy;
+    extract = [&graph, dtype, channels_last](const at::Tensor& images) {
+      c10::InferenceMode inference;
+      at::Tensor input = images.to(dtype);
+      if (channels_last) input = input.contiguous(at::MemoryFormat::ChannelsLast);
+      return graph->features(input).to(at::kFloat);
+    };
+  }
+  auto set = train::compute_features(*loader, extract, fmt::format("computing {} features", split.name),
+                                     options.quiet);
   for (const auto& skipped : loader->skipped_files()) spdlog::warn("skipped '{}': {}", skipped.path, skipped.reason);
   return set;
 }

@@ -25,7 +25,8 @@ namespace kennel::models {
 // Bump when a change to any backbone's forward (layer order, padding, BatchNorm
 // folding, pooling) changes its features for the same weights: it keys the
 // feature cache.
-inline constexpr int kBackboneVersion = 1;
+// 2: the feature pass runs the inference graph (BatchNorm folded, weights converted once).
+inline constexpr int kBackboneVersion = 2;
 
 // A contiguous run of the backbone's modules, in forward order.
 struct BackboneStage {

@@ -68,4 +68,13 @@ int prepare_inference_graph(Classifier& classifier, const InferenceGraphOptions&
   return folded;
 }
 
+Result<Classifier> inference_copy(const Classifier& classifier, const InferenceGraphOptions& options) {
+  auto copy = build_classifier(classifier->spec());
+  if (!copy.ok()) return copy.status();
+  auto loaded = apply_state_dict(*copy, state_dict_of(*classifier));
+  if (!loaded.ok()) return internal_error("copying the model for inference: {}", loaded.status().message());
+  prepare_inference_graph(*copy, options);
+  return *copy;
+}
+
 }  // namespace kennel::models

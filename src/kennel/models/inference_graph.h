@@ -32,4 +32,9 @@ struct InferenceGraphOptions {
 // Returns how many BatchNorm layers were folded.
 int prepare_inference_graph(Classifier& classifier, const InferenceGraphOptions& options);
 
+// A copy of `classifier` (same spec, its weights and statistics copied, on the CPU) turned into
+// the inference graph, for a pass that must leave the model being trained as it is: the frozen
+// backbone's feature pass. Errors: kInternal when the copy does not load (a bug).
+Result<Classifier> inference_copy(const Classifier& classifier, const InferenceGraphOptions& options);
+
 }  // namespace kennel::models
