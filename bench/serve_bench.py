@@ -163,6 +163,23 @@ def ensure_model(kennel, arch):
     return model_dir
 
 
+def ensure_int8_model(kennel, model_dir):
+    """`kennel quantize` of `model_dir`, calibrated on the bench's synthetic training images. The
+    weights are random (the bench measures speed), so the agreement it reports means little and
+    the server is told to accept any (--int8-min-agreement 0)."""
+    out = model_dir.parent / f"{model_dir.name}-int8"
+    if (out / "quantization.json").is_file():
+        log(f"{model_dir.name}: reusing the int8 model {out.relative_to(ROOT)}")
+        return out
+    data = ensure_dataset(kennel)
+    log(f"{model_dir.name}: quantizing (kennel quantize, 32 calibration images) ...")
+    done = run_checked([str(kennel), "quantize", str(model_dir), "--calibration", str(data),
+                        "--calibration-images", "32", "--check-images", "32", "--out", str(out), "--json"],
+                       "kennel quantize")
+    log(f"{model_dir.name}: int8 agreement with fp32 {json.loads(done.stdout)['agreement']:.3f} (random weights)")
+    return out
+
+
 def ensure_images(kennel, count):
     """`count` JPEGs of exactly 500x375 (quality 90), cut from the synthetic test images."""
     wanted = [IMAGES / f"img{i}.jpg" for i in range(count)]
@@ -287,8 +304,9 @@ def kennel_tuning_flags(args):
 
 
 def kennel_command(args, model_dir, port):
+    int8 = ["--int8-min-agreement", "0"] if args.precision == "int8" else []
     return [str(args.kennel), "serve", str(model_dir), "--port", str(port), "--no-access-log",
-            "--allow-file-root", str(IMAGES), *kennel_tuning_flags(args)]
+            "--allow-file-root", str(IMAGES), *kennel_tuning_flags(args), *int8]
 
 
 def peer_command(args, name, model_dir, port):
@@ -475,6 +493,7 @@ def main():
         archs[arch] = arch_report
         try:
             model_dir = ensure_model(args.kennel, arch)
+            kennel_model_dir = ensure_int8_model(args.kennel, model_dir) if args.precision == "int8" else model_dir
         except Exception as error:
             failures += 1
             arch_report["error"] = str(error)
@@ -485,7 +504,7 @@ def main():
         try:
             for name in server_names:
                 port = free_port()
-                command = kennel_command(args, model_dir, port) if name == "kennel" else \
+                command = kennel_command(args, kennel_model_dir, port) if name == "kennel" else \
                     peer_command(args, name, model_dir, port)
                 server = Server(name, command, port, LOGS / f"{name}-{arch}.log")
                 servers.append(server)
