@@ -416,4 +416,10 @@ def test_default_precision_is_resolved_and_recorded(kennel, synth):
     assert "auto:" in spec["precision_choice"]["reason"]
     model = json.loads((job_dir / "model" / "model.json").read_text())
     assert model["precision"] == spec["precision"] and model["precision_requested"] == "auto"
+    # The job's own test evaluation runs the graph `kennel evaluate` and the endpoint run at its precision
+    # (BatchNorm folded, weights converted once; it used to run the training model under autocast).
+    report = kennel.json("evaluate", "auto", synth, "--split", "test", "--batch-size", spec["batch_size"],
+                         "--out", kennel.home / "eval-auto")
+    assert report["precision"] == spec["precision"]
+    assert report["loss"] == pytest.approx(outcome["final_metrics"]["test_loss"], abs=1e-7)  # autocast: 5e-6 off
     # The choice and its reason are in spec.json (above); the job log line is not checked here (log.txt holds metrics only under --json).

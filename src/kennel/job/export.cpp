@@ -1,13 +1,24 @@
 #include "kennel/job/export.h"
 
+#include "kennel/models/inference_graph.h"
 #include "kennel/models/model_dir.h"
 #include "kennel/train/evaluation_report.h"
 
 namespace kennel::job {
 
-std::optional<train::EvalMetrics> evaluate_test_split(train::Trainer& trainer, JobInputs& inputs) {
+std::optional<train::EvalMetrics> evaluate_test_split(train::Trainer& trainer, JobInputs& inputs,
+                                                      const PreparedJob& prepared) {
   if (!inputs.test) return std::nullopt;
-  return trainer.evaluate(*inputs.test);
+  if (inputs.on_cached_features || prepared.device.is_cuda()) return trainer.evaluate(*inputs.test);
+  const at::ScalarType dtype = prepared.spec.precision == "bf16" ? at::kBFloat16 : at::kFloat;
+  auto graph = models::inference_copy(prepared.classifier, {.fold_batchnorm = true, .dtype = dtype,
+                                                            .channels_last = trainer.options().channels_last});
+  if (!graph.ok()) throw Error(graph.status());
+  auto model = trainable_model(*graph, TrainedPart::kNone);
+  train::TrainerOptions options = trainer.options();
+  options.precision = "fp32";  // no autocast: the copy's weights already are in `dtype`
+  options.input_dtype = dtype;
+  return train::evaluate(*model, *inputs.test, options);
 }
 
 void write_test_evaluation(const train::EvalMetrics& test, int64_t step, const PreparedJob& prepared,

@@ -16,8 +16,12 @@
 namespace kennel::job {
 
 // Evaluates the test split (nullopt when there is none); in a data-parallel
-// job every rank evaluates its share and the metrics are summed.
-std::optional<train::EvalMetrics> evaluate_test_split(train::Trainer& trainer, JobInputs& inputs);
+// job every rank evaluates its share and the metrics are summed. On the CPU,
+// images go through the graph `kennel serve` and `kennel evaluate` run (a
+// folded copy of the model, weights in the job's precision), so the job's
+// test accuracy is the endpoint's.
+std::optional<train::EvalMetrics> evaluate_test_split(train::Trainer& trainer, JobInputs& inputs,
+                                                      const PreparedJob& prepared);
 
 // Logs the test metrics and writes the report under evaluation/. Throws
 // kennel::Error when it cannot be written.

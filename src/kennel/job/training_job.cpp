@@ -259,7 +259,7 @@ TrainJobResult run_job(const RunContext& run) {
     return result;
   }
 
-  const std::optional<train::EvalMetrics> test = evaluate_test_split(trainer, inputs);
+  const std::optional<train::EvalMetrics> test = evaluate_test_split(trainer, inputs, prepared);
   result.status = store::JobStatus::kCompleted;
   result.final_metrics = final_metrics_from(outcome, test);
   if (!leader) return result;
