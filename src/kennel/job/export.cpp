@@ -10,7 +10,7 @@ std::optional<train::EvalMetrics> evaluate_test_split(train::Trainer& trainer, J
                                                       const PreparedJob& prepared) {
   if (!inputs.test) return std::nullopt;
   if (inputs.on_cached_features || prepared.device.is_cuda()) return trainer.evaluate(*inputs.test);
-  const at::ScalarType dtype = prepared.spec.precision == "bf16" ? at::kBFloat16 : at::kFloat;
+  const at::ScalarType dtype = models::inference_dtype(prepared.spec.precision);
   auto graph = models::inference_copy(prepared.classifier, {.fold_batchnorm = true, .dtype = dtype,
                                                             .channels_last = trainer.options().channels_last});
   if (!graph.ok()) throw Error(graph.status());

@@ -50,7 +50,7 @@ train::FeatureSet backbone_features(const PreparedJob& prepared, const InputOpti
   // convolutions and the weights converted once (autocast would cast them again for every batch).
   models::Classifier graph{nullptr};
   if (!prepared.device.is_cuda()) {
-    const at::ScalarType dtype = prepared.spec.precision == "bf16" ? at::kBFloat16 : at::kFloat;
+    const at::ScalarType dtype = models::inference_dtype(prepared.spec.precision);
     auto copy = models::inference_copy(classifier, {.fold_batchnorm = true, .dtype = dtype,
                                                     .channels_last = channels_last});
     if (!copy.ok()) throw Error(copy.status());

@@ -7,6 +7,8 @@
 // saved one). Not thread-safe while converting; read-only afterwards.
 #pragma once
 
+#include <string>
+
 #include <c10/core/ScalarType.h>
 
 #include "kennel/models/classifier.h"
@@ -20,6 +22,12 @@ namespace kennel::models {
 // convolution is left as it is. Computed in float64, stored in the weight's
 // dtype. Returns how many layers were folded. Puts `model` in eval mode.
 int fold_batchnorm(torch::nn::Module& model);
+
+// The dtype the inference graph of `precision` holds its weights in: bf16 for "bf16", fp32 for
+// the rest (int8 derives its weights from the fp32 ones).
+inline at::ScalarType inference_dtype(const std::string& precision) {
+  return precision == "bf16" ? at::kBFloat16 : at::kFloat;
+}
 
 struct InferenceGraphOptions {
   bool fold_batchnorm = true;

@@ -84,7 +84,7 @@ Result<std::unique_ptr<InferenceModel>> InferenceModel::prepare(const fs::path& 
   model->classifier_ = loaded.classifier;
   model->channels_last_ = options.channels_last;
   const bool int8 = choice->precision == "int8";
-  model->input_dtype_ = choice->precision == "bf16" ? at::kBFloat16 : at::kFloat;
+  model->input_dtype_ = inference_dtype(choice->precision);
   try {
     // int8 derives its weights from the folded fp32 ones.
     prepare_inference_graph(model->classifier_, {.fold_batchnorm = options.fold_batchnorm || int8,
