@@ -197,6 +197,31 @@ def wait_for_steps(home, name, steps, timeout=180):
     raise AssertionError(f"job {name} made no progress in {timeout}s")
 
 
+def test_tune_output_puts_every_trial_job_under_the_study_prefix(kennel_bin, tmp_path, s3):
+    data = synth(kennel_bin, tmp_path / "data", classes=2, per_class=8)
+    bucket = s3.make_bucket("kennel-tuning")
+    home = S3Kennel(kennel_bin, tmp_path / "home", s3)
+    outcome = home.json("tune", "--name", "study", "--data", data, *FAST, "--freeze", "none", "--epochs", 1,
+                        "--batch-size", 4, "--param", "lr=1e-3..1e-1:log", "--strategy", "random",
+                        "--max-jobs", 2, "--output", f"s3://{bucket}/runs/", "--quiet", timeout=600)
+    assert outcome["status"] == "Completed", outcome
+    client = s3.boto3_client()
+    keys = {item["Key"] for item in client.list_objects_v2(Bucket=bucket, Prefix="runs/")["Contents"]}
+    for trial in ("study-001", "study-002"):
+        prefix = f"runs/study/{trial}/"
+        assert prefix + "spec.json" in keys, sorted(keys)
+        manifest = json.loads(client.get_object(Bucket=bucket, Key=prefix + "model/kennel-manifest.json")
+                              ["Body"].read())
+        assert "model.safetensors" in manifest["files"]
+        for name, entry in manifest["files"].items():
+            body = client.get_object(Bucket=bucket, Key=prefix + "model/" + name)["Body"].read()
+            assert hashlib.sha256(body).hexdigest() == entry["sha256"], name
+    # Not an S3 location: refused before any trial runs, naming the value.
+    refused = home.run("tune", "--name", "bad", "--data", data, *FAST, "--param", "lr=1e-3..1e-1:log",
+                       "--max-jobs", 1, "--output", "/tmp/out")
+    assert refused.returncode != 0 and "'/tmp/out' is not an S3 location" in refused.stderr, refused.stderr
+
+
 def test_resume_from_s3_checkpoints_in_an_empty_home_then_serve_from_s3(kennel_bin, tmp_path, s3):
     data = synth(kennel_bin, tmp_path / "data", classes=2, per_class=16)
     bucket = s3.make_bucket("kennel-runs")

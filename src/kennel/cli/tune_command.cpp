@@ -36,6 +36,7 @@ struct TuneFlags {
   std::optional<int64_t> startup_trials, nproc_per_node;
   std::optional<double> lease_seconds, requeue_grace_seconds;
   std::string save_models;
+  std::string output;
   // This process as a worker.
   bool no_run = false;
   int64_t max_parallel = 0;
@@ -104,6 +105,7 @@ tune::StudySpec study_from_flags(const TuneFlags& flags) {
   if (flags.lease_seconds) spec.lease_seconds = *flags.lease_seconds;
   if (flags.requeue_grace_seconds) spec.requeue_grace_seconds = *flags.requeue_grace_seconds;
   if (!flags.save_models.empty()) spec.save_models = flags.save_models;
+  if (!flags.output.empty()) spec.output = flags.output;
   for (const auto& metric : flags.metrics) check(tune::add_metric_definition(spec, metric));
   const json overrides = training_overrides(flags.training_values, flags.sets);
   for (const auto& [key, value] : overrides.items()) spec.training[key] = value;
@@ -327,6 +329,9 @@ void register_tune_commands(CLI::App& app, CommandContext& context) {
                    "bayesian: random trials before TPE chooses (default 5; warm-start trials count)");
   tune->add_option("--save-models", flags->save_models,
                    "Which trials keep their model: best (default: only the study's best), all, or none");
+  tune->add_option("--output", flags->output,
+                   "s3://BUCKET/PREFIX: each trial uploads its checkpoints, model and records to "
+                   "PREFIX/<study>/<trial>/ (as kennel train --output)");
   tune->add_option("--nproc-per-node", flags->nproc_per_node,
                    "Ranks per Kennel trial: each trial runs `kennel train --nproc-per-node N` (default 1)");
   tune->add_option("--lease-seconds", flags->lease_seconds,

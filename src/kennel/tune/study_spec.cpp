@@ -181,6 +181,8 @@ Status apply_study_json(StudySpec& spec, const json& object, const std::string& 
         spec.threads = as_int(value, key);
       } else if (key == "save_models") {
         spec.save_models = as_string(value, key);
+      } else if (key == "output") {
+        spec.output = as_string(value, key);
       } else if (key == "nproc_per_node") {
         spec.nproc_per_node = as_int(value, key);
       } else if (key == "lease_seconds") {
@@ -214,7 +216,7 @@ Status apply_study_json(StudySpec& spec, const json& object, const std::string& 
         return invalid_argument(
             "{}: unknown tuning field '{}' (fields: name, training, hyperparameters, objective, strategy, "
             "early_stopping, max_jobs, max_parallel_jobs, seed, max_retries, warm_start, threads, save_models, "
-            "nproc_per_node, lease_seconds, requeue_grace_seconds, command, metrics)",
+            "output, nproc_per_node, lease_seconds, requeue_grace_seconds, command, metrics)",
             origin, key);
       }
     }
@@ -322,6 +324,14 @@ Result<StudySpec> resolve_study_spec(StudySpec spec) {
     return invalid_argument("save_models '{}' is not one of best, all, none", spec.save_models);
   }
   if (spec.nproc_per_node < 1) return invalid_argument("nproc_per_node must be >= 1, got {}", spec.nproc_per_node);
+  if (!spec.output.empty() && !s3::is_s3_uri(spec.output)) {
+    return invalid_argument("output '{}' is not an S3 location: give s3://BUCKET/PREFIX (trials keep their outputs "
+                            "in the home without it)",
+                            spec.output);
+  }
+  if (!spec.output.empty() && !spec.command.empty()) {
+    return invalid_argument("output s3://... uploads Kennel trials' jobs; a --command trial writes its own outputs");
+  }
   if (!(spec.lease_seconds >= 1)) return invalid_argument("lease_seconds must be >= 1, got {}", spec.lease_seconds);
   if (!(spec.requeue_grace_seconds >= 0)) {
     return invalid_argument("requeue_grace_seconds must be >= 0, got {}", spec.requeue_grace_seconds);
@@ -501,6 +511,7 @@ json to_json(const StudySpec& spec) {
               {"warm_start", spec.warm_start},
               {"threads", spec.threads},
               {"save_models", spec.save_models},
+              {"output", spec.output},
               {"nproc_per_node", spec.nproc_per_node},
               {"lease_seconds", spec.lease_seconds},
               {"requeue_grace_seconds", spec.requeue_grace_seconds}};

@@ -48,6 +48,10 @@ struct StudySpec {
   // a 100 MB ResNet-50 per trial would fill disks), all, or none. Checkpoints
   // are kept while a trial runs, then removed (best, none).
   std::string save_models = "best";
+  // s3://BUCKET/PREFIX: each Kennel trial runs with `--output PREFIX/<study>`, so its checkpoints,
+  // model and records land under PREFIX/<study>/<trial>/ (S3 keeps every trial's; save_models
+  // prunes the home only).
+  std::string output;
   int64_t nproc_per_node = 1;         // ranks per Kennel trial (`kennel train --nproc-per-node`)
   // Shared stores: a claim's lease, renewed every lease/4 by its worker, and the
   // grace after its expiry before another worker re-runs the trial.
@@ -60,7 +64,7 @@ struct StudySpec {
 
 // Applies a spec file's object (keys: name, training (or base), hyperparameters
 // (or parameters), objective, strategy, early_stopping, max_jobs,
-// max_parallel_jobs, seed, max_retries, warm_start, threads, save_models,
+// max_parallel_jobs, seed, max_retries, warm_start, threads, save_models, output,
 // nproc_per_node, lease_seconds, requeue_grace_seconds, command, metrics).
 Status apply_study_json(StudySpec& spec, const nlohmann::json& object, const std::string& origin);
 

@@ -318,7 +318,7 @@ Status StudyWorker::Impl::launch_kennel(RunningTrial& running) {
   running.log = study_.trial_log(trial.name);
   const store::JobPaths paths = home_.job(trial.name);
   KennelTrialCommand command{options_.executable, options_.home, trial_store_argument_, spec_.name,
-                             spec_.nproc_per_node};
+                             spec_.nproc_per_node, trial_output(spec_)};
   settle_local_trial(trial.name);
   auto existing = trial_registry_->get_job(trial.name);
   std::error_code error;

@@ -34,6 +34,7 @@ void add_suffix(std::vector<std::string>& argv, const KennelTrialCommand& comman
   argv.insert(argv.end(), {"--quiet", "--json"});
   // The data-parallel launcher of `kennel train` (issue 14) runs the ranks.
   if (command.nproc_per_node > 1) argv.insert(argv.end(), {"--nproc-per-node", std::to_string(command.nproc_per_node)});
+  if (!command.output.empty()) argv.insert(argv.end(), {"--output", command.output});
 }
 
 }  // namespace
@@ -58,6 +59,13 @@ json kennel_trial_spec(const StudySpec& spec, const std::string& trial, const js
   trial_spec["name"] = trial;
   if (!spec.space.find("threads")) trial_spec["threads"] = threads;
   return trial_spec;
+}
+
+std::string trial_output(const StudySpec& spec) {
+  if (spec.output.empty()) return "";
+  std::string prefix = spec.output;
+  while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
+  return prefix + "/" + spec.name;
 }
 
 std::vector<std::string> kennel_train_argv(const KennelTrialCommand& command, const std::filesystem::path& spec_path) {

@@ -28,7 +28,10 @@ struct KennelTrialCommand {
   std::string store;                 // --store of the trial: where it registers itself
   std::string study;
   int64_t nproc_per_node = 1;
+  std::string output;                // `--output` of the trial ("" = none): s3://BUCKET/PREFIX/STUDY
 };
+// The study's `output` with the study's name appended ("" without one).
+std::string trial_output(const StudySpec& spec);
 // `kennel --home H --store S train --spec SPEC --parent STUDY ...`
 std::vector<std::string> kennel_train_argv(const KennelTrialCommand& command, const std::filesystem::path& spec_path);
 // `kennel ... train --resume TRIAL ...`: continues its checkpoint.
