@@ -320,6 +320,34 @@ def wait_until(condition, what, timeout=30, process=None):
         time.sleep(0.05)
 
 
+def test_a_data_parallel_resume_restores_the_job_into_an_empty_home(kennel_bin, tmp_path, s3):
+    data = synth(kennel_bin, tmp_path / "data", classes=2, per_class=16)
+    bucket = s3.make_bucket("kennel-spot")
+    output = f"s3://{bucket}/out"
+    first = S3Kennel(kennel_bin, tmp_path / "home-1", s3)
+    train = [str(kennel_bin), "train", "--data", data, "--name", "dp", "--freeze", "none", "--epochs", "3",
+             "--batch-size", "4", "--seed", "3", "--output", output, "--quiet", *map(str, FAST)]
+    process = subprocess.Popen(train, env=first.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_steps(first.home, "dp", 10)  # inside the second epoch: one checkpoint committed
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1, stderr
+
+    # Another machine, two ranks: rank 0 restores spec and checkpoint from S3, every rank continues.
+    second = S3Kennel(kennel_bin, tmp_path / "home-2", s3)
+    resumed = second.run("train", "--resume", "dp", "--output", output, "--nproc-per-node", 2, "--json",
+                         timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "restoring it from" in resumed.stderr, resumed.stderr
+    described = second.json("jobs", "describe", "dp")
+    assert described["status"] == "Completed", described
+    records = [json.loads(line) for line in
+               (second.home / "jobs" / "dp" / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    # It continued after the first epoch's checkpoint (8 steps of batch 4 alone, 4 of 2x4 after).
+    assert min(r["step"] for r in records if r["type"] == "step") > 8
+    assert "ran with 1 process(es) and resumes with 2" in resumed.stderr, resumed.stderr
+
+
 def test_a_killed_download_resumes(kennel_bin, tmp_path, s3):
     # 20 images; three of them are held by the proxy halfway through their bodies, the other 17
     # complete, and Kennel is killed (SIGKILL: no cleanup of its own) at exactly that point.

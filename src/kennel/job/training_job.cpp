@@ -520,8 +520,18 @@ Result<TrainJobResult> run_as_rank(const dist::RankEnvironment& rank, const Trai
           name = requested->name;
         }
       }
-      spec = resume ? resumable_spec(name, home, *registry, rank.world_size, previous_world_size)
-                    : resolve_train_spec(*requested);
+      // A resume in a home that has never seen the job (another machine, managed spot training):
+      // rank 0 restores it from --output; its checkpoint then reaches every rank through rank 0.
+      Status restored;
+      if (resume && !options.output.empty() && registry->get_job(name).status().code() == ErrorCode::kNotFound) {
+        restored = restore_from_output(name, options, *registry);
+      }
+      if (!restored.ok()) {
+        spec = restored;
+      } else {
+        spec = resume ? resumable_spec(name, home, *registry, rank.world_size, previous_world_size)
+                      : resolve_train_spec(*requested);
+      }
       if (spec.ok() && !resume) {
         if (auto existing = registry->get_job(spec->name); existing.ok()) {
           spec = Status(ErrorCode::kAlreadyExists,
