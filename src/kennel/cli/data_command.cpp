@@ -71,8 +71,9 @@ void register_check(CLI::App& data, CommandContext& context) {
       const auto synced = value_or_throw(data::sync_s3_folder(
           root, store::HomeLayout(context.global.home_dir()).s3_cache(), data::SyncedKind::kDataset, transfer));
       if (!flags->json) {
-        std::cout << fmt::format("{}: {} objects ({} downloaded), checking the local copy {}\n", root,
-                                 synced.identities.size(), synced.downloaded, path_text(synced.root));
+        std::cout << fmt::format("{}: {} objects ({} downloaded, {} bytes fetched), checking the local copy {}\n",
+                                 root, synced.identities.size(), synced.downloaded, synced.bytes_downloaded,
+                                 path_text(synced.root));
       }
       root = synced.root.string();
     }

@@ -181,7 +181,7 @@ Status apply_manifest(const json& manifest, const s3::S3Uri& folder, std::vector
 }
 
 Status download_object(const s3::S3Client& client, const std::string& bucket,
-                       const ListedObject& object, Progress& progress) {
+                       const ListedObject& object, Progress& progress, std::atomic<uint64_t>& received) {
   const s3::S3Uri uri{bucket, object.summary.key};
   KENNEL_RETURN_IF_ERROR(kennel::create_directories(object.cached.parent_path()));
   // Two syncs of different views may want the same object version at once.
@@ -190,7 +190,10 @@ Status download_object(const s3::S3Client& client, const std::string& bucket,
   if (fs::exists(object.cached, error)) return Status::ok_status();
   s3::DownloadOptions download;
   download.if_match = object.summary.etag;
-  download.on_progress = [&progress](uint64_t bytes) { progress.advance(bytes); };
+  download.on_progress = [&progress, &received](uint64_t bytes) {
+    progress.advance(bytes);
+    received += bytes;
+  };
   auto info = client.download_file(uri, object.cached, download);
   if (!info.ok()) return info.status();
   const auto recorded = info->metadata.find("sha256");
@@ -316,10 +319,15 @@ Result<SyncedTree> sync_prefix(const s3::S3Client& client, const s3::S3Uri& pref
     if (!fs::exists(object.cached, error)) {
       missing.push_back(i);
       missing_bytes += object.summary.size;
+      // What a killed sync left in .part is fetched no more (S3Client::download_file resumes it).
+      const uintmax_t partial = fs::file_size(object.cached.string() + ".part", error);
+      if (!error && partial <= object.summary.size) missing_bytes -= partial;
+      error.clear();
     }
   }
   SyncedTree tree;
   tree.root = view;
+  std::atomic<uint64_t> received{0};
   {
     Progress progress(fmt::format("downloading {} ({} of {} objects)", folder.text(),
                                   missing.size(), objects.size()),
@@ -327,14 +335,14 @@ Result<SyncedTree> sync_prefix(const s3::S3Client& client, const s3::S3Uri& pref
     FirstError first_error;
     parallel_for(missing.size(), std::max(1, options.concurrency), [&](size_t i) {
       if (first_error.failed()) return;
-      Status status = download_object(client, folder.bucket, objects[missing[i]], progress);
+      Status status = download_object(client, folder.bucket, objects[missing[i]], progress, received);
       if (!status.ok()) first_error.record(std::move(status));
     });
     progress.finish();
     if (first_error.failed()) return first_error.status();
   }
   tree.downloaded = missing.size();
-  tree.bytes_downloaded = missing_bytes;
+  tree.bytes_downloaded = received.load();
 
   std::set<std::string> wanted;
   for (const ListedObject& object : objects) {

@@ -69,7 +69,7 @@ struct SyncedTree {
   // "s3://bucket/key etag=... size=...". Changes whenever the object does.
   std::map<std::string, std::string> identities;
   size_t downloaded = 0;
-  uint64_t bytes_downloaded = 0;
+  uint64_t bytes_downloaded = 0;  // received by this sync: a resumed object counts only the rest
 };
 
 // The prefix as a folder: "s3://b/data" and "s3://b/data/" both list "data/".
