@@ -53,7 +53,8 @@ const columns = [
       ? `<button class="danger stop" data-job="${escapeHtml(r.name)}">Stop</button>` : '') },
 ];
 
-export async function jobsPage(app) {
+// first: the answer of /api/jobs the router already asked for (null: ask here).
+export async function jobsPage(app, first = null) {
   setTitle('Jobs');
   const search = h('input', { type: 'search', id: 'filter', placeholder: 'Filter: name, arch, dataset, reason…' });
   const statusSelect = h('select', { id: 'status-filter' },
@@ -103,8 +104,11 @@ export async function jobsPage(app) {
     }
   });
 
+  let pending = first;
   const load = async () => {
-    jobs = (await getJson('/api/jobs')).jobs;
+    const answer = pending ?? getJson('/api/jobs');
+    pending = null;
+    jobs = (await answer).jobs;
     draw();
   };
   try {
