@@ -225,7 +225,7 @@ export async function studyPage(app, name, first = null) {
     view.draw(study);
     const { sortKey, descending, shown } = table;
     table = trialsTable(study);
-    Object.assign(table, { sortKey, descending, shown });
+    Object.assign(table, { sortKey, descending, shown, screenful: Infinity });
     table.drawHead();
     trialsSection.replaceChildren(h('h2', {}, 'Trials'), table.element);
     table.setRows(study.trials || []);
