@@ -156,15 +156,25 @@ export function poll(ms, tick) {
 // The body is rebuilt as one string; cells escape their text. Sorting and filtering see every
 // row, but the page shows `pageSize` at a time (a console's table of a thousand jobs is paged:
 // laying out every row costs a second of a small machine's CPU), with "more" and "all" buttons.
+// The first draw puts a screenful of rows in the DOM first and the rest of the page of rows in
+// the frame after (their layout takes ~1 ms a row in a fresh browser): the rows a person sees
+// are drawn, and the page marks itself rendered, without waiting for the rows below the fold.
+// Later draws (sorting, filtering, refreshes) replace every row at once, so that the table
+// never shrinks under a reader who has scrolled down (a table that replaces one already shown
+// passes screenful: Infinity for the same reason).
+const FIRST_SCREEN_ROWS = 50;
+
 export class SortableTable {
-  constructor(columns, { sortKey, descending = true, rowClass, id, pageSize = 200 } = {}) {
+  constructor(columns, { sortKey, descending = true, rowClass, id, pageSize = 200, screenful = FIRST_SCREEN_ROWS } = {}) {
     this.columns = columns;
     this.sortKey = sortKey || columns[0].key;
     this.descending = descending;
     this.rowClass = rowClass;
     this.pageSize = pageSize;
+    this.screenful = screenful;
     this.shown = pageSize;
     this.rows = [];
+    this.pending = null;  // the rows of the first draw still to be added (HTML), see draw()
     this.table = h('table', { class: 'grid', id });
     this.head = h('thead');
     this.body = h('tbody');
@@ -211,21 +221,31 @@ export class SortableTable {
       return (x < y ? -1 : x > y ? 1 : 0) * sign;
     });
     const visible = sorted.slice(0, this.shown);
-    const html = [];
-    for (const row of visible) {
-      const rowClass = this.rowClass ? this.rowClass(row) : '';
-      html.push(`<tr${rowClass ? ` class="${rowClass}"` : ''} data-name="${escapeHtml(row.name)}">`);
-      for (const c of this.columns) {
-        const text = c.html ? c.html(row) : escapeHtml(c.format ? c.format((c.value || ((r) => r[c.key]))(row), row)
-          : (c.value || ((r) => r[c.key]))(row));
-        html.push(`<td${c.num ? ' class="num"' : ''}>${text}</td>`);
-      }
-      html.push('</tr>');
+    const rowsHtml = visible.map((row) => this.rowHtml(row));
+    const now = this.body.rows.length || this.pending ? rowsHtml.length : this.screenful;
+    const pending = this.pending = rowsHtml.length > now ? rowsHtml.slice(now).join('') : null;
+    this.body.innerHTML = rowsHtml.slice(0, now).join('');
+    if (pending) {
+      // After the frame that shows the first rows (and so after the page's rendered mark).
+      requestAnimationFrame(() => requestAnimationFrame(() => {
+        if (this.pending !== pending) return;  // redrawn meanwhile: that draw has every row
+        this.pending = null;
+        this.body.insertAdjacentHTML('beforeend', pending);
+      }));
     }
-    this.body.innerHTML = html.join('');
     const hidden = sorted.length - visible.length;
     this.footer.hidden = hidden <= 0;
     this.footer.firstChild.textContent = `Showing ${visible.length} of ${sorted.length}.`;
     this.more.textContent = `Show ${Math.min(this.pageSize, hidden)} more`;
+  }
+
+  rowHtml(row) {
+    const rowClass = this.rowClass ? this.rowClass(row) : '';
+    const cells = this.columns.map((c) => {
+      const text = c.html ? c.html(row) : escapeHtml(c.format ? c.format((c.value || ((r) => r[c.key]))(row), row)
+        : (c.value || ((r) => r[c.key]))(row));
+      return `<td${c.num ? ' class="num"' : ''}>${text}</td>`;
+    });
+    return `<tr${rowClass ? ` class="${rowClass}"` : ''} data-name="${escapeHtml(row.name)}">${cells.join('')}</tr>`;
   }
 }

@@ -4,7 +4,8 @@ import { escapeHtml, formatNumber, formatTime, getJson, h, markRendered, poll, s
 
 const REFRESH_MS = 5000;
 
-export async function endpointsPage(app) {
+// first: the answer of /api/endpoints the router already asked for (null: ask here).
+export async function endpointsPage(app, first = null) {
   setTitle('Endpoints');
   const table = new SortableTable([
     { key: 'model', label: 'Model' },
@@ -23,8 +24,11 @@ export async function endpointsPage(app) {
   ], { sortKey: 'started_at', id: 'endpoints' });
   const empty = h('p', { class: 'muted', id: 'empty' }, 'No kennel serve process is running with this home.');
   app.replaceChildren(h('h1', {}, 'Endpoints'), table.element, empty);
+  let pending = first;
   const load = async () => {
-    const rows = (await getJson('/api/endpoints')).endpoints;
+    const answer = pending ?? getJson('/api/endpoints');
+    pending = null;
+    const rows = (await answer).endpoints;
     table.setRows(rows.map((r) => ({ ...r, name: r.url })));
     empty.hidden = rows.length > 0;
   };

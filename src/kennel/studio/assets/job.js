@@ -200,11 +200,12 @@ function filesSection(detail) {
     h('h2', {}, 'Job directory'), table(['Entry', { label: 'Size', num: true }], rows(detail.files || []), 'job-files'));
 }
 
-export async function jobPage(app, name) {
+// first: the answer of /api/jobs/NAME the router already asked for (null: ask here).
+export async function jobPage(app, name, first = null) {
   setTitle(name);
   let detail;
   try {
-    detail = await getJson(path('api', 'jobs', name));
+    detail = await (first ?? getJson(path('api', 'jobs', name)));
   } catch (error) {
     return showError(app, error, `Job ${name}`);
   }

@@ -16,10 +16,11 @@ function metric(row, ...keys) {
   return null;
 }
 
-function nameCell(row) {
+function nameCell(row, picked) {
   const href = row.kind === 'tuning' ? path('studies', row.name) : path('jobs', row.name);
   const parent = row.parent ? `<span class="sub">trial of <a href="${path('studies', row.parent)}">${escapeHtml(row.parent)}</a></span>` : '';
-  return `<input type="checkbox" class="pick" value="${escapeHtml(row.name)}" aria-label="compare"> ` +
+  const checked = picked.has(row.name) ? ' checked' : '';
+  return `<input type="checkbox" class="pick" value="${escapeHtml(row.name)}" aria-label="compare"${checked}> ` +
     `<a href="${href}">${escapeHtml(row.name)}</a>${parent}`;
 }
 
@@ -35,8 +36,9 @@ function datasetName(dataset) {
   return parts[parts.length - 1] || dataset;
 }
 
-const columns = [
-  { key: 'name', label: 'Name', html: nameCell },
+// picked: the names ticked for Compare (kept across refreshes and filters).
+const columnsFor = (picked) => [
+  { key: 'name', label: 'Name', html: (r) => nameCell(r, picked) },
   { key: 'status', label: 'Status', html: statusCell },
   { key: 'kind', label: 'Kind' },
   { key: 'arch', label: 'Arch', value: (r) => r.arch || (r.command ? 'command' : '') },
@@ -53,7 +55,8 @@ const columns = [
       ? `<button class="danger stop" data-job="${escapeHtml(r.name)}">Stop</button>` : '') },
 ];
 
-export async function jobsPage(app) {
+// first: the answer of /api/jobs the router already asked for (null: ask here).
+export async function jobsPage(app, first = null) {
   setTitle('Jobs');
   const search = h('input', { type: 'search', id: 'filter', placeholder: 'Filter: name, arch, dataset, reason…' });
   const statusSelect = h('select', { id: 'status-filter' },
@@ -63,11 +66,11 @@ export async function jobsPage(app) {
   const count = h('span', { class: 'muted', id: 'count' });
   const compare = h('button', { id: 'compare', disabled: true }, 'Compare selected');
   const message = h('span', { class: 'muted', id: 'message' });
-  const table = new SortableTable(columns, { sortKey: 'started_at', id: 'jobs' });
+  const picked = new Set();
+  const table = new SortableTable(columnsFor(picked), { sortKey: 'started_at', id: 'jobs' });
   app.replaceChildren(h('h1', {}, 'Training jobs'),
     h('div', { class: 'toolbar' }, search, statusSelect, kindSelect, compare, count, message), table.element);
 
-  const picked = new Set();
   let jobs = [];
   const draw = () => {
     const text = search.value.trim().toLowerCase();
@@ -75,7 +78,6 @@ export async function jobsPage(app) {
       (!kindSelect.value || row.kind === kindSelect.value) &&
       (!text || [row.name, row.arch, row.dataset, row.reason, row.parent, row.kind].some((v) => String(v || '').toLowerCase().includes(text))));
     table.setRows(rows);
-    for (const box of table.body.querySelectorAll('input.pick')) box.checked = picked.has(box.value);
     count.textContent = `${rows.length} of ${jobs.length} jobs`;
   };
   for (const control of [search, statusSelect, kindSelect]) {
@@ -103,8 +105,11 @@ export async function jobsPage(app) {
     }
   });
 
+  let pending = first;
   const load = async () => {
-    jobs = (await getJson('/api/jobs')).jobs;
+    const answer = pending ?? getJson('/api/jobs');
+    pending = null;
+    jobs = (await answer).jobs;
     draw();
   };
   try {

@@ -13,7 +13,8 @@ function objectiveText(objective) {
   return objective ? `${objective.metric} (${objective.goal === 'minimize' || objective.goal === 'min' ? 'min' : 'max'})` : '';
 }
 
-export async function studiesPage(app) {
+// first: the answer of /api/studies the router already asked for (null: ask here).
+export async function studiesPage(app, first = null) {
   setTitle('Tuning studies');
   const table = new SortableTable([
     { key: 'name', label: 'Study', html: (r) => `<a href="${path('studies', r.name)}">${escapeHtml(r.name)}</a>` +
@@ -28,7 +29,12 @@ export async function studiesPage(app) {
     { key: 'duration_seconds', label: 'Duration', num: true, format: formatDuration },
   ], { sortKey: 'started_at', id: 'studies' });
   app.replaceChildren(h('h1', {}, 'Tuning studies'), table.element);
-  const load = async () => table.setRows((await getJson('/api/studies')).studies);
+  let pending = first;
+  const load = async () => {
+    const answer = pending ?? getJson('/api/studies');
+    pending = null;
+    table.setRows((await answer).studies);
+  };
   try {
     await load();
   } catch (error) {
@@ -189,11 +195,12 @@ function trialsTable(study) {
   return table;
 }
 
-export async function studyPage(app, name) {
+// first: the answer of /api/studies/NAME the router already asked for (null: ask here).
+export async function studyPage(app, name, first = null) {
   setTitle(`Study ${name}`);
   let study;
   try {
-    study = await getJson(path('api', 'studies', name));
+    study = await (first ?? getJson(path('api', 'studies', name)));
   } catch (error) {
     return showError(app, error, `Study ${name}`);
   }
@@ -218,7 +225,7 @@ export async function studyPage(app, name) {
     view.draw(study);
     const { sortKey, descending, shown } = table;
     table = trialsTable(study);
-    Object.assign(table, { sortKey, descending, shown });
+    Object.assign(table, { sortKey, descending, shown, screenful: Infinity });
     table.drawHead();
     trialsSection.replaceChildren(h('h2', {}, 'Trials'), table.element);
     table.setRows(study.trials || []);
