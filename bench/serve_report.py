@@ -121,16 +121,19 @@ def evaluate_targets(rows):
             entry.update(arch=arch, body=body, issue_target=(arch, body) == (TARGET_ARCH, TARGET_BODY))
             results.append(entry)
 
-        kennel, classic, missing = cells(1, "classic")
-        name = "c=1 p50 <= 1/2 classic's"
-        if missing:
-            add(None, target(name, "n/a", detail=missing))
-        else:
+        def latency_target(concurrency, key, fraction, fraction_text):
+            """Kennel's `key` latency at `concurrency` at most `fraction` of the classic handler's."""
+            kennel, classic, missing = cells(concurrency, "classic")
+            name = f"c={concurrency} {key[:3]} <= {fraction_text} classic's"
+            if missing:
+                add(None, target(name, "n/a", detail=missing))
+                return
             add(kennel, target(
-                name, "pass" if kennel["p50_ms"] <= 0.5 * classic["p50_ms"] else "FAIL",
-                kennel["p50_ms"], classic["p50_ms"], 0.5 * classic["p50_ms"],
-                f"{kennel['p50_ms']:.1f} ms vs classic {classic['p50_ms']:.1f} ms "
-                f"({kennel['p50_ms'] / classic['p50_ms']:.2f}x)"))
+                name, "pass" if kennel[key] <= fraction * classic[key] else "FAIL",
+                kennel[key], classic[key], fraction * classic[key],
+                f"{kennel[key]:.1f} ms vs classic {classic[key]:.1f} ms ({kennel[key] / classic[key]:.2f}x)"))
+
+        latency_target(1, "p50_ms", 0.5, "1/2")
         for concurrency in (8, 32):
             for peer, factor in (("classic", 4.0), ("best_effort", 1.5)):
                 kennel, other, missing = cells(concurrency, peer)
@@ -142,16 +145,7 @@ def evaluate_targets(rows):
                     name, "pass" if kennel["rps"] >= factor * other["rps"] else "FAIL",
                     kennel["rps"], other["rps"], factor * other["rps"],
                     f"{kennel['rps']:.1f} vs {peer} {other['rps']:.1f} req/s ({kennel['rps'] / other['rps']:.2f}x)"))
-        kennel, classic, missing = cells(8, "classic")
-        name = "c=8 p99 <= 1/3 classic's"
-        if missing:
-            add(None, target(name, "n/a", detail=missing))
-        else:
-            add(kennel, target(
-                name, "pass" if kennel["p99_ms"] <= classic["p99_ms"] / 3 else "FAIL",
-                kennel["p99_ms"], classic["p99_ms"], classic["p99_ms"] / 3,
-                f"{kennel['p99_ms']:.1f} ms vs classic {classic['p99_ms']:.1f} ms "
-                f"({kennel['p99_ms'] / classic['p99_ms']:.2f}x)"))
+        latency_target(8, "p99_ms", 1 / 3, "1/3")
         kennel, why = usable((by_concurrency.get(64) or {}).get("kennel"))
         name = "c=64 0 socket errors (resets) and 0 listen-queue overflows"
         if kennel is None:

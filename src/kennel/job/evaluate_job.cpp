@@ -34,15 +34,6 @@ class InferenceAsTrainable : public train::TrainableModel {
 }  // namespace
 
 
-data::TransformSpec eval_transform_of(const models::ModelInfo& info) {
-  data::TransformSpec transform;
-  transform.resize = static_cast<int>(info.resize);
-  transform.crop = static_cast<int>(info.input_size);
-  transform.mean = info.mean;
-  transform.std = info.std;
-  return transform;
-}
-
 Result<EvaluateResult> evaluate_model(const std::string& model, const fs::path& data, const fs::path& home,
                                       const EvaluateOptions& options) {
   if (options.batch_size < 1) return invalid_argument("--batch-size must be >= 1, got {}", options.batch_size);
@@ -73,7 +64,7 @@ Result<EvaluateResult> evaluate_model(const std::string& model, const fs::path& 
   loader_options.batch_size = options.batch_size;
   loader_options.threads = threads;
   loader_options.layout = data::PixelLayout::kHwc;
-  data::ImageLoader loader(split->samples, data::ImagePipeline(eval_transform_of(loaded->info)), loader_options);
+  data::ImageLoader loader(split->samples, data::ImagePipeline(models::eval_transform_of(loaded->info)), loader_options);
   train::ImageBatchSource source(loader);
   // What `kennel serve` runs at the same precision (BatchNorm folded, weights converted once,
   // channels-last; or the int8 graph), so an evaluation and the endpoint answer alike.

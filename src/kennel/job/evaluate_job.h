@@ -7,8 +7,6 @@
 #include <filesystem>
 #include <string>
 
-#include "kennel/data/transforms.h"
-#include "kennel/models/model_dir.h"
 #include "kennel/train/evaluation_report.h"
 #include "kennel/util/status.h"
 
@@ -31,9 +29,6 @@ struct EvaluateResult {
   int64_t skipped = 0;
   std::filesystem::path out;
 };
-
-// The transform a saved model's predictions are made with (model.json's resize, crop, mean, std).
-data::TransformSpec eval_transform_of(const models::ModelInfo& info);
 
 // `model` is a model directory or the name of a job in `home`.
 Result<EvaluateResult> evaluate_model(const std::string& model, const std::filesystem::path& data,

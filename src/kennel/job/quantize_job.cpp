@@ -14,7 +14,7 @@
 
 #include "kennel/data/image_folder.h"
 #include "kennel/data/loader.h"
-#include "kennel/job/evaluate_job.h"
+#include "kennel/data/transforms.h"
 #include "kennel/models/inference_graph.h"
 #include "kennel/models/model_dir.h"
 #include "kennel/models/quantized_graph.h"
@@ -44,7 +44,7 @@ void for_each_batch(const std::vector<data::ImageSample>& samples, const models:
   loader_options.batch_size = options.batch_size;
   loader_options.threads = threads;
   loader_options.layout = data::PixelLayout::kHwc;
-  data::ImageLoader loader(samples, data::ImagePipeline(eval_transform_of(info)), loader_options);
+  data::ImageLoader loader(samples, data::ImagePipeline(models::eval_transform_of(info)), loader_options);
   train::ImageBatchSource source(loader);
   source.start_epoch(0, 0);
   while (auto batch = source.next()) on_batch(batch->inputs, batch->labels);
@@ -164,7 +164,7 @@ Result<QuantizeResult> quantize_model(const std::string& model, const fs::path& 
       return failed_precondition("no image of the '{}' split of '{}' could be read to check int8 against fp32",
                                  check_name, options.calibration.string());
     }
-    for (const auto& [name, range] : (*graph)->calibration()) record.ranges[name] = {range.min, range.max};
+    record.ranges = (*graph)->calibration();
     record.check = {.data = options.calibration.string(),
                     .split = check_name,
                     .images = seen,

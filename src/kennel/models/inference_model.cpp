@@ -16,12 +16,6 @@ std::string describe_check(const QuantizationRecord& record) {
   return fmt::format("top-1 agreement with fp32 {:.4f} on {} {} images", record.check.agreement,
                      record.check.images, record.check.split);
 }
-
-CalibrationTable to_table(const QuantizationRecord& record) {
-  CalibrationTable table;
-  for (const auto& [name, range] : record.ranges) table[name] = {range.min, range.max, true};
-  return table;
-}
 }  // namespace
 
 Status check_inference_precision(const std::string& precision) {
@@ -74,7 +68,9 @@ InferenceModel::~InferenceModel() = default;
 
 Result<std::unique_ptr<InferenceModel>> InferenceModel::prepare(const fs::path& dir, LoadedModel loaded,
                                                                 const InferenceOptions& options) {
-  auto record = read_quantization_record(dir);
+  // Only auto and int8 look at the calibration: an explicit fp32/bf16 runs whatever it holds.
+  Result<std::optional<QuantizationRecord>> record = std::optional<QuantizationRecord>();
+  if (options.precision == "auto" || options.precision == "int8") record = read_quantization_record(dir);
   if (!record.ok()) return record.status();
   auto choice = choose_model_precision(options.precision, loaded.info, *record, options.int8_min_agreement,
                                        host_cpu_features());
@@ -94,7 +90,7 @@ Result<std::unique_ptr<InferenceModel>> InferenceModel::prepare(const fs::path& 
       auto graph = QuantizedGraph::build(model->classifier_);
       if (!graph.ok()) return graph.status().with_context(fmt::format("model '{}'", dir.string()));
       KENNEL_RETURN_IF_ERROR(
-          (*graph)->quantize(to_table(**record), !host_cpu_features().native_int8())
+          (*graph)->quantize((*record)->ranges, !host_cpu_features().native_int8())
               .with_context(fmt::format("model '{}' ({})", dir.string(), kQuantizationFile)));
       model->int8_ = std::move(*graph);
     }

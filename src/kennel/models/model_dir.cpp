@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "kennel/data/s3_sync.h"
+#include "kennel/data/transforms.h"
 #include "kennel/models/weight_file.h"
 #include "kennel/store/layout.h"
 #include "kennel/util/fs.h"
@@ -113,6 +114,15 @@ Result<std::string> model_dir_digest(const fs::path& dir) {
     manifest += fmt::format("{}\t{}\n", name, sha256_hex(bytes->data(), bytes->size()));
   }
   return sha256_hex(manifest);
+}
+
+data::TransformSpec eval_transform_of(const ModelInfo& info) {
+  data::TransformSpec transform;
+  transform.resize = static_cast<int>(info.resize);
+  transform.crop = static_cast<int>(info.input_size);
+  transform.mean = info.mean;
+  transform.std = info.std;
+  return transform;
 }
 
 Result<LoadedModel> load_model_dir(const fs::path& dir) {

@@ -19,6 +19,10 @@
 #include "kennel/models/classifier.h"
 #include "kennel/util/status.h"
 
+namespace kennel::data {
+struct TransformSpec;
+}
+
 namespace kennel::models {
 
 inline constexpr int kModelFormatVersion = 1;
@@ -45,6 +49,9 @@ struct ModelInfo {
 };
 
 nlohmann::json to_json(const ModelInfo& info);
+// The transform a saved model's predictions are made with (its resize, crop, mean and std);
+// include kennel/data/transforms.h to use the result.
+data::TransformSpec eval_transform_of(const ModelInfo& info);
 Result<ModelInfo> model_info_from_json(const nlohmann::json& json, const std::string& origin);
 
 // Writes dir/{model.safetensors, model.json[, model.pth]}; an existing dir is replaced only after the new one is complete.

@@ -82,7 +82,7 @@ Result<std::optional<QuantizationRecord>> read_quantization_record(const fs::pat
         !range["max"].is_number() || range["min"].get<double>() > range["max"].get<double>()) {
       return bad("ranges." + name);
     }
-    record.ranges[name] = {range["min"].get<double>(), range["max"].get<double>()};
+    record.ranges[name] = {range["min"].get<double>(), range["max"].get<double>(), true};
   }
   return std::optional<QuantizationRecord>(std::move(record));
 }

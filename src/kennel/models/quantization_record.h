@@ -21,10 +21,13 @@ namespace kennel::models {
 inline constexpr const char* kQuantizationFile = "quantization.json";
 inline constexpr int kQuantizationFormat = 1;
 
-struct PointRange {
+// The observed range of one point of the int8 graph: what quantization maps onto 0..255.
+struct ActivationRange {
   double min = 0;
   double max = 0;
+  bool seen = false;  // false until an image has passed the point (every range read from a file is)
 };
+using CalibrationTable = std::map<std::string, ActivationRange>;
 
 // How the int8 model compares with the fp32 one on images it was not calibrated on.
 struct QuantizationCheck {
@@ -41,7 +44,7 @@ struct QuantizationRecord {
   std::string engine = "onednn";
   std::string weights = "per-channel symmetric qint8";
   std::string activations = "per-tensor affine quint8, min/max";
-  std::map<std::string, PointRange> ranges;
+  CalibrationTable ranges;
   std::string calibration_data;
   std::string calibration_split;
   int64_t calibration_images = 0;

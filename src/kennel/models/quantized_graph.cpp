@@ -243,11 +243,16 @@ Result<std::unique_ptr<QuantizedGraph>> QuantizedGraph::build(Classifier classif
   QuantizedGraphBuilder builder(*graph);
   KENNEL_RETURN_IF_ERROR(classifier->spec().arch == "mobilenet_v2" ? builder.build_mobilenet_v2()
                                                                     : builder.build_resnet());
-  graph->last_use_.assign(static_cast<size_t>(graph->slot_count_), -1);
+  // Each slot is freed after the last step that reads it (the output slot is never read).
+  std::vector<int> last_use(static_cast<size_t>(graph->slot_count_), -1);
   for (size_t i = 0; i < graph->steps_.size(); ++i) {
     const Step& step = *graph->steps_[i];
-    graph->last_use_[static_cast<size_t>(step.input)] = static_cast<int>(i);
-    if (step.other >= 0) graph->last_use_[static_cast<size_t>(step.other)] = static_cast<int>(i);
+    last_use[static_cast<size_t>(step.input)] = static_cast<int>(i);
+    if (step.other >= 0) last_use[static_cast<size_t>(step.other)] = static_cast<int>(i);
+  }
+  graph->dead_after_.assign(graph->steps_.size(), {});
+  for (size_t slot = 0; slot < last_use.size(); ++slot) {
+    if (last_use[slot] >= 0) graph->dead_after_[static_cast<size_t>(last_use[slot])].push_back(static_cast<int>(slot));
   }
   // The rewrite must compute what the classifier computes: checked once, at fp32, here.
   c10::InferenceMode inference;
@@ -297,9 +302,7 @@ at::Tensor QuantizedGraph::run_fp32(const at::Tensor& images, bool record) {
     if (step.activation == Activation::kRelu6) out.clamp_(0, 6);
     if (record && !step.point.empty()) widen(ranges_[step.point], out);
     slots[static_cast<size_t>(step.output)] = out;
-    for (size_t slot = 0; slot < slots.size(); ++slot) {
-      if (last_use_[slot] == static_cast<int>(i)) slots[slot].reset();
-    }
+    for (int slot : dead_after_[i]) slots[static_cast<size_t>(slot)].reset();
   }
   const at::Tensor features = at::adaptive_avg_pool2d(slots[static_cast<size_t>(output_slot_)], {1, 1}).flatten(1);
   return classifier_->head_forward(features).to(at::kFloat);
@@ -386,9 +389,7 @@ at::Tensor QuantizedGraph::forward(const at::Tensor& images) {
       }
     }
     slots[static_cast<size_t>(step.output)] = out;
-    for (size_t slot = 0; slot < slots.size(); ++slot) {
-      if (last_use_[slot] == static_cast<int>(i)) slots[slot].reset();
-    }
+    for (int slot : dead_after_[i]) slots[static_cast<size_t>(slot)].reset();
   }
   const at::Tensor features =
       at::adaptive_avg_pool2d(slots[static_cast<size_t>(output_slot_)].dequantize(), {1, 1}).flatten(1);

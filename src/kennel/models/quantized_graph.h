@@ -25,7 +25,6 @@
 // are not.
 #pragma once
 
-#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -34,17 +33,10 @@
 #include <ATen/core/Tensor.h>
 
 #include "kennel/models/classifier.h"
+#include "kennel/models/quantization_record.h"
 #include "kennel/util/status.h"
 
 namespace kennel::models {
-
-// The observed range of one point: what int8 quantization maps onto 0..255.
-struct ActivationRange {
-  double min = 0;
-  double max = 0;
-  bool seen = false;
-};
-using CalibrationTable = std::map<std::string, ActivationRange>;
 
 // kInvalidArgument naming the reason when `spec`'s architecture cannot be quantized here.
 Status check_quantizable(const ModelSpec& spec);
@@ -80,7 +72,7 @@ class QuantizedGraph {
 
   Classifier classifier_;
   std::vector<std::unique_ptr<Step>> steps_;
-  std::vector<int> last_use_;  // per slot: the last step reading it
+  std::vector<std::vector<int>> dead_after_;  // per step: the slots no later step reads
   int output_slot_ = 0;
   int slot_count_ = 1;         // slot 0 = the input
   CalibrationTable ranges_;

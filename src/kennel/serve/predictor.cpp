@@ -44,12 +44,7 @@ Result<std::unique_ptr<Predictor>> Predictor::load(const std::filesystem::path& 
 }
 
 Result<at::Tensor> Predictor::preprocess(std::span<const uint8_t> bytes) const {
-  data::TransformSpec spec;
-  spec.resize = static_cast<int>(info_.resize);
-  spec.crop = static_cast<int>(info_.input_size);
-  spec.mean = info_.mean;
-  spec.std = info_.std;
-  const data::ImagePipeline pipeline(spec);
+  const data::ImagePipeline pipeline(models::eval_transform_of(info_));
   data::DecodeOptions decode;
   decode.max_pixels = options_.max_pixels;
   decode.min_short_side = pipeline.min_decode_short_side();
