@@ -554,8 +554,14 @@ class _Handler(BaseHTTPRequestHandler):
             data = response.read1(CHUNK if left is None else min(CHUNK, left))
             if not data:
                 break
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+            # Counted before the write: the client may have read these bytes (and the test may
+            # look at the record) before a write returns.
             record.bytes_out += len(data)
+            try:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+            except OSError:
+                record.bytes_out -= len(data)
+                raise
             if left is not None:
                 left -= len(data)
 
