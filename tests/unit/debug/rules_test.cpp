@@ -11,6 +11,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -257,6 +258,68 @@ TEST(LossNotDecreasingTest, HealthyNoisyDecreaseAndNoData) {
   EXPECT_NO_DATA(run("LossNotDecreasing", loss_stream(15, [](int64_t) { return 1.0; })), "fewer than two windows");
 }
 
+// Mini-batch noise with a fixed seed: mt19937 is the same everywhere, Box-Muller by hand because
+// std::normal_distribution is not.
+std::function<double()> gaussian_noise(double sigma, uint32_t seed) {
+  auto engine = std::make_shared<std::mt19937>(seed);
+  return [engine, sigma] {
+    const double u1 = (static_cast<double>((*engine)()) + 1.0) / 4294967297.0;
+    const double u2 = static_cast<double>((*engine)()) / 4294967296.0;
+    return sigma * std::sqrt(-2 * std::log(u1)) * std::cos(2 * M_PI * u2);
+  };
+}
+
+// The main job's final training, as measured: 1,266 steps of a cosine schedule whose loss falls from
+// 1.0 to 0.66 ever more slowly, with ±0.04 (6 %) from batch to batch (label smoothing, augmentation,
+// dropout). Ten-step windows disagreed with the trend in 57 of 125 comparisons.
+double main_job_loss(int64_t step, const std::function<double()>& noise) {
+  const double progress = static_cast<double>(step) / 1266.0;
+  return 0.66 + 0.34 * (1 - progress) * (1 - progress) + noise();
+}
+
+TEST(LossNotDecreasingTest, HealthyNoisyRunIsNotFlaggedByItsMiniBatchNoise) {
+  for (uint32_t seed : {1u, 2u, 3u}) {
+    auto noise = gaussian_noise(0.04, seed);
+    auto records = loss_stream(1266, [&](int64_t s) { return main_job_loss(s, noise); });
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    EXPECT_HEALTHY(run("LossNotDecreasing", records));
+    // Point comparisons of ten-step means (noise_sigmas 0, the rule before it weighed noise) flag it.
+    RuleResult naive = run("LossNotDecreasing", records, {{"noise_sigmas", 0}});
+    EXPECT_EQ(naive.status, RuleStatus::kIssuesFound) << "seed " << seed;
+    EXPECT_GT(naive.violations, 10) << "seed " << seed;
+  }
+}
+
+TEST(LossNotDecreasingTest, NoisyStallIsFlaggedOnceTheWindowsReachMaxNumSteps) {
+  auto noise = gaussian_noise(0.06, 7);
+  RuleResult result = run("LossNotDecreasing", loss_stream(1000, [&](int64_t) { return 1.0 + noise(); }));
+  EXPECT_EQ(result.status, RuleStatus::kIssuesFound) << result.message;
+  EXPECT_TRUE(contains(result.message, "over the last 160 steps")) << result.message;
+  EXPECT_TRUE(contains(result.message, "mini-batch noise")) << result.message;
+  // A smaller cap judges sooner.
+  RuleResult sooner = run("LossNotDecreasing", loss_stream(1000, [&](int64_t) { return 1.0 + noise(); }),
+                          {{"max_num_steps", 40}});
+  EXPECT_EQ(sooner.status, RuleStatus::kIssuesFound) << sooner.message;
+  ASSERT_TRUE(sooner.step.has_value());
+  EXPECT_LT(*sooner.step, *result.step);
+}
+
+TEST(LossNotDecreasingTest, NoisyDivergenceIsFlaggedAsSoonAsItStandsOutOfTheNoise) {
+  auto noise = gaussian_noise(0.06, 11);
+  RuleResult result =
+      run("LossNotDecreasing", loss_stream(400, [&](int64_t s) { return 1.0 + 0.01 * s + noise(); }));
+  EXPECT_EQ(result.status, RuleStatus::kIssuesFound) << result.message;
+  EXPECT_TRUE(contains(result.message, "rose")) << result.message;
+  ASSERT_TRUE(result.step.has_value());
+  EXPECT_LT(*result.step, 40);  // +10 % per ten steps: the first windows already show it
+}
+
+TEST(LossNotDecreasingTest, ShortNoisyRunWithoutAConclusiveComparisonSaysSo) {
+  auto noise = gaussian_noise(0.06, 5);
+  EXPECT_NO_DATA(run("LossNotDecreasing", loss_stream(60, [&](int64_t) { return 1.0 + noise(); })),
+                 "no comparison of losses/train_loss was conclusive");
+}
+
 TEST(LossNotDecreasingTest, EvalModeUsesValidationLoss) {
   std::vector<StepRecord> records;
   for (int64_t v = 0; v < 4; ++v) records.push_back(eval(100 * v, {scalar("losses/valid_loss", 1.0)}));
@@ -499,6 +562,19 @@ TEST(ClassImbalanceTest, EarlyTrainingWithTheOthersNotYetLearnedIsNotALeftBehind
   EXPECT_TRUE(contains(result.message, "other classes only 8.3")) << result.message;
 }
 
+// Early in a Fashion-MNIST run: Shirt (class 6 there) wrong in 36 of its 50 samples of a 512-sample
+// block, 72 % against a 70 % threshold: 0.3 standard errors, not evidence of a class left behind.
+TEST(ClassImbalanceTest, AMispredictionRateWithinItsSamplingNoiseIsNotFlagged) {
+  std::vector<StepRecord> records;
+  // Two classes per step: class 0 with 36 right of 45 (20 % wrong); class 1: 5 wrong of 7 (71 %).
+  for (int64_t s = 0; s < 20; ++s) {
+    records.push_back(train(s, {with_values(tensor("predictions/confusion", "predictions"), confusion2(36, 9, 5, 2))}));
+  }
+  EXPECT_HEALTHY(run("ClassImbalance", records));
+  RuleResult naive = run("ClassImbalance", records, {{"noise_sigmas", 0}});
+  EXPECT_ISSUE(naive, 9, "predictions/confusion");  // 10 steps = 520 samples >= 500
+}
+
 TEST(ClassImbalanceTest, HealthyAndNoData) {
   std::vector<StepRecord> records;
   for (int64_t s = 0; s < 20; ++s) {
@@ -660,6 +736,8 @@ TEST(RuleFactoryTest, RejectsUnknownAndInvalidParameters) {
       {"LossNotDecreasing", {{"num_steps", 0}}, "'num_steps' must be >= 1"},
       {"LossNotDecreasing", {{"num_steps", 2.5}}, "'num_steps' must be an integer"},
       {"LossNotDecreasing", {{"mode", "predict"}}, "'mode' must be one of train, eval"},
+      {"LossNotDecreasing", {{"num_steps", 20}, {"max_num_steps", 10}}, "max_num_steps 10 is below num_steps 20"},
+      {"ClassImbalance", {{"noise_sigmas", -1}}, "'noise_sigmas' must be"},
       {"ExplodingTensor", {{"only_nan", "maybe"}}, "'only_nan' must be true or false"},
       {"AllZero", {{"collections", json::array({"gradient"})}}, "unknown collection 'gradient'"},
       {"AllZero", {{"threshold", 150}}, "'threshold' must be in [0, 100]"},
