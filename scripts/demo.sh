@@ -16,6 +16,8 @@
 #   BATCH_SIZES     the batch sizes tuning chooses from (default: 256,512, the fastest per image here)
 #   TUNE_EPOCHS     epochs of a trial (default: 2); EPOCHS of the final training (default: 3)
 #   INPUT_SIZE      model input, pixels (default: 28, Fashion-MNIST's own size)
+#   PRECISION       of the trials and the final training (default: auto = bf16 where the CPU has
+#                   native bf16, else fp32; fp32 shows what a CPU without it would run)
 #   SERVED          test images sent to the endpoint (default: 200)
 #   PREFIX          names of the jobs (default: fashion): PREFIX-tune, PREFIX-best
 set -euo pipefail
@@ -30,6 +32,7 @@ BATCH_SIZES=${BATCH_SIZES:-256,512}
 TUNE_EPOCHS=${TUNE_EPOCHS:-2}
 EPOCHS=${EPOCHS:-3}
 INPUT_SIZE=${INPUT_SIZE:-28}
+PRECISION=${PRECISION:-auto}
 SERVED=${SERVED:-200}
 PREFIX=${PREFIX:-fashion}
 KENNEL=${BUILD_DIR:-build}/kennel
@@ -83,7 +86,8 @@ step "check the dataset"
 # (0.286 / 0.353: the debugger's CheckInputImages rule flags ImageNet's on these images).
 common=(--arch resnet18 --pretrained none --freeze none --input-size "$INPUT_SIZE" --resize "$INPUT_SIZE"
         --optimizer adamw --lr-schedule cosine --warmup-epochs 0.3 --lr-min 1e-5 --label-smoothing 0.1
-        --augment true --augment-scale 1.0 --normalize 0.286,0.286,0.286/0.353,0.353,0.353 --seed 0)
+        --augment true --augment-scale 1.0 --normalize 0.286,0.286,0.286/0.353,0.353,0.353 --seed 0
+        --precision "$PRECISION")
 
 step "tune lr, batch size and weight decay: $TRIALS trials on $subset, bayesian ($STARTUP_TRIALS random, then TPE), median early stopping"
 if [[ -f "$KENNEL_HOME/tuning/$TUNE/best.json" ]]; then
