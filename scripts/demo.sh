@@ -12,7 +12,7 @@
 #   PER_CLASS       training-file images per class, 10 % of them for valid/ (default: 0 = all 6,000)
 #   TEST_PER_CLASS  test images per class (default: 0 = all 1,000)
 #   TUNE_PER_CLASS  training-file images per class in the trials' subset, a quarter for valid/ (default: 300)
-#   TRIALS          tuning trials (default: 8); STARTUP_TRIALS of them random (default: 3)
+#   TRIALS          tuning trials (default: 12); STARTUP_TRIALS of them random (default: 3)
 #   BATCH_SIZES     the batch sizes tuning chooses from (default: 256,512, the fastest per image here)
 #   TUNE_EPOCHS     epochs of a trial (default: 2); EPOCHS of the final training (default: 3)
 #   INPUT_SIZE      model input, pixels (default: 28, Fashion-MNIST's own size)
@@ -26,7 +26,7 @@ DATA_DIR=${DATA_DIR:-data}
 PER_CLASS=${PER_CLASS:-0}
 TEST_PER_CLASS=${TEST_PER_CLASS:-0}
 TUNE_PER_CLASS=${TUNE_PER_CLASS:-300}
-TRIALS=${TRIALS:-8}
+TRIALS=${TRIALS:-12}
 STARTUP_TRIALS=${STARTUP_TRIALS:-3}
 BATCH_SIZES=${BATCH_SIZES:-256,512}
 TUNE_EPOCHS=${TUNE_EPOCHS:-2}
