@@ -11,8 +11,12 @@
 #include <ATen/native/quantized/PackedParams.h>
 #include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
+#include <oneapi/dnnl/dnnl.h>
+#include <spdlog/spdlog.h>
 #include <torch/custom_class.h>
 #include <torch/nn/modules/conv.h>
+
+#include "kennel/util/cpu_features.h"
 
 namespace kennel::models {
 
@@ -223,6 +227,29 @@ class QuantizedGraphBuilder {
   torch::OrderedDict<std::string, std::shared_ptr<torch::nn::Module>> modules_;
 };
 
+Status use_int8_safe_kernels() {
+  if (!host_cpu_features().amx_int8) return {};
+  static std::mutex mutex;
+  const std::lock_guard<std::mutex> lock(mutex);
+  // Fails (harmlessly) once oneDNN has dispatched; what it then runs is what counts.
+  const dnnl_status_t capped = dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx512_core_bf16);
+  const dnnl_cpu_isa_t effective = dnnl_get_effective_cpu_isa();
+  if ((effective & dnnl_cpu_isa_avx512_core_amx) == dnnl_cpu_isa_avx512_core_amx) {
+    return failed_precondition(
+        "int8 on this CPU ({}) must not run oneDNN's AMX kernels (LibTorch 1.13's oneDNN corrupts memory in "
+        "its AMX 1x1 int8 convolution), and this process already ran oneDNN with AMX: run the int8 model "
+        "in a process of its own, or set ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16",
+        host_cpu_features().describe());
+  }
+  static bool said = false;
+  if (capped == dnnl_success && !said) {
+    said = true;
+    spdlog::info("int8 runs oneDNN's VNNI kernels on this AMX CPU (oneDNN capped at AVX512_CORE_BF16 for "
+                 "this process): its AMX 1x1 int8 convolution corrupts memory on some map sizes");
+  }
+  return {};
+}
+
 Status check_quantizable(const ModelSpec& spec) {
   if (spec.keras_compat) {
     return invalid_argument("int8: a Keras-compatible MobileNetV2 (TF 'same' padding) cannot be quantized here; "
@@ -238,6 +265,7 @@ QuantizedGraph::QuantizedGraph(Classifier classifier) : classifier_(std::move(cl
 QuantizedGraph::~QuantizedGraph() = default;
 
 Result<std::unique_ptr<QuantizedGraph>> QuantizedGraph::build(Classifier classifier) {
+  KENNEL_RETURN_IF_ERROR(use_int8_safe_kernels());
   KENNEL_RETURN_IF_ERROR(check_quantizable(classifier->spec()));
   std::unique_ptr<QuantizedGraph> graph(new QuantizedGraph(classifier));
   QuantizedGraphBuilder builder(*graph);

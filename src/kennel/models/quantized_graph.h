@@ -41,6 +41,15 @@ namespace kennel::models {
 // kInvalidArgument naming the reason when `spec`'s architecture cannot be quantized here.
 Status check_quantizable(const ModelSpec& spec);
 
+// On a CPU with AMX, caps oneDNN at AVX512_CORE_BF16 so int8 convolutions run its
+// VNNI kernels: the AMX kernel of LibTorch 1.13's oneDNN (2.6) for 1x1 int8
+// convolutions writes outside its buffers on maps of 36 or 42 pixels (6x6, 6x7:
+// MobileNetV2 or ResNet-50 at 48 px), and the heap corruption crashes later,
+// elsewhere. The cap binds the whole process and must come before its first
+// oneDNN primitive; build() calls this first. Idempotent. kFailedPrecondition when
+// this process already runs oneDNN with AMX (run int8 in a process of its own).
+Status use_int8_safe_kernels();
+
 class QuantizedGraph {
  public:
   // `classifier` must already be folded at fp32 (prepare_inference_graph with dtype kFloat);
