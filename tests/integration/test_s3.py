@@ -479,3 +479,73 @@ def test_a_connection_dropped_mid_object_is_retried(kennel_bin, tmp_path, s3):
     for key in (blob, empty_key, reset_key, manifest):
         assert re.search(rf"s3://{bucket}/{re.escape(key)}\b.*retrying", result.stderr), \
             f"no log line says s3://{bucket}/{key} was retried; stderr:\n{result.stderr}"
+
+
+def test_profiles_a_wrong_secret_and_anonymous_reads_through_the_global_flags(kennel_bin, tmp_path, s3):
+    """The credential chain as the AWS CLI reads it, through the real signer-checking proxy:
+    a profile from ~/.aws, a wrong secret named without being printed, half a key pair, and
+    --no-sign-request for a public bucket (passed on to a tuning trial's own process)."""
+    data = synth(kennel_bin, tmp_path / "data", classes=2, per_class=6)
+    private, public = s3.make_bucket("kennel-private"), s3.make_bucket("kennel-open", public=True)
+    client = s3.boto3_client()
+    for path in local_images(data):
+        for bucket in (private, public):
+            client.upload_file(str(path), bucket, "pets/" + path.relative_to(data).as_posix())
+
+    home = tmp_path / "user"
+    (home / ".aws").mkdir(parents=True)
+    wrong_secret = s3.secret_key[::-1]
+    (home / ".aws" / "credentials").write_text(
+        f"[ml]\naws_access_key_id = {s3.access_key}\naws_secret_access_key = {s3.secret_key}\n\n"
+        f"[typo]\naws_access_key_id = {s3.access_key}\naws_secret_access_key = {wrong_secret}\n\n"
+        f"[half]\naws_access_key_id = {s3.access_key}\n")
+    (home / ".aws" / "config").write_text(
+        "".join(f"[profile {name}]\nregion = {s3.region}\nendpoint_url = {s3.endpoint}\n"
+                for name in ("ml", "typo", "half")))
+    # No AWS_* variables at all: everything comes from the files and the flags.
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "KENNEL_S3_"))}
+    env.update(HOME=str(home), KENNEL_HOME=str(tmp_path / "home"))
+
+    def kennel(*args, timeout=300):
+        return subprocess.run([str(kennel_bin), *map(str, args)], capture_output=True, text=True,
+                              errors="replace", env=env, timeout=timeout)
+
+    checked = kennel("--profile", "ml", "data", "check", f"s3://{private}/pets", "--json")
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout)["usable"] is True
+
+    # The flag after the command works too (global flags fall through).
+    typo = kennel("data", "check", f"s3://{private}/pets", "--profile", "typo")
+    assert typo.returncode != 0
+    assert "SignatureDoesNotMatch" in typo.stderr and "aws_secret_access_key in" in typo.stderr, typo.stderr
+    assert str(home / ".aws" / "credentials") in typo.stderr, typo.stderr
+    for secret in (wrong_secret, s3.secret_key):
+        assert secret not in typo.stderr + typo.stdout
+
+    half = kennel("data", "check", f"s3://{private}/pets", "--profile", "half")
+    assert half.returncode != 0
+    assert "'half'" in half.stderr and "aws_secret_access_key" in half.stderr, half.stderr
+
+    nobody = kennel("data", "check", f"s3://{private}/pets", "--endpoint-url", s3.endpoint,
+                    "--region", s3.region)
+    assert nobody.returncode != 0 and "--no-sign-request" in nobody.stderr, nobody.stderr
+
+    before = len(s3.requests)
+    anonymous = kennel("data", "check", f"s3://{public}/pets", "--no-sign-request", "--endpoint-url",
+                       s3.endpoint, "--region", s3.region, "--json")
+    assert anonymous.returncode == 0, anonymous.stderr
+    assert {r.signed for r in s3.requests[before:]} == {"anonymous"}
+    refused = kennel("data", "check", f"s3://{private}/pets", "--no-sign-request", "--endpoint-url",
+                     s3.endpoint, "--region", s3.region)
+    assert refused.returncode != 0
+    assert "anonymous" in refused.stderr and "--no-sign-request" in refused.stderr, refused.stderr
+
+    # A tuning trial is a process of its own: the flags reach it.
+    before = len(s3.requests)
+    tuned = kennel("--no-sign-request", "--endpoint-url", s3.endpoint, "--region", s3.region,
+                   "tune", "--name", "open-study", "--data", f"s3://{public}/pets", *FAST, "--freeze", "none",
+                   "--epochs", 1, "--batch-size", 4, "--param", "lr=1e-3..1e-1:log", "--strategy", "random",
+                   "--max-jobs", 1, "--quiet", "--json", timeout=600)
+    assert tuned.returncode == 0, tuned.stderr
+    assert json.loads(tuned.stdout)["status"] == "Completed", tuned.stdout
+    assert s3.requests[before:] and {r.signed for r in s3.requests[before:]} == {"anonymous"}

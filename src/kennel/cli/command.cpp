@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "kennel/job/train_spec.h"
+#include "kennel/s3/config.h"
 #include "kennel/store/job_registry.h"
 #include "kennel/store/layout.h"
 #include "kennel/util/status.h"
@@ -92,6 +93,17 @@ nlohmann::json training_overrides(const std::map<std::string, std::string>& valu
   return overrides;
 }
 
+void GlobalOptions::export_s3_flags() const {
+  // setenv before any thread starts: the children (trials, ranks, Slurm jobs) inherit it.
+  const auto put = [](const char* name, const std::string& value) {
+    if (!value.empty()) ::setenv(name, value.c_str(), 1);
+  };
+  put(s3::kProfileVariable, s3_profile);
+  put(s3::kRegionVariable, s3_region);
+  put(s3::kEndpointUrlVariable, s3_endpoint_url);
+  if (no_sign_request) put(s3::kNoSignRequestVariable, "1");
+}
+
 std::filesystem::path job_dir_of(const CommandContext& context, const std::string& job) {
   auto record = context.global.open_store()->get_job(job);
   if (!record.ok()) throw Error(not_found("no job named '{}' (`kennel jobs list` shows the jobs)", job));
@@ -121,6 +133,18 @@ void build_cli(CLI::App& app, CommandContext& context) {
                  "Where jobs and studies are recorded: embedded (the home's kennel.db, the default), "
                  "sqlite:PATH, or postgresql://user@host:port/db shared by tuning workers on many hosts")
       ->envname("KENNEL_STORE");
+  // S3 as the AWS CLI's global flags choose it; the rest comes from AWS_* and ~/.aws (docs/s3.md).
+  app.add_option("--profile", context.global.s3_profile,
+                 "S3: the profile of ~/.aws/credentials and ~/.aws/config to use (outranks AWS_* keys)")
+      ->envname(s3::kProfileVariable);
+  app.add_option("--region", context.global.s3_region, "S3: the region (default: AWS_REGION, the profile's)")
+      ->envname(s3::kRegionVariable);
+  app.add_option("--endpoint-url", context.global.s3_endpoint_url,
+                 "S3: an S3-compatible store (MinIO, Ceph, R2), e.g. http://127.0.0.1:9000 "
+                 "(default: AWS_ENDPOINT_URL_S3, the profile's endpoint_url, AWS)")
+      ->envname(s3::kEndpointUrlVariable);
+  app.add_flag("--no-sign-request", context.global.no_sign_request,
+               "S3: send anonymous requests, for public buckets (no credentials are read)");
   app.add_option("--log-level", context.global.log_level,
                  "trace, debug, info, warn, error or off")
       ->envname("KENNEL_LOG_LEVEL")

@@ -22,12 +22,18 @@ struct GlobalOptions {
   std::string home;               // --home, else $KENNEL_HOME, else ./kennel-runs
   std::string log_level = "info";  // --log-level, else $KENNEL_LOG_LEVEL
   std::string store;              // --store, else $KENNEL_STORE, else the home's embedded registry
+  // --profile, --region, --endpoint-url, --no-sign-request: the AWS CLI's global S3 flags.
+  std::string s3_profile, s3_region, s3_endpoint_url;
+  bool no_sign_request = false;
 
   std::filesystem::path home_dir() const;
   // The parsed --store (throws kennel::Error naming a malformed one).
   store::StoreLocation store_location() const;
   // Opens it (throws kennel::Error: unreachable, unwritable, newer schema).
   std::unique_ptr<store::Store> open_store() const;
+  // Puts the S3 flags where every S3 user of this process and of the processes it
+  // starts reads them (s3::command_line_options). Call once, before any work.
+  void export_s3_flags() const;
 };
 
 struct CommandContext {

@@ -110,7 +110,7 @@ void register_upload(CLI::App& data, CommandContext& context) {
       throw Error(invalid_argument("--concurrency must be 1 to 256, got {}", flags->options.concurrency));
     }
     const auto destination = value_or_throw(s3::parse_s3_uri(flags->destination));
-    const auto client = value_or_throw(s3::make_s3_client(s3::S3Options{}));
+    const auto client = value_or_throw(s3::make_s3_client(s3::command_line_options()));
     const auto summary =
         value_or_throw(data::upload_tree(*client, flags->dir, destination, flags->options));
     std::cout << fmt::format("{} files: {} uploaded ({} bytes), {} already there with the same SHA-256\n",

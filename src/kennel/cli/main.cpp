@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
   app.parse_complete_callback([&] {
     kennel::Status status = kennel::set_log_level(context.global.log_level);
     if (!status.ok()) throw CLI::ValidationError("--log-level", status.message());
+    context.global.export_s3_flags();
   });
   try {
     app.parse(argc, argv);

@@ -419,7 +419,7 @@ Result<SyncedTree> sync_s3_folder(const std::string& uri, const store::S3CachePa
                                   SyncedKind kind, const S3TransferOptions& options) {
   auto location = s3::parse_s3_uri(uri);
   if (!location.ok()) return location.status();
-  auto client = s3::make_s3_client(s3::S3Options{});
+  auto client = s3::make_s3_client(s3::command_line_options());
   if (!client.ok()) return client.status().with_context(fmt::format("reading {}", uri));
   const std::string id = sha256_hex(location->text()).substr(0, 32);
   const fs::path view = kind == SyncedKind::kModel ? cache.model(id) : cache.dataset(id);

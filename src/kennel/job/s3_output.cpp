@@ -51,7 +51,7 @@ class CheckpointUploader : public train::TrainerCallback {
 Result<std::shared_ptr<S3JobOutput>> S3JobOutput::open(const std::string& uri, const std::string& job_name) {
   auto location = s3::parse_s3_uri(uri);
   if (!location.ok()) return location.status().with_context("--output");
-  auto client = s3::make_s3_client(s3::S3Options{});
+  auto client = s3::make_s3_client(s3::command_line_options());
   if (!client.ok()) return client.status().with_context(fmt::format("--output {}", uri));
   s3::S3Uri job{location->bucket, data::folder_prefix(location->key) + job_name + "/"};
   return std::shared_ptr<S3JobOutput>(new S3JobOutput(std::move(*client), std::move(job)));

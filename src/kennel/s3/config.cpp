@@ -380,6 +380,15 @@ EnvironmentLookup process_environment() {
   };
 }
 
+S3Options command_line_options(const EnvironmentLookup& environment) {
+  S3Options options;
+  options.profile = environment(kProfileVariable).value_or("");
+  options.region = environment(kRegionVariable).value_or("");
+  options.endpoint_url = environment(kEndpointUrlVariable).value_or("");
+  options.no_sign_request = environment(kNoSignRequestVariable).value_or("") == "1";
+  return options;
+}
+
 Result<S3Config> resolve_s3_config(const S3Options& options, const EnvironmentLookup& environment) {
   return Resolver(options, environment).resolve();
 }

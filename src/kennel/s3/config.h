@@ -74,6 +74,18 @@ using EnvironmentLookup = std::function<std::optional<std::string>(const std::st
 // The process environment (getenv).
 EnvironmentLookup process_environment();
 
+// The global flags of `kennel` (--profile, --region, --endpoint-url,
+// --no-sign-request) are exported as these variables, so the processes Kennel
+// starts (tuning trials, data-parallel ranks, Slurm jobs) resolve S3 as the
+// command did. Kennel's own names: AWS_PROFILE and friends mean something
+// weaker (an AWS_PROFILE does not outrank AWS_ACCESS_KEY_ID; --profile does).
+inline constexpr const char* kProfileVariable = "KENNEL_S3_PROFILE";
+inline constexpr const char* kRegionVariable = "KENNEL_S3_REGION";
+inline constexpr const char* kEndpointUrlVariable = "KENNEL_S3_ENDPOINT_URL";
+inline constexpr const char* kNoSignRequestVariable = "KENNEL_S3_NO_SIGN_REQUEST";  // "1"
+// The options those variables carry: what every S3 user in a process starts from.
+S3Options command_line_options(const EnvironmentLookup& environment = process_environment());
+
 // Resolves the settings as above. Errors (each names the variable, profile,
 // file and field, and says what to do):
 //   kInvalidArgument    a malformed value (region, endpoint URL, addressing

@@ -185,6 +185,37 @@ TEST_F(ConfigTest, NoSignRequestNeedsNoCredentials) {
   EXPECT_NE(config.describe().find("none (--no-sign-request)"), std::string::npos);
 }
 
+// The global flags reach processes Kennel starts through KENNEL_S3_*; as
+// options they outrank the AWS_* variables, as the flags do.
+TEST_F(ConfigTest, CommandLineOptionsTravelAsKennelVariablesAndOutrankAwsOnes) {
+  write(".aws/credentials", "[ml]\naws_access_key_id = AKIDML\naws_secret_access_key = sml\n");
+  set("AWS_ACCESS_KEY_ID", "AKIDENV");
+  set("AWS_SECRET_ACCESS_KEY", "senv");
+  set("AWS_REGION", "eu-west-1");
+  set("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9000");
+  const auto lookup = [this](const std::string& name) -> std::optional<std::string> {
+    const auto found = variables_.find(name);
+    if (found == variables_.end()) return std::nullopt;
+    return found->second;
+  };
+  const S3Options none = command_line_options(lookup);
+  EXPECT_TRUE(none.profile.empty() && none.region.empty() && none.endpoint_url.empty());
+  EXPECT_FALSE(none.no_sign_request);
+
+  set(kProfileVariable, "ml");
+  set(kRegionVariable, "ap-south-1");
+  set(kEndpointUrlVariable, "http://127.0.0.1:9100");
+  const S3Config config = resolve(command_line_options(lookup)).value();
+  EXPECT_EQ(config.credentials->access_key_id, "AKIDML");
+  EXPECT_EQ(config.region, "ap-south-1");
+  EXPECT_EQ(config.endpoint.text(), "http://127.0.0.1:9100");
+
+  set(kNoSignRequestVariable, "1");
+  EXPECT_TRUE(resolve(command_line_options(lookup)).value().anonymous());
+  set(kNoSignRequestVariable, "0");
+  EXPECT_FALSE(command_line_options(lookup).no_sign_request);
+}
+
 TEST_F(ConfigTest, RegionPrecedence) {
   write(".aws/config", "[default]\nregion = us-west-2\n");
   set("AWS_ACCESS_KEY_ID", "a");

@@ -30,9 +30,9 @@ S3Fetch::S3Fetch(const FetchOptions& options, const AddressPolicy& policy)
 Result<const s3::S3Client*> S3Fetch::client() {
   std::lock_guard lock(mutex_);
   if (client_) return client_.get();
-  s3::S3Options s3_options;
-  s3_options.endpoint_url = options_.s3_endpoint;
-  s3_options.region = options_.s3_region;
+  s3::S3Options s3_options = s3::command_line_options();
+  if (!options_.s3_endpoint.empty()) s3_options.endpoint_url = options_.s3_endpoint;
+  if (!options_.s3_region.empty()) s3_options.region = options_.s3_region;
   s3_options.ca_bundle = options_.ca_bundle.string();
   auto config = s3::resolve_s3_config(s3_options);
   if (!config.ok()) return config.status();
