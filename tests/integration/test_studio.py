@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -142,6 +143,9 @@ def rows(driver, table_id):
 
 def test_jobs_page_lists_every_job_with_its_status(chromium, studio):
     driver = open_page(chromium, f"{studio}/jobs")
+    # The shell preloads the page's data: it leaves before the scripts, once (the page uses it).
+    sent = [urlsplit(r["url"]).path for r in chromium.network_requests()]
+    assert sent.count("/api/jobs") == 1 and sent.index("/api/jobs") < sent.index("/assets/main.js"), sent
     table = rows(driver, "jobs")
     assert {"done", "crashed", "damaged", "study"} <= set(table)
     assert {f"study-{i:03d}" for i in range(1, 9)} <= set(table)

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <chrono>
 
+#include <fmt/format.h>
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
@@ -26,6 +27,9 @@ namespace fs = std::filesystem;
 constexpr uint64_t kMaxFileBytes = uint64_t{512} << 20;
 constexpr const char* kPageShell = "/assets/index.html";
 constexpr const char* kTokenPlaceholder = "{{csrf_token}}";
+// Where the shell names the page's first API request, so the browser starts it while the page's
+// scripts load (main.js then gets the preloaded answer).
+constexpr const char* kFirstRequestPlaceholder = "{{first_request}}";
 
 // The pages: scripts from this server only, no inline script, no framing, no form posts.
 constexpr const char* kPagePolicy =
@@ -243,18 +247,26 @@ void StudioServer::register_routes() {
   });
 
   // ---- pages: one shell; a page for something that does not exist answers 404 ----
-  const auto page = [state](int status) {
-    return [state, status](const httplib::Request&, httplib::Response& res) {
+  const auto page = [state](int status, std::string first_request = "") {
+    return [state, status, first_request](const httplib::Request&, httplib::Response& res) {
       res.status = status;
       res.set_header("Content-Security-Policy", kPagePolicy);
       res.set_header("Cache-Control", "no-store");
-      set_body(res, std::string_view(state->page), "text/html; charset=utf-8");
+      std::string html = state->page;
+      if (const size_t at = html.find(kFirstRequestPlaceholder); at != std::string::npos) {
+        html.replace(at, std::string_view(kFirstRequestPlaceholder).size(),
+                     first_request.empty() ? std::string()
+                                           : fmt::format(R"(<link rel="preload" href="{}" as="fetch" crossorigin>)",
+                                                         first_request));
+      }
+      set_body(res, std::move(html), "text/html; charset=utf-8");
     };
   };
   http_->Get("/",
              [](const httplib::Request&, httplib::Response& res) { res.set_redirect("/jobs"); });
-  for (const char* path : {"/jobs", "/studies", "/endpoints", "/compare"})
-    http_->Get(path, page(200));
+  for (const auto& [path, first_request] : std::vector<std::pair<const char*, const char*>>{
+           {"/jobs", "/api/jobs"}, {"/studies", "/api/studies"}, {"/endpoints", "/api/endpoints"}, {"/compare", ""}})
+    http_->Get(path, page(200, first_request));
   http_->Get(
       R"(/jobs/([^/]+))", [state, page](const httplib::Request& req, httplib::Response& res) {
         const auto record = state->source->get_job(req.matches[1]);
