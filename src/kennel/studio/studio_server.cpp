@@ -247,19 +247,21 @@ void StudioServer::register_routes() {
   });
 
   // ---- pages: one shell; a page for something that does not exist answers 404 ----
-  const auto page = [state](int status, std::string first_request = "") {
-    return [state, status, first_request](const httplib::Request&, httplib::Response& res) {
+  // Each route's shell is written once, here: only its preload differs.
+  const auto page = [state](int status, const std::string& first_request = "") {
+    std::string html = state->page;
+    if (const size_t at = html.find(kFirstRequestPlaceholder); at != std::string::npos) {
+      html.replace(at, std::string_view(kFirstRequestPlaceholder).size(),
+                   first_request.empty()
+                       ? std::string()
+                       : fmt::format(R"(<link rel="preload" href="{}" as="fetch" crossorigin>)", first_request));
+    }
+    auto shell = std::make_shared<const std::string>(std::move(html));
+    return [status, shell](const httplib::Request&, httplib::Response& res) {
       res.status = status;
       res.set_header("Content-Security-Policy", kPagePolicy);
       res.set_header("Cache-Control", "no-store");
-      std::string html = state->page;
-      if (const size_t at = html.find(kFirstRequestPlaceholder); at != std::string::npos) {
-        html.replace(at, std::string_view(kFirstRequestPlaceholder).size(),
-                     first_request.empty() ? std::string()
-                                           : fmt::format(R"(<link rel="preload" href="{}" as="fetch" crossorigin>)",
-                                                         first_request));
-      }
-      set_body(res, std::move(html), "text/html; charset=utf-8");
+      set_body(res, *shell, "text/html; charset=utf-8", shell);
     };
   };
   http_->Get("/",
@@ -267,17 +269,18 @@ void StudioServer::register_routes() {
   for (const auto& [path, first_request] : std::vector<std::pair<const char*, const char*>>{
            {"/jobs", "/api/jobs"}, {"/studies", "/api/studies"}, {"/endpoints", "/api/endpoints"}, {"/compare", ""}})
     http_->Get(path, page(200, first_request));
+  const auto found_page = page(200), missing_page = page(404);
+  http_->Get(R"(/jobs/([^/]+))", [state, found_page, missing_page](const httplib::Request& req,
+                                                                    httplib::Response& res) {
+    const auto record = state->source->get_job(req.matches[1]);
+    (record.ok() || record.status().code() != ErrorCode::kNotFound ? found_page : missing_page)(req, res);
+  });
   http_->Get(
-      R"(/jobs/([^/]+))", [state, page](const httplib::Request& req, httplib::Response& res) {
-        const auto record = state->source->get_job(req.matches[1]);
-        page(record.ok() || record.status().code() != ErrorCode::kNotFound ? 200 : 404)(req, res);
-      });
-  http_->Get(
-      R"(/studies/([^/]+))", [state, page](const httplib::Request& req, httplib::Response& res) {
+      R"(/studies/([^/]+))", [state, found_page, missing_page](const httplib::Request& req, httplib::Response& res) {
         const auto record = state->source->get_job(req.matches[1]);
         const bool missing = (!record.ok() && record.status().code() == ErrorCode::kNotFound) ||
                              (record.ok() && record->kind != "tuning");
-        page(missing ? 404 : 200)(req, res);
+        (missing ? missing_page : found_page)(req, res);
       });
 
   http_->Get(R"(/assets/([A-Za-z0-9_.-]+))",
