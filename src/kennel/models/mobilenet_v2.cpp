@@ -13,6 +13,7 @@
 
 #include "kennel/models/activation_probe.h"
 #include "kennel/models/batch_norm.h"
+#include "kennel/models/convolution.h"
 
 namespace kennel::models {
 
@@ -62,7 +63,7 @@ class ConvBnActImpl : public nn::Module {
       const auto [left, right] = same_padding(x.size(3), config_.kernel, config_.stride);
       x = at::constant_pad_nd(x, {left, right, top, bottom}, 0);
     }
-    x = bn_(conv_(x));
+    x = bn_(convolve(*conv_, x));
     if (!config_.activation) return x;
     if (!tap_.empty()) probe_activation(tap_, ActivationKind::kRelu6, x);
     // ReLU6. LibTorch 1.13 has no bf16 CPU kernel for its backward (hardtanh_backward fails with
@@ -112,7 +113,11 @@ class InvertedResidualImpl : public nn::Module {
   }
 
   at::Tensor forward(const at::Tensor& x) {
-    at::Tensor out = conv_->forward(x);
+    at::Tensor out = x;
+    for (auto& layer : *conv_) {
+      auto* convolution = layer.ptr()->as<nn::Conv2dImpl>();
+      out = convolution != nullptr ? convolve(*convolution, out) : layer.forward(out);
+    }
     return residual_ ? x + out : out;
   }
 

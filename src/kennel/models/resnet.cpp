@@ -5,6 +5,7 @@
 #include <torch/nn/init.h>
 
 #include "kennel/models/activation_probe.h"
+#include "kennel/models/convolution.h"
 
 namespace kennel::models {
 
@@ -23,6 +24,11 @@ nn::Sequential make_downsample(int64_t in, int64_t out, int64_t stride) {
   return nn::Sequential(conv(in, out, 1, stride), BatchNorm2d(out));
 }
 
+at::Tensor shortcut(nn::Sequential& downsample, const at::Tensor& x) {
+  if (!downsample) return x;
+  return downsample->ptr<BatchNorm2dImpl>(1)->forward(convolve(*downsample->ptr<nn::Conv2dImpl>(0), x));
+}
+
 class BasicBlockImpl : public nn::Module {
  public:
   static constexpr int64_t kExpansion = 1;
@@ -38,9 +44,9 @@ class BasicBlockImpl : public nn::Module {
   }
 
   at::Tensor forward(const at::Tensor& x) {
-    at::Tensor out = bn1_(conv1_(x)).relu_();
-    out = bn2_(conv2_(out));
-    out += downsample_ ? downsample_->forward(x) : x;
+    at::Tensor out = bn1_(convolve(*conv1_, x)).relu_();
+    out = bn2_(convolve(*conv2_, out));
+    out += shortcut(downsample_, x);
     if (!tap_.empty()) probe_activation(tap_, ActivationKind::kRelu, out);
     return out.relu_();
   }
@@ -75,10 +81,10 @@ class BottleneckImpl : public nn::Module {
   }
 
   at::Tensor forward(const at::Tensor& x) {
-    at::Tensor out = bn1_(conv1_(x)).relu_();
-    out = bn2_(conv2_(out)).relu_();
-    out = bn3_(conv3_(out));
-    out += downsample_ ? downsample_->forward(x) : x;
+    at::Tensor out = bn1_(convolve(*conv1_, x)).relu_();
+    out = bn2_(convolve(*conv2_, out)).relu_();
+    out = bn3_(convolve(*conv3_, out));
+    out += shortcut(downsample_, x);
     if (!tap_.empty()) probe_activation(tap_, ActivationKind::kRelu, out);
     return out.relu_();
   }
@@ -169,7 +175,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : BackboneImpl("ResNet"), o
 }
 
 at::Tensor ResNetImpl::features(const at::Tensor& images) {
-  at::Tensor x = bn1_(conv1_(images));
+  at::Tensor x = bn1_(convolve(*conv1_, images));
   probe_activation("stem", ActivationKind::kRelu, x);
   x.relu_();
   x = at::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});

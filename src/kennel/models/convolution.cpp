@@ -1,0 +1,104 @@
+#include "kennel/models/convolution.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/modules/conv.h>
+
+namespace kennel::models {
+
+namespace {
+
+int64_t output_size(int64_t map, int64_t kernel, int64_t stride, int64_t padding, int64_t dilation) {
+  const int64_t span = map + 2 * padding - dilation * (kernel - 1) - 1;
+  return span < 0 ? 0 : span / stride + 1;
+}
+
+struct AxisCut {
+  bool cut = false;
+  int64_t first = 0, last = 0, padding = 0;
+};
+
+// Clauses 1 and 2 on one axis.
+AxisCut cut_axis(int64_t map, int64_t kernel, int64_t stride, int64_t padding, int64_t dilation) {
+  AxisCut declared{false, 0, kernel - 1, padding};
+  const int64_t outputs = output_size(map, kernel, stride, padding, dilation);
+  if (outputs < 1) return declared;
+  int64_t first = -1, last = -1;
+  for (int64_t tap = 0; tap < kernel; ++tap) {
+    // Output o reads position o*s - p + tap*d: the first o that reads at or after position 0 must exist
+    // and read before the map's end.
+    const int64_t before_map = padding - tap * dilation;
+    const int64_t first_output = before_map <= 0 ? 0 : (before_map + stride - 1) / stride;
+    const bool live = first_output < outputs && first_output * stride - before_map < map;
+    if (!live) continue;
+    if (first < 0) first = tap;
+    last = tap;
+  }
+  if (first < 0 || (first == 0 && last == kernel - 1)) return declared;
+  const int64_t cut_padding = padding - first * dilation;
+  if (cut_padding < 0) return declared;
+  if (output_size(map, last - first + 1, stride, cut_padding, dilation) != outputs) return declared;
+  return {true, first, last, cut_padding};
+}
+
+}  // namespace
+
+ConvolutionPlan plan_convolution(const ConvolutionGeometry& geometry, int64_t height, int64_t width) {
+  const std::array<int64_t, 2> map{height, width};
+  std::array<AxisCut, 2> axes;
+  for (int axis = 0; axis < 2; ++axis) {
+    axes[axis] = cut_axis(map[axis], geometry.kernel[axis], geometry.stride[axis], geometry.padding[axis],
+                          geometry.dilation[axis]);
+  }
+  ConvolutionPlan plan;
+  bool whole_map = geometry.groups == 1;
+  for (int axis = 0; axis < 2; ++axis) {
+    plan.first_tap[axis] = axes[axis].first;
+    plan.last_tap[axis] = axes[axis].last;
+    plan.padding[axis] = axes[axis].padding;
+    const int64_t kept = axes[axis].last - axes[axis].first + 1;
+    whole_map = whole_map && kept == map[axis] && axes[axis].padding == 0 &&
+                (kept == 1 || geometry.dilation[axis] == 1) &&
+                output_size(map[axis], kept, geometry.stride[axis], 0, geometry.dilation[axis]) == 1;
+  }
+  if (whole_map) {
+    plan.route = ConvolutionPlan::Route::kMatrixProduct;
+  } else if (axes[0].cut || axes[1].cut) {
+    plan.route = ConvolutionPlan::Route::kCutKernel;
+  }
+  return plan;
+}
+
+at::Tensor convolve(torch::nn::Conv2dImpl& conv, const at::Tensor& input) {
+  const auto& options = conv.options;
+  const auto* padding = c10::get_if<torch::ExpandingArray<2>>(&options.padding());
+  if (padding == nullptr || !c10::get_if<torch::enumtype::kZeros>(&options.padding_mode()) || input.dim() != 4) {
+    return conv.forward(input);
+  }
+  ConvolutionGeometry geometry;
+  for (int axis = 0; axis < 2; ++axis) {
+    geometry.kernel[axis] = (*options.kernel_size())[axis];
+    geometry.stride[axis] = (*options.stride())[axis];
+    geometry.padding[axis] = (**padding)[axis];
+    geometry.dilation[axis] = (*options.dilation())[axis];
+  }
+  geometry.groups = options.groups();
+  const ConvolutionPlan plan = plan_convolution(geometry, input.size(2), input.size(3));
+  if (plan.route == ConvolutionPlan::Route::kDeclared) return conv.forward(input);
+
+  const at::Tensor weight = conv.weight.slice(2, plan.first_tap[0], plan.last_tap[0] + 1)
+                                .slice(3, plan.first_tap[1], plan.last_tap[1] + 1);
+  if (plan.route == ConvolutionPlan::Route::kCutKernel) {
+    return at::conv2d(input, weight, conv.bias, geometry.stride, plan.padding, geometry.dilation, geometry.groups);
+  }
+  // Flatten map and weight in the same (height, width, channel) or (channel, height, width) order.
+  const int64_t batch = input.size(0);
+  const int64_t out_channels = weight.size(0);
+  const bool channels_last = input.is_contiguous(at::MemoryFormat::ChannelsLast) && !input.is_contiguous();
+  const at::Tensor flat_input =
+      channels_last ? input.permute({0, 2, 3, 1}).reshape({batch, -1}) : input.reshape({batch, -1});
+  const at::Tensor flat_weight = channels_last ? weight.permute({0, 2, 3, 1}).reshape({out_channels, -1})
+                                               : weight.reshape({out_channels, -1});
+  return at::linear(flat_input, flat_weight, conv.bias).view({batch, out_channels, 1, 1});
+}
+
+}  // namespace kennel::models

@@ -1,0 +1,61 @@
+// Convolutions over maps smaller than their kernel's reach, computed without
+// the work that only ever meets zero padding. At 28-64 px a ResNet's last
+// stages run 3x3 convolutions on 1x1 and 2x2 maps; oneDNN computes all nine
+// taps there, and its AMX backward kernels are slowest on exactly these
+// shapes (ResNet-18 at 28 px, batch 256, bf16 on a 2-core Xeon with AMX:
+// 67 % of a training step in convolution backward, 9.6 GFLOP/s for a 1x1
+// convolution on a 1x1 map). The backbones call convolve() instead of the
+// layer's forward; the layer, its parameters and its state dict stay as
+// torchvision's.
+//
+// The rule, for each axis of a convolution with kernel k, stride s, padding p
+// and dilation d over a map of H pixels, giving O outputs:
+//  1. Tap i is live when some output reads the map, not padding, through it:
+//     0 <= o*s - p + i*d < H for some o in [0, O).
+//  2. The kernel is cut to its live taps' span [first, last], with padding
+//     p - first*d, when that padding is not negative and the cut kernel gives
+//     the same O (a symmetric padding can express the cut); otherwise the
+//     convolution runs as declared.
+//  3. When the (cut) kernel covers the whole unpadded map on both axes with
+//     padding 0, dilation 1, one group and a 1x1 output, the convolution is a
+//     matrix product: the map flattened in its memory order times the weight
+//     flattened in the same order (a batched GEMM, which oneDNN and BLAS run
+//     at full speed).
+// Only zero padding is cut; any other padding mode runs as declared. Results
+// equal the declared convolution's up to the order of summation; the
+// gradient of a cut tap is zero, as it is in the declared convolution.
+// Thread-safety: as the layer's own forward.
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include <ATen/core/Tensor.h>
+
+namespace torch::nn {
+class Conv2dImpl;
+}
+
+namespace kennel::models {
+
+struct ConvolutionGeometry {
+  std::array<int64_t, 2> kernel{1, 1}, stride{1, 1}, padding{0, 0}, dilation{1, 1};
+  int64_t groups = 1;
+};
+
+struct ConvolutionPlan {
+  enum class Route { kDeclared, kCutKernel, kMatrixProduct };
+  Route route = Route::kDeclared;
+  // Per axis (height, width): the span of taps kept and the padding the kept kernel runs with.
+  // For kDeclared: the whole kernel and the declared padding.
+  std::array<int64_t, 2> first_tap{0, 0}, last_tap{0, 0}, padding{0, 0};
+};
+
+// The rule above for a map of `height` x `width` pixels (both at least 1).
+ConvolutionPlan plan_convolution(const ConvolutionGeometry& geometry, int64_t height, int64_t width);
+
+// `conv`'s output for `input` ([N, C, H, W], either memory format) by the plan for its shape;
+// the layer's own forward when its padding is not numeric zeros or `input` is not 4-d.
+at::Tensor convolve(torch::nn::Conv2dImpl& conv, const at::Tensor& input);
+
+}  // namespace kennel::models

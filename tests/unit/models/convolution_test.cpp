@@ -1,0 +1,176 @@
+// Each clause of models/convolution.h's rule, then the promise that matters:
+// over every small geometry, convolve() gives the declared convolution's
+// output and gradients.
+#include "kennel/models/convolution.h"
+
+#include <gtest/gtest.h>
+
+#include <torch/torch.h>
+
+#include "kennel/train/autocast.h"
+
+namespace kennel::models {
+namespace {
+
+using Route = ConvolutionPlan::Route;
+
+ConvolutionGeometry square(int64_t kernel, int64_t stride, int64_t padding, int64_t dilation = 1,
+                           int64_t groups = 1) {
+  return {{kernel, kernel}, {stride, stride}, {padding, padding}, {dilation, dilation}, groups};
+}
+
+TEST(ConvolutionPlan, MapsAtLeastTheKernelRunAsDeclared) {
+  const ConvolutionPlan plan = plan_convolution(square(3, 1, 1), 7, 7);
+  EXPECT_EQ(plan.route, Route::kDeclared);
+  EXPECT_EQ(plan.first_tap, (std::array<int64_t, 2>{0, 0}));
+  EXPECT_EQ(plan.last_tap, (std::array<int64_t, 2>{2, 2}));
+  EXPECT_EQ(plan.padding, (std::array<int64_t, 2>{1, 1}));
+}
+
+// Clause 1: on a 1x1 map a padded 3x3 kernel reads the map through its centre only.
+TEST(ConvolutionPlan, OnlyTapsThatReachTheMapAreLive) {
+  const ConvolutionPlan plan = plan_convolution(square(3, 1, 1, 1, /*groups=*/4), 1, 1);
+  EXPECT_EQ(plan.route, Route::kCutKernel);
+  EXPECT_EQ(plan.first_tap, (std::array<int64_t, 2>{1, 1}));
+  EXPECT_EQ(plan.last_tap, (std::array<int64_t, 2>{1, 1}));
+  EXPECT_EQ(plan.padding, (std::array<int64_t, 2>{0, 0}));
+}
+
+// Clause 1 with a stride: a tap is live when some output lands it on the map.
+TEST(ConvolutionPlan, AStridedAxisKeepsTheTapsItsOutputsLandOnTheMap) {
+  // 2 -> 1 pixel, stride 2, padding 1: output 0 reads positions -1, 0, 1 through taps 0, 1, 2.
+  const ConvolutionPlan plan = plan_convolution(square(3, 2, 1, 1, /*groups=*/2), 2, 2);
+  EXPECT_EQ(plan.route, Route::kCutKernel);
+  EXPECT_EQ(plan.first_tap, (std::array<int64_t, 2>{1, 1}));
+  EXPECT_EQ(plan.last_tap, (std::array<int64_t, 2>{2, 2}));
+  EXPECT_EQ(plan.padding, (std::array<int64_t, 2>{0, 0}));
+}
+
+TEST(ConvolutionPlan, OneAxisMayBeCutAndTheOtherNot) {
+  const ConvolutionPlan plan = plan_convolution(square(3, 1, 1), 1, 6);
+  EXPECT_EQ(plan.route, Route::kCutKernel);
+  EXPECT_EQ(plan.first_tap, (std::array<int64_t, 2>{1, 0}));
+  EXPECT_EQ(plan.last_tap, (std::array<int64_t, 2>{1, 2}));
+  EXPECT_EQ(plan.padding, (std::array<int64_t, 2>{0, 1}));
+}
+
+// Clause 2: a cut that would need negative padding runs as declared.
+TEST(ConvolutionPlan, ACutNeedingNegativePaddingRunsAsDeclared) {
+  // Map 2, kernel 2, stride 2, padding 1, dilation 2: tap 0 reads -1 only; tap 1 (first live) would
+  // need padding 1 - 2 = -1.
+  EXPECT_EQ(plan_convolution(square(2, 2, 1, 2), 2, 2).route, Route::kDeclared);
+}
+
+// Clause 2: a cut whose symmetric padding would change the output size runs as declared.
+TEST(ConvolutionPlan, ACutThatChangesTheOutputSizeRunsAsDeclared) {
+  // Map 1, kernel 2, stride 2, padding 2: two outputs, only tap 0 live (output 1 reads position 0);
+  // kernel 1 with padding 2 would give three.
+  EXPECT_EQ(plan_convolution(square(2, 2, 2), 1, 1).route, Route::kDeclared);
+}
+
+// Clause 3: a kernel covering the whole map with a 1x1 output is a matrix product, cut or not.
+TEST(ConvolutionPlan, AKernelCoveringTheWholeMapIsAMatrixProduct) {
+  EXPECT_EQ(plan_convolution(square(3, 1, 1), 1, 1).route, Route::kMatrixProduct);
+  EXPECT_EQ(plan_convolution(square(3, 2, 1), 2, 2).route, Route::kMatrixProduct);
+  EXPECT_EQ(plan_convolution(square(1, 1, 0), 1, 1).route, Route::kMatrixProduct);
+  EXPECT_EQ(plan_convolution(square(2, 1, 0), 2, 2).route, Route::kMatrixProduct);
+}
+
+// Clause 3's conditions, one at a time.
+TEST(ConvolutionPlan, GroupsPaddingOrALargerOutputKeepAConvolution) {
+  EXPECT_EQ(plan_convolution(square(3, 1, 1, 1, /*groups=*/2), 1, 1).route, Route::kCutKernel);
+  EXPECT_EQ(plan_convolution(square(1, 1, 0), 2, 2).route, Route::kDeclared);  // 2x2 output
+  EXPECT_EQ(plan_convolution(square(1, 2, 0), 2, 2).route, Route::kDeclared);  // 1x1 output, kernel < map
+  EXPECT_EQ(plan_convolution(square(3, 1, 1), 2, 2).route, Route::kDeclared);  // every tap live
+}
+
+struct Case {
+  int64_t height, width, kernel, stride, padding, dilation, groups;
+};
+
+std::string describe(const Case& c) {
+  return "map " + std::to_string(c.height) + "x" + std::to_string(c.width) + " kernel " + std::to_string(c.kernel) +
+         " stride " + std::to_string(c.stride) + " padding " + std::to_string(c.padding) + " dilation " +
+         std::to_string(c.dilation) + " groups " + std::to_string(c.groups);
+}
+
+// Output, input gradient and weight gradient of convolve() against the layer's own forward.
+void expect_same_as_declared(const Case& c, bool bias, at::MemoryFormat format) {
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(2 * c.groups, 3 * c.groups, c.kernel)
+                             .stride(c.stride)
+                             .padding(c.padding)
+                             .dilation(c.dilation)
+                             .groups(c.groups)
+                             .bias(bias));
+  const at::Tensor input = torch::randn({3, 2 * c.groups, c.height, c.width}).contiguous(format);
+  std::vector<at::Tensor> results[2];
+  for (int run = 0; run < 2; ++run) {
+    conv->zero_grad();
+    const at::Tensor x = input.clone().requires_grad_(true);
+    const at::Tensor out = run == 0 ? conv->forward(x) : convolve(*conv, x);
+    const at::Tensor probe = torch::linspace(-1, 1, out.numel()).view(out.sizes());
+    (out * probe).sum().backward();
+    results[run] = {out.contiguous(), x.grad().contiguous(), conv->weight.grad().clone()};
+    if (bias) results[run].push_back(conv->bias.grad().clone());
+  }
+  const char* names[] = {"output", "input gradient", "weight gradient", "bias gradient"};
+  for (size_t i = 0; i < results[0].size(); ++i) {
+    ASSERT_EQ(results[0][i].sizes(), results[1][i].sizes()) << names[i] << ", " << describe(c);
+    EXPECT_TRUE(torch::allclose(results[0][i], results[1][i], 1e-5, 1e-5))
+        << names[i] << ", " << describe(c) << ": max difference "
+        << (results[0][i] - results[1][i]).abs().max().item<double>();
+  }
+}
+
+TEST(Convolve, EverySmallGeometryMatchesTheDeclaredConvolution) {
+  torch::manual_seed(0);
+  int checked = 0;
+  for (const auto& [height, width] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {2, 2}, {3, 3}, {1, 4}, {5, 2}}) {
+    for (int64_t kernel : {1, 2, 3, 5}) {
+      for (int64_t stride : {1, 2}) {
+        for (int64_t padding : {0, 1, 2}) {
+          for (int64_t dilation : {1, 2}) {
+            for (int64_t groups : {1, 2}) {
+              const Case c{height, width, kernel, stride, padding, dilation, groups};
+              const auto fits = [&](int64_t map) { return map + 2 * padding >= dilation * (kernel - 1) + 1; };
+              if (!fits(height) || !fits(width)) continue;
+              expect_same_as_declared(c, /*bias=*/(checked % 2) == 0,
+                                      (checked % 3) == 0 ? at::MemoryFormat::Contiguous : at::MemoryFormat::ChannelsLast);
+              ++checked;
+            }
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 300);
+}
+
+// The routes that matter in practice (ResNet's last stages at 28-32 px), in both memory formats and with a bias
+// (a folded BatchNorm), and under bf16 autocast as training runs them.
+TEST(Convolve, ResNetsSmallMapShapesMatchInBothFormatsAndUnderBf16) {
+  torch::manual_seed(1);
+  for (const Case& c : {Case{1, 1, 3, 1, 1, 1, 1}, Case{2, 2, 3, 2, 1, 1, 1}, Case{1, 1, 1, 1, 0, 1, 1}}) {
+    for (bool bias : {false, true}) {
+      for (auto format : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
+        expect_same_as_declared(c, bias, format);
+      }
+    }
+    torch::nn::Conv2d conv(torch::nn::Conv2dOptions(64, 32, c.kernel).stride(c.stride).padding(c.padding).bias(false));
+    const at::Tensor x = torch::randn({8, 64, c.height, c.width}).contiguous(at::MemoryFormat::ChannelsLast);
+    const train::AutocastScope autocast("bf16", c10::Device(c10::kCPU));
+    const at::Tensor declared = conv->forward(x).to(at::kFloat);
+    const at::Tensor ours = convolve(*conv, x);
+    EXPECT_EQ(ours.scalar_type(), at::kBFloat16) << describe(c);
+    EXPECT_TRUE(torch::allclose(declared, ours.to(at::kFloat), 2e-2, 5e-2)) << describe(c);
+  }
+}
+
+TEST(Convolve, NonZeroPaddingModesRunTheLayersOwnForward) {
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(2, 3, 3).padding(1).padding_mode(torch::kReflect));
+  const at::Tensor x = torch::randn({2, 2, 2, 2});
+  EXPECT_TRUE(torch::equal(conv->forward(x), convolve(*conv, x)));
+}
+
+}  // namespace
+}  // namespace kennel::models
