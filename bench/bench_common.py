@@ -1,8 +1,10 @@
 """Pieces every benchmark driver shares: timestamped progress lines, list flags, the host record
 and the CPU's ceiling (bench/ceiling.py) stored next to it."""
 import argparse
+import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,8 +31,10 @@ def csv_list(text, allowed, what):
 
 
 def host_info():
-    """What ran the benchmark: machine, CPUs, Python, and torch/torchvision when importable."""
-    host = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version()}
+    """What ran the benchmark: machine, CPUs, Python, torch/torchvision when importable, and the
+    OpenBLAS kernels every process ran with (fit_blas_kernels)."""
+    host = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
+            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE")}
     try:
         import torch
         import torchvision
@@ -47,8 +51,33 @@ def add_probe_option(parser):
     return parser
 
 
+def fit_blas_kernels(kennel, log):
+    """Gives every process this driver starts (the Python peers, the ceiling probe) the OpenBLAS
+    kernels kennel runs with. Where OpenBLAS does not know the CPU it falls back to SSE3 kernels and
+    kennel re-executes itself with OPENBLAS_CORETYPE set (src/kennel/util/blas_kernels.h); a peer
+    left on the fallback would be measured with a handicap kennel does not have."""
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        log(f"OpenBLAS kernels: {os.environ['OPENBLAS_CORETYPE']} (OPENBLAS_CORETYPE given)")
+        return
+    try:
+        done = subprocess.run([str(kennel), "system", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, timeout=120)
+        blas = json.loads(done.stdout)["blas"] if done.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError) as error:
+        log(f"OpenBLAS kernels: not known ({kennel} system --json failed: {error})")
+        return
+    if blas is None:
+        log(f"OpenBLAS kernels: not known ({kennel} system --json exited {done.returncode}: {done.stderr.strip()})")
+        return
+    if blas.get("openblas_coretype"):
+        os.environ["OPENBLAS_CORETYPE"] = blas["openblas_coretype"]
+    log(f"OpenBLAS kernels: {blas.get('description')}; the peers and the probe run with the same")
+
+
 def measure_ceiling(args, log, archs=()):
-    """The ceiling dict for the JSON (None with --probe-size 0): run it before any server or job starts."""
+    """The ceiling dict for the JSON (None with --probe-size 0): run it before any server or job starts.
+    First gives every process the driver starts kennel's BLAS kernels (fit_blas_kernels)."""
+    fit_blas_kernels(args.kennel, log)
     if args.probe_size <= 0:
         return None
     from ceiling import probe_ceiling  # same folder; imports nothing heavy itself

@@ -1,4 +1,5 @@
 """The command line itself: help, version, exit codes, error messages."""
+import json
 import os
 import re
 import subprocess
@@ -67,3 +68,48 @@ def test_no_command_lists_the_commands(kennel):
     # One level down too: `kennel data` lists data's commands.
     data = kennel.run("data", check=2)
     assert re.search(r"^\s+check\b", data.stdout, re.M), data.stdout
+
+
+# OpenBLAS's cores without AVX2: its fallback for a CPU model it does not know (util/blas_kernels.h).
+PRE_AVX2_OPENBLAS_CORES = {"prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "opteron",
+                           "opteron(sse3)", "barcelona", "nano", "bobcat", "sandybridge", "bulldozer",
+                           "piledriver", "steamroller"}
+
+
+def cpu_flags():
+    found = re.search(r"^flags\s*:(.*)$", open("/proc/cpuinfo").read(), re.M)
+    return set(found.group(1).split()) if found else set()
+
+
+def test_system_reports_the_cpu_the_precision_auto_picks_and_blas_kernels_fit_for_it(kennel):
+    env_without = {key: value for key, value in os.environ.items()
+                   if key not in ("OPENBLAS_CORETYPE", "KENNEL_OPENBLAS_FALLBACK")}
+    result = subprocess.run([str(kennel.binary), "system", "--json"], capture_output=True, text=True, env=env_without)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    flags = cpu_flags()
+    native_bf16 = bool({"amx_bf16", "avx512_bf16"} & flags)
+    assert record["cpu"]["native_bf16"] == native_bf16
+    assert record["precision_auto"]["precision"] == ("bf16" if native_bf16 else "fp32")
+    assert record["precision_auto"]["reason"].startswith("auto: ")
+    assert record["threads"]["compute"] >= 1
+    kernels = record["blas"]["kernels"]
+    assert kernels, "Debian's LibTorch runs fp32 GEMM on OpenBLAS: its kernels should be named"
+    if {"avx2", "fma"} <= flags:
+        # Where OpenBLAS fell back to SSE kernels (it did not know a Xeon of model 207: fp32 GEMM 6x
+        # slower), kennel re-executed itself with kernels that fit and says so.
+        assert kernels.lower() not in PRE_AVX2_OPENBLAS_CORES, record["blas"]
+        if record["blas"]["openblas_coretype"]:
+            assert "set by kennel: OpenBLAS had chosen" in record["blas"]["description"]
+    text = subprocess.run([str(kennel.binary), "system"], capture_output=True, text=True, env=env_without).stdout
+    assert f"blas:            OpenBLAS {kernels} kernels" in text
+    assert record["cpu"]["description"] in text
+
+
+def test_a_callers_openblas_coretype_is_kept(kennel):
+    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell")
+    env.pop("KENNEL_OPENBLAS_FALLBACK", None)
+    record = json.loads(subprocess.run([str(kennel.binary), "system", "--json"], capture_output=True, text=True,
+                                       env=env, check=True).stdout)
+    assert record["blas"]["kernels"] == "Haswell"
+    assert record["blas"]["description"] == "OpenBLAS Haswell kernels (OPENBLAS_CORETYPE set by the caller)"

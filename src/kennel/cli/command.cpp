@@ -163,6 +163,7 @@ void build_cli(CLI::App& app, CommandContext& context) {
   register_weights_commands(app, context);
   register_cache_commands(app, context);
   register_studio_command(app, context);
+  register_system_command(app, context);
 }
 
 }  // namespace kennel::cli

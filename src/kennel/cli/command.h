@@ -55,6 +55,7 @@ void register_profile_command(CLI::App& app, CommandContext& context);
 void register_weights_commands(CLI::App& app, CommandContext& context);
 void register_cache_commands(CLI::App& app, CommandContext& context);
 void register_studio_command(CLI::App& app, CommandContext& context);
+void register_system_command(CLI::App& app, CommandContext& context);
 
 // The folder of a training job in the registry under the home (throws
 // kennel::Error kNotFound naming the job and `kennel jobs list`).

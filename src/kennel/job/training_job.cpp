@@ -25,6 +25,7 @@
 #include "kennel/train/checkpoint.h"
 #include "kennel/train/metrics_logger.h"
 #include "kennel/train/schedule.h"
+#include "kennel/util/blas_kernels.h"
 #include "kennel/util/cpu_features.h"
 #include "kennel/util/fs.h"
 #include "kennel/util/parallel.h"
@@ -282,7 +283,8 @@ json spec_record(const TrainSpec& spec, const JobGroup* group) {
   json record = to_json(spec);
   record[kPrecisionRecordKey] = {{"requested", spec.precision_auto ? "auto" : spec.precision},
                                  {"reason", spec.precision_reason},
-                                 {"cpu", host_cpu_features().describe()}};
+                                 {"cpu", host_cpu_features().describe()},
+                                 {"blas", describe_blas_kernels()}};
   if (group != nullptr) {
     const dist::RankEnvironment& rank = group->environment();
     record[kDistributedRecordKey] = {{"world_size", rank.world_size},

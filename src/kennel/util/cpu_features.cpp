@@ -59,7 +59,10 @@ CpuFeatures parse_cpuinfo(std::string_view text) {
       for (std::string word; words >> word;) flags.insert(word);
       features.readable = true;
       features.avx2 = flags.count("avx2") > 0;
+      features.fma = flags.count("fma") > 0;
       features.avx512f = flags.count("avx512f") > 0;
+      features.avx512_core = features.avx512f && flags.count("avx512bw") > 0 && flags.count("avx512vl") > 0 &&
+                             flags.count("avx512dq") > 0 && flags.count("avx512cd") > 0;
       features.avx512_bf16 = flags.count("avx512_bf16") > 0;
       features.avx512_vnni = flags.count("avx512_vnni") > 0;
       features.avx_vnni = flags.count("avx_vnni") > 0;

@@ -15,7 +15,9 @@ namespace kennel {
 struct CpuFeatures {
   std::string model_name;  // "AMD EPYC 9654 96-Core Processor"; "unknown CPU" when unreadable
   bool avx2 = false;
+  bool fma = false;
   bool avx512f = false;
+  bool avx512_core = false;  // avx512f with bw, vl, dq and cd: Skylake-SP's set, what AVX-512 kernels assume
   bool avx512_bf16 = false;  // bf16 dot products (Cooper Lake, Zen 4 and later)
   bool avx512_vnni = false;  // int8 dot products
   bool avx_vnni = false;     // the same on 256-bit registers (Alder Lake, Zen 5)
