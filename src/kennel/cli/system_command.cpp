@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kennel/cli/command.h"
+#include "kennel/models/quantized_graph.h"
 #include "kennel/util/blas_kernels.h"
 #include "kennel/util/cpu_features.h"
 #include "kennel/util/parallel.h"
@@ -18,15 +19,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string int8_kernels(const CpuFeatures& cpu) {
-  if (cpu.amx_int8) {
-    return "VNNI (oneDNN capped below AMX for int8: its AMX 1x1 int8 convolution corrupts memory; "
-           "docs/decisions.md)";
-  }
-  if (cpu.native_int8()) return cpu.avx512_vnni ? "VNNI (avx512_vnni)" : "VNNI (avx_vnni)";
-  return "no VNNI or AMX: 7-bit activations, slower than bf16 or fp32 here";
-}
-
 json system_record() {
   const CpuFeatures& cpu = host_cpu_features();
   const PrecisionChoice precision = choose_precision("auto", cpu);
@@ -34,7 +26,7 @@ json system_record() {
   return {{"cpu", {{"model", cpu.model_name}, {"description", cpu.describe()}, {"native_bf16", cpu.native_bf16()},
                    {"native_int8", cpu.native_int8()}, {"amx", cpu.amx_bf16}}},
           {"precision_auto", {{"precision", precision.precision}, {"reason", precision.reason}}},
-          {"int8", int8_kernels(cpu)},
+          {"int8", models::describe_int8_kernels(cpu)},
           {"blas", {{"kernels", loaded_openblas_core()},
                     {"description", describe_blas_kernels()},
                     {"openblas_coretype", coretype == nullptr ? "" : coretype}}},

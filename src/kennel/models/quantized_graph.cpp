@@ -250,6 +250,15 @@ Status use_int8_safe_kernels() {
   return {};
 }
 
+std::string describe_int8_kernels(const CpuFeatures& cpu) {
+  if (cpu.amx_int8) {
+    return "VNNI (oneDNN capped below AMX for int8: its AMX 1x1 int8 convolution corrupts memory; "
+           "docs/decisions.md)";
+  }
+  if (cpu.native_int8()) return cpu.avx512_vnni ? "VNNI (avx512_vnni)" : "VNNI (avx_vnni)";
+  return "no VNNI or AMX: 7-bit activations, slower than bf16 or fp32 here";
+}
+
 Status check_quantizable(const ModelSpec& spec) {
   if (spec.keras_compat) {
     return invalid_argument("int8: a Keras-compatible MobileNetV2 (TF 'same' padding) cannot be quantized here; "

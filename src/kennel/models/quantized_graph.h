@@ -34,6 +34,7 @@
 
 #include "kennel/models/classifier.h"
 #include "kennel/models/quantization_record.h"
+#include "kennel/util/cpu_features.h"
 #include "kennel/util/status.h"
 
 namespace kennel::models {
@@ -49,6 +50,9 @@ Status check_quantizable(const ModelSpec& spec);
 // oneDNN primitive; build() calls this first. Idempotent. kFailedPrecondition when
 // this process already runs oneDNN with AMX (run int8 in a process of its own).
 Status use_int8_safe_kernels();
+
+// Which kernels int8 runs on `cpu`, by the rule above, in one line (`kennel system`).
+std::string describe_int8_kernels(const CpuFeatures& cpu);
 
 class QuantizedGraph {
  public:

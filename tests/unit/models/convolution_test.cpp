@@ -19,39 +19,32 @@ ConvolutionGeometry square(int64_t kernel, int64_t stride, int64_t padding, int6
   return {{kernel, kernel}, {stride, stride}, {padding, padding}, {dilation, dilation}, groups};
 }
 
+using Axes = std::array<int64_t, 2>;
+
+void expect_plan(const ConvolutionPlan& plan, Route route, Axes first_tap, Axes last_tap, Axes padding) {
+  EXPECT_EQ(plan.route, route);
+  EXPECT_EQ(plan.first_tap, first_tap);
+  EXPECT_EQ(plan.last_tap, last_tap);
+  EXPECT_EQ(plan.padding, padding);
+}
+
 TEST(ConvolutionPlan, MapsAtLeastTheKernelRunAsDeclared) {
-  const ConvolutionPlan plan = plan_convolution(square(3, 1, 1), 7, 7);
-  EXPECT_EQ(plan.route, Route::kDeclared);
-  EXPECT_EQ(plan.first_tap, (std::array<int64_t, 2>{0, 0}));
-  EXPECT_EQ(plan.last_tap, (std::array<int64_t, 2>{2, 2}));
-  EXPECT_EQ(plan.padding, (std::array<int64_t, 2>{1, 1}));
+  expect_plan(plan_convolution(square(3, 1, 1), 7, 7), Route::kDeclared, {0, 0}, {2, 2}, {1, 1});
 }
 
 // Clause 1: on a 1x1 map a padded 3x3 kernel reads the map through its centre only.
 TEST(ConvolutionPlan, OnlyTapsThatReachTheMapAreLive) {
-  const ConvolutionPlan plan = plan_convolution(square(3, 1, 1, 1, /*groups=*/4), 1, 1);
-  EXPECT_EQ(plan.route, Route::kCutKernel);
-  EXPECT_EQ(plan.first_tap, (std::array<int64_t, 2>{1, 1}));
-  EXPECT_EQ(plan.last_tap, (std::array<int64_t, 2>{1, 1}));
-  EXPECT_EQ(plan.padding, (std::array<int64_t, 2>{0, 0}));
+  expect_plan(plan_convolution(square(3, 1, 1, 1, /*groups=*/4), 1, 1), Route::kCutKernel, {1, 1}, {1, 1}, {0, 0});
 }
 
 // Clause 1 with a stride: a tap is live when some output lands it on the map.
 TEST(ConvolutionPlan, AStridedAxisKeepsTheTapsItsOutputsLandOnTheMap) {
   // 2 -> 1 pixel, stride 2, padding 1: output 0 reads positions -1, 0, 1 through taps 0, 1, 2.
-  const ConvolutionPlan plan = plan_convolution(square(3, 2, 1, 1, /*groups=*/2), 2, 2);
-  EXPECT_EQ(plan.route, Route::kCutKernel);
-  EXPECT_EQ(plan.first_tap, (std::array<int64_t, 2>{1, 1}));
-  EXPECT_EQ(plan.last_tap, (std::array<int64_t, 2>{2, 2}));
-  EXPECT_EQ(plan.padding, (std::array<int64_t, 2>{0, 0}));
+  expect_plan(plan_convolution(square(3, 2, 1, 1, /*groups=*/2), 2, 2), Route::kCutKernel, {1, 1}, {2, 2}, {0, 0});
 }
 
 TEST(ConvolutionPlan, OneAxisMayBeCutAndTheOtherNot) {
-  const ConvolutionPlan plan = plan_convolution(square(3, 1, 1), 1, 6);
-  EXPECT_EQ(plan.route, Route::kCutKernel);
-  EXPECT_EQ(plan.first_tap, (std::array<int64_t, 2>{1, 0}));
-  EXPECT_EQ(plan.last_tap, (std::array<int64_t, 2>{1, 2}));
-  EXPECT_EQ(plan.padding, (std::array<int64_t, 2>{0, 1}));
+  expect_plan(plan_convolution(square(3, 1, 1), 1, 6), Route::kCutKernel, {1, 0}, {1, 2}, {0, 1});
 }
 
 // Clause 2: a cut that would need negative padding runs as declared.
