@@ -194,6 +194,10 @@ def test_a_frozen_worker_cannot_overwrite_the_rerun(site, kennel_bin, tmp_path):
         home.parent.mkdir(parents=True)
     frozen = start_worker(site, 0, kennel_bin, homes[0], url, "--study", "frozen")
     wait_for(lambda: [r for r in trials(site, database) if r["state"] == "running"], 30, "a running trial")
+    # The store says "running" from the claim on; the worker writes the trial's log just before it starts
+    # the trial's process. Freezing the worker in between would leave no process to finish.
+    trial_log = homes[0] / "jobs" / "frozen-001" / "log.txt"
+    wait_for(trial_log.exists, 30, "the frozen worker to start its trial")
     frozen.send_signal(signal.SIGSTOP)
     try:
         other = start_worker(site, 1, kennel_bin, homes[1], url, "--study", "frozen")
@@ -202,7 +206,7 @@ def test_a_frozen_worker_cannot_overwrite_the_rerun(site, kennel_bin, tmp_path):
                                   if r["idx"] == "0" and r["state"] == "Completed"], 40, "the re-run")[0]
         assert rerun["attempts"] == "2" and rerun["host"] == host_name(1), rerun
         # The frozen worker's own trial process finished meanwhile (only the worker was frozen).
-        wait_for(lambda: "trial env: frozen-001" in (homes[0] / "jobs" / "frozen-001" / "log.txt").read_text(),
+        wait_for(lambda: "trial env: frozen-001" in trial_log.read_text(),
                  20, "the frozen worker's trial to end")
     finally:
         frozen.send_signal(signal.SIGCONT)
