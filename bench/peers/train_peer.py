@@ -10,6 +10,8 @@ Modes (the names of the Kennel side):
   cached_head     the same as frozen_nocache: the classic script has no feature
                   cache, it re-runs the backbone every epoch (the point of comparison)
   finetune        every parameter trains
+  finetune_frozen_bn  every parameter trains, every BatchNorm layer in eval mode (its running
+                  statistics, not the batch's: Kennel's --batchnorm frozen)
 
 --best-effort: the same script written the way a performance-minded PyTorch user would on this
 CPU: the model and every batch in channels_last memory format, the forward pass and the loss
@@ -35,7 +37,7 @@ from torchvision import datasets, models, transforms
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ceiling import native_bf16  # noqa: E402  (bench/ceiling.py: the CPU's flags)
 
-MODES = ("frozen_nocache", "cached_head", "finetune")
+MODES = ("frozen_nocache", "cached_head", "finetune", "finetune_frozen_bn")
 
 
 def build_model(arch, num_classes, freeze_backbone):
@@ -71,7 +73,7 @@ def main():
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True,
                                          num_workers=args.workers)
 
-    model = build_model(args.arch, len(dataset.classes), args.mode != "finetune")
+    model = build_model(args.arch, len(dataset.classes), not args.mode.startswith("finetune"))
     use_bf16 = args.best_effort and native_bf16()
     if args.best_effort:
         model = model.to(memory_format=torch.channels_last)
@@ -88,6 +90,10 @@ def main():
     timed_epochs = 0
     for epoch in range(args.epochs):
         model.train()
+        if args.mode == "finetune_frozen_bn":
+            for module in model.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.eval()
         running_loss = 0.0
         running_correct = 0
         seen = 0

@@ -354,6 +354,34 @@ def test_dataset_with_one_class(kennel, tmp_path):
     assert_nothing_created(kennel, "bad")
 
 
+def test_frozen_batchnorm_fine_tunes_pretrained_weights_and_keeps_their_statistics(kennel, synth):
+    """--batchnorm frozen: every BatchNorm normalises with the pretrained running statistics (folded into its
+    convolution on each step, models/convolution.h), which stay as they were while the model learns; on random
+    weights, where those statistics are 0 and 1, the job says that nothing is normalised."""
+    import torch
+    base = kennel.json("train", "--data", synth, "--name", "base", "--freeze", "none", "--epochs", 3,
+                       "--batch-size", 16, "--lr", 0.003, "--seed", 1, "--export-pth", *FAST)
+    base_pth = Path(base["job_dir"]) / "model" / "model.pth"
+    with_weights = [a for a in FAST if a not in ("--pretrained", "none")]
+    result = kennel.run("train", "--data", synth, "--name", "tuned", "--pretrained", base_pth, "--freeze", "none",
+                        "--batchnorm", "frozen", "--epochs", 2, "--batch-size", 16, "--lr", 0.001, "--seed", 2,
+                        "--export-pth", "--json", *with_weights, check=0)
+    assert "nothing is normalised" not in result.stderr
+    tuned = json.loads(result.stdout)
+    assert tuned["final_metrics"]["valid_accuracy"] >= 0.8, tuned["final_metrics"]
+    before = torch.load(base_pth)
+    after = torch.load(Path(tuned["job_dir"]) / "model" / "model.pth")
+    statistics = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    assert len(statistics) == 40  # resnet18: 20 BatchNorm layers
+    assert all(torch.equal(before[k], after[k]) for k in statistics)
+    assert not torch.equal(before["layer1.0.conv1.weight"], after["layer1.0.conv1.weight"])
+    assert not torch.equal(before["layer1.0.bn1.weight"], after["layer1.0.bn1.weight"])  # gamma still trains
+
+    scratch = kennel.run("train", "--data", synth, "--name", "scratch", "--batchnorm", "frozen", "--max-steps", 1,
+                         *FAST, check=0)
+    assert "nothing is normalised" in scratch.stderr and "--batchnorm train" in scratch.stderr
+
+
 def test_batch_larger_than_the_dataset(kennel, synth):
     result = kennel.run("train", "--data", synth, "--name", "bad", "--batch-size", 100000, *FAST, check=2)
     assert "batch_size" in result.stderr and "100000" in result.stderr

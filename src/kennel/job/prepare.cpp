@@ -139,6 +139,12 @@ Status build_model(PreparedJob& prepared) {
           "randomly initialised",
           spec.arch));
     }
+    if (spec.batchnorm == "frozen") {
+      prepared.notices.push_back(
+          "--batchnorm frozen with randomly initialised weights: every BatchNorm keeps the running statistics "
+          "it starts with (mean 0, variance 1), so nothing is normalised; frozen statistics are for fine-tuning "
+          "pretrained weights (--pretrained FILE); use --batchnorm train to train from scratch");
+    }
     return Status::ok_status();
   }
   auto state = models::read_weight_file(pretrained);

@@ -50,6 +50,10 @@ class BatchNorm2dImpl : public torch::nn::Cloneable<BatchNorm2dImpl> {
   // Set by fold_batchnorm (models/inference_graph.h) once the preceding convolution carries this
   // layer's scale and shift: forward() then returns its input. Inference only.
   bool folded = false;
+  // While this layer normalises with its running statistics (eval mode, e.g. --batchnorm frozen or a
+  // frozen stage), models::convolve_normalized folds it into the convolution before it on every call
+  // (models/convolution.h). Off: it runs after the convolution as declared, to compare against.
+  bool fold_in_eval = true;
   at::Tensor weight, bias;                                  // [C] (undefined without affine)
   at::Tensor running_mean, running_var, num_batches_tracked;  // undefined without track_running_stats
 

@@ -1,7 +1,11 @@
 #include "kennel/models/convolution.h"
 
+#include <optional>
+
 #include <ATen/ATen.h>
 #include <torch/nn/modules/conv.h>
+
+#include "kennel/models/batch_norm.h"
 
 namespace kennel::models {
 
@@ -68,11 +72,16 @@ ConvolutionPlan plan_convolution(const ConvolutionGeometry& geometry, int64_t he
   return plan;
 }
 
-at::Tensor convolve(torch::nn::Conv2dImpl& conv, const at::Tensor& input) {
+namespace {
+
+// The rule's route for `conv` over `input`, run with `weight` and `bias` in place of the layer's own
+// (the same shapes); nullopt when the layer's padding is not numeric zeros or `input` is not 4-d.
+std::optional<at::Tensor> convolve_with(torch::nn::Conv2dImpl& conv, const at::Tensor& input, const at::Tensor& weight,
+                                        const at::Tensor& bias) {
   const auto& options = conv.options;
   const auto* padding = c10::get_if<torch::ExpandingArray<2>>(&options.padding());
   if (padding == nullptr || !c10::get_if<torch::enumtype::kZeros>(&options.padding_mode()) || input.dim() != 4) {
-    return conv.forward(input);
+    return std::nullopt;
   }
   ConvolutionGeometry geometry;
   for (int axis = 0; axis < 2; ++axis) {
@@ -83,22 +92,49 @@ at::Tensor convolve(torch::nn::Conv2dImpl& conv, const at::Tensor& input) {
   }
   geometry.groups = options.groups();
   const ConvolutionPlan plan = plan_convolution(geometry, input.size(2), input.size(3));
-  if (plan.route == ConvolutionPlan::Route::kDeclared) return conv.forward(input);
-
-  const at::Tensor weight = conv.weight.slice(2, plan.first_tap[0], plan.last_tap[0] + 1)
-                                .slice(3, plan.first_tap[1], plan.last_tap[1] + 1);
+  if (plan.route == ConvolutionPlan::Route::kDeclared) {
+    return at::conv2d(input, weight, bias, geometry.stride, geometry.padding, geometry.dilation, geometry.groups);
+  }
+  const at::Tensor kept = weight.slice(2, plan.first_tap[0], plan.last_tap[0] + 1)
+                              .slice(3, plan.first_tap[1], plan.last_tap[1] + 1);
   if (plan.route == ConvolutionPlan::Route::kCutKernel) {
-    return at::conv2d(input, weight, conv.bias, geometry.stride, plan.padding, geometry.dilation, geometry.groups);
+    return at::conv2d(input, kept, bias, geometry.stride, plan.padding, geometry.dilation, geometry.groups);
   }
   // Flatten map and weight in the same (height, width, channel) or (channel, height, width) order.
   const int64_t batch = input.size(0);
-  const int64_t out_channels = weight.size(0);
+  const int64_t out_channels = kept.size(0);
   const bool channels_last = input.is_contiguous(at::MemoryFormat::ChannelsLast) && !input.is_contiguous();
   const at::Tensor flat_input =
       channels_last ? input.permute({0, 2, 3, 1}).reshape({batch, -1}) : input.reshape({batch, -1});
-  const at::Tensor flat_weight = channels_last ? weight.permute({0, 2, 3, 1}).reshape({out_channels, -1})
-                                               : weight.reshape({out_channels, -1});
-  return at::linear(flat_input, flat_weight, conv.bias).view({batch, out_channels, 1, 1});
+  const at::Tensor flat_weight = channels_last ? kept.permute({0, 2, 3, 1}).reshape({out_channels, -1})
+                                               : kept.reshape({out_channels, -1});
+  return at::linear(flat_input, flat_weight, bias).view({batch, out_channels, 1, 1});
+}
+
+}  // namespace
+
+at::Tensor convolve(torch::nn::Conv2dImpl& conv, const at::Tensor& input) {
+  if (auto out = convolve_with(conv, input, conv.weight, conv.bias)) return *std::move(out);
+  return conv.forward(input);
+}
+
+bool normalizes_with_running_statistics(const BatchNorm2dImpl& norm) {
+  return !norm.is_training() && !norm.folded && norm.fold_in_eval && norm.running_mean.defined() && norm.running_var.defined();
+}
+
+at::Tensor convolve_normalized(torch::nn::Conv2dImpl& conv, BatchNorm2dImpl& norm, const at::Tensor& input) {
+  if (normalizes_with_running_statistics(norm) && input.dim() == 4) {
+    // Clause 4: scale = gamma / sqrt(var + eps); weight * scale per output channel, shift beta - mean * scale
+    // (+ bias * scale). Differentiable in the layer's weight and bias and the norm's gamma and beta.
+    at::Tensor scale = at::rsqrt(norm.running_var + norm.options.eps());
+    if (norm.weight.defined()) scale = scale * norm.weight;
+    at::Tensor shift = -norm.running_mean * scale;
+    if (norm.bias.defined()) shift = shift + norm.bias;
+    if (conv.bias.defined()) shift = shift + conv.bias * scale;
+    const at::Tensor weight = (conv.weight * scale.view({-1, 1, 1, 1})).to(conv.weight.scalar_type());
+    if (auto out = convolve_with(conv, input, weight, shift.to(conv.weight.scalar_type()))) return *std::move(out);
+  }
+  return norm.forward(convolve(conv, input));
 }
 
 }  // namespace kennel::models

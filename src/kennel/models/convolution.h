@@ -21,6 +21,15 @@
 //     matrix product: the map flattened in its memory order times the weight
 //     flattened in the same order (a batched GEMM, which oneDNN and BLAS run
 //     at full speed).
+//  4. A convolution followed by a BatchNorm that normalises with its running
+//     statistics (eval mode: --batchnorm frozen, a frozen stage, validation)
+//     runs with that layer folded in: weight w*g/sqrt(var+eps) per output
+//     channel and bias beta + (b - mean)*g/sqrt(var+eps), recomputed each call
+//     so that w, b, g and beta keep training. A BatchNorm in training mode,
+//     already folded for inference, marked !fold_in_eval, or without running
+//     statistics runs after the convolution as declared. This saves the
+//     BatchNorm's pass over the map forward and backward (ResNet-50 at 224 px,
+//     batch 32, bf16 on a 2-core Xeon with AMX: PyTorch's step 1.25x faster).
 // Only zero padding is cut; any other padding mode runs as declared. Results
 // equal the declared convolution's up to the order of summation; the
 // gradient of a cut tap is zero, as it is in the declared convolution.
@@ -57,5 +66,14 @@ ConvolutionPlan plan_convolution(const ConvolutionGeometry& geometry, int64_t he
 // `conv`'s output for `input` ([N, C, H, W], either memory format) by the plan for its shape;
 // the layer's own forward when its padding is not numeric zeros or `input` is not 4-d.
 at::Tensor convolve(torch::nn::Conv2dImpl& conv, const at::Tensor& input);
+
+class BatchNorm2dImpl;
+
+// Clause 4's test: `norm` normalises with running statistics and may be folded per call.
+bool normalizes_with_running_statistics(const BatchNorm2dImpl& norm);
+
+// norm(convolve(conv, input)), with `norm` folded into the convolution when clause 4 allows;
+// otherwise exactly that (a layer whose padding convolve() does not cut is never folded).
+at::Tensor convolve_normalized(torch::nn::Conv2dImpl& conv, BatchNorm2dImpl& norm, const at::Tensor& input);
 
 }  // namespace kennel::models

@@ -55,6 +55,11 @@ int fold_batchnorm(torch::nn::Module& model) {
 int prepare_inference_graph(Classifier& classifier, const InferenceGraphOptions& options) {
   classifier->eval();
   const int folded = options.fold_batchnorm ? fold_batchnorm(*classifier) : 0;
+  if (!options.fold_batchnorm) {
+    for (const auto& module : classifier->modules()) {
+      if (auto* bn = module->as<BatchNorm2dImpl>()) bn->fold_in_eval = false;
+    }
+  }
   if (options.dtype != at::kFloat) {
     classifier->to(options.dtype);
     for (const auto& module : classifier->modules()) {

@@ -30,6 +30,7 @@ inline at::ScalarType inference_dtype(const std::string& precision) {
 }
 
 struct InferenceGraphOptions {
+  // false: every BatchNorm runs after its convolution as declared (not even folded per call), to compare.
   bool fold_batchnorm = true;
   at::ScalarType dtype = at::kFloat;  // kFloat or kBFloat16
   bool channels_last = true;

@@ -63,7 +63,7 @@ class ConvBnActImpl : public nn::Module {
       const auto [left, right] = same_padding(x.size(3), config_.kernel, config_.stride);
       x = at::constant_pad_nd(x, {left, right, top, bottom}, 0);
     }
-    x = bn_(convolve(*conv_, x));
+    x = convolve_normalized(*conv_, *bn_, x);
     if (!config_.activation) return x;
     if (!tap_.empty()) probe_activation(tap_, ActivationKind::kRelu6, x);
     // ReLU6. LibTorch 1.13 has no bf16 CPU kernel for its backward (hardtanh_backward fails with
@@ -114,10 +114,10 @@ class InvertedResidualImpl : public nn::Module {
 
   at::Tensor forward(const at::Tensor& x) {
     at::Tensor out = x;
-    for (auto& layer : *conv_) {
-      auto* convolution = layer.ptr()->as<nn::Conv2dImpl>();
-      out = convolution != nullptr ? convolve(*convolution, out) : layer.forward(out);
-    }
+    for (size_t i = 0; i + 2 < conv_->size(); ++i) out = conv_[i]->as<ConvBnActImpl>()->forward(out);
+    // The projection: a 1x1 convolution and its BatchNorm, the sequence's last two layers.
+    out = convolve_normalized(*conv_[conv_->size() - 2]->as<nn::Conv2dImpl>(),
+                              *conv_[conv_->size() - 1]->as<BatchNorm2dImpl>(), out);
     return residual_ ? x + out : out;
   }
 

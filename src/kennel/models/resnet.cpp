@@ -26,7 +26,7 @@ nn::Sequential make_downsample(int64_t in, int64_t out, int64_t stride) {
 
 at::Tensor shortcut(nn::Sequential& downsample, const at::Tensor& x) {
   if (!downsample) return x;
-  return downsample->ptr<BatchNorm2dImpl>(1)->forward(convolve(*downsample->ptr<nn::Conv2dImpl>(0), x));
+  return convolve_normalized(*downsample->ptr<nn::Conv2dImpl>(0), *downsample->ptr<BatchNorm2dImpl>(1), x);
 }
 
 class BasicBlockImpl : public nn::Module {
@@ -44,8 +44,8 @@ class BasicBlockImpl : public nn::Module {
   }
 
   at::Tensor forward(const at::Tensor& x) {
-    at::Tensor out = bn1_(convolve(*conv1_, x)).relu_();
-    out = bn2_(convolve(*conv2_, out));
+    at::Tensor out = convolve_normalized(*conv1_, *bn1_, x).relu_();
+    out = convolve_normalized(*conv2_, *bn2_, out);
     out += shortcut(downsample_, x);
     if (!tap_.empty()) probe_activation(tap_, ActivationKind::kRelu, out);
     return out.relu_();
@@ -81,9 +81,9 @@ class BottleneckImpl : public nn::Module {
   }
 
   at::Tensor forward(const at::Tensor& x) {
-    at::Tensor out = bn1_(convolve(*conv1_, x)).relu_();
-    out = bn2_(convolve(*conv2_, out)).relu_();
-    out = bn3_(convolve(*conv3_, out));
+    at::Tensor out = convolve_normalized(*conv1_, *bn1_, x).relu_();
+    out = convolve_normalized(*conv2_, *bn2_, out).relu_();
+    out = convolve_normalized(*conv3_, *bn3_, out);
     out += shortcut(downsample_, x);
     if (!tap_.empty()) probe_activation(tap_, ActivationKind::kRelu, out);
     return out.relu_();
@@ -175,7 +175,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : BackboneImpl("ResNet"), o
 }
 
 at::Tensor ResNetImpl::features(const at::Tensor& images) {
-  at::Tensor x = bn1_(convolve(*conv1_, images));
+  at::Tensor x = convolve_normalized(*conv1_, *bn1_, images);
   probe_activation("stem", ActivationKind::kRelu, x);
   x.relu_();
   x = at::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});

@@ -1,12 +1,14 @@
 // Each clause of models/convolution.h's rule, then the promise that matters:
 // over every small geometry, convolve() gives the declared convolution's
-// output and gradients.
+// output and gradients; with an eval-mode BatchNorm folded in per call (clause 4),
+// the declared pair's output and every gradient.
 #include "kennel/models/convolution.h"
 
 #include <gtest/gtest.h>
 
 #include <torch/torch.h>
 
+#include "kennel/models/batch_norm.h"
 #include "kennel/train/autocast.h"
 
 namespace kennel::models {
@@ -163,6 +165,118 @@ TEST(Convolve, NonZeroPaddingModesRunTheLayersOwnForward) {
   torch::nn::Conv2d conv(torch::nn::Conv2dOptions(2, 3, 3).padding(1).padding_mode(torch::kReflect));
   const at::Tensor x = torch::randn({2, 2, 2, 2});
   EXPECT_TRUE(torch::equal(conv->forward(x), convolve(*conv, x)));
+}
+
+
+// ---- clause 4: an eval-mode BatchNorm folded into the convolution per call ----------------------
+
+struct ConvAndNorm {
+  torch::nn::Conv2d conv{nullptr};
+  BatchNorm2d norm{nullptr};
+};
+
+// Statistics and affine parameters far from (0, 1): folding an identity BatchNorm would prove nothing.
+ConvAndNorm make_conv_and_norm(const Case& c, bool bias) {
+  ConvAndNorm pair;
+  pair.conv = torch::nn::Conv2d(torch::nn::Conv2dOptions(2 * c.groups, 4, c.kernel)
+                                    .stride(c.stride)
+                                    .padding(c.padding)
+                                    .dilation(c.dilation)
+                                    .groups(c.groups)
+                                    .bias(bias));
+  pair.norm = BatchNorm2d(4);
+  torch::NoGradGuard no_grad;
+  pair.norm->running_mean.copy_(torch::randn({4}));
+  pair.norm->running_var.copy_(torch::rand({4}) * 3 + 0.2);
+  pair.norm->weight.copy_(torch::randn({4}));
+  pair.norm->bias.copy_(torch::randn({4}));
+  return pair;
+}
+
+// Output and the gradients of input, convolution weight (and bias), gamma and beta.
+std::vector<at::Tensor> run_pair(ConvAndNorm& pair, const at::Tensor& input, bool folded_route) {
+  pair.conv->zero_grad();
+  pair.norm->zero_grad();
+  const at::Tensor x = input.clone().requires_grad_(true);
+  const at::Tensor out = folded_route ? convolve_normalized(*pair.conv, *pair.norm, x)
+                                      : pair.norm->forward(pair.conv->forward(x));
+  const at::Tensor probe = torch::linspace(-1, 1, out.numel()).view(out.sizes());
+  (out * probe).sum().backward();
+  std::vector<at::Tensor> result{out.contiguous(), x.grad().contiguous(), pair.conv->weight.grad().clone(),
+                                 pair.norm->weight.grad().clone(), pair.norm->bias.grad().clone()};
+  if (pair.conv->bias.defined()) result.push_back(pair.conv->bias.grad().clone());
+  return result;
+}
+
+TEST(ConvolveNormalized, AnEvalModeBatchNormIsFoldedWithTheSameOutputAndGradients) {
+  torch::manual_seed(2);
+  const char* names[] = {"output", "input gradient", "weight gradient", "gamma gradient", "beta gradient",
+                         "bias gradient"};
+  int checked = 0;
+  // Declared, cut-kernel and matrix-product routes; groups; a convolution bias.
+  for (const Case& c : {Case{5, 5, 3, 1, 1, 1, 1}, Case{6, 6, 3, 2, 1, 1, 2}, Case{1, 1, 3, 1, 1, 1, 1},
+                        Case{2, 2, 3, 2, 1, 1, 1}, Case{4, 4, 1, 1, 0, 1, 1}, Case{1, 1, 1, 1, 0, 1, 1}}) {
+    for (bool bias : {false, true}) {
+      for (auto format : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
+        ConvAndNorm pair = make_conv_and_norm(c, bias);
+        pair.norm->eval();
+        ASSERT_TRUE(normalizes_with_running_statistics(*pair.norm));
+        const at::Tensor input = torch::randn({3, 2 * c.groups, c.height, c.width}).contiguous(format);
+        const auto declared = run_pair(pair, input, false);
+        const auto folded = run_pair(pair, input, true);
+        ASSERT_EQ(declared.size(), folded.size());
+        for (size_t i = 0; i < declared.size(); ++i) {
+          EXPECT_TRUE(torch::allclose(declared[i], folded[i], 1e-4, 1e-4))
+              << names[i] << ", " << describe(c) << ", bias " << bias << ": max difference "
+              << (declared[i] - folded[i]).abs().max().item<double>();
+        }
+        ++checked;
+      }
+    }
+  }
+  EXPECT_EQ(checked, 24);
+}
+
+TEST(ConvolveNormalized, ATrainingModeBatchNormRunsAfterTheConvolutionAndUpdatesItsStatistics) {
+  torch::manual_seed(3);
+  ConvAndNorm pair = make_conv_and_norm(Case{5, 5, 3, 1, 1, 1, 1}, false);
+  pair.norm->train();
+  EXPECT_FALSE(normalizes_with_running_statistics(*pair.norm));
+  const at::Tensor x = torch::randn({3, 2, 5, 5});
+  const at::Tensor mean_before = pair.norm->running_mean.clone();
+  const at::Tensor ours = convolve_normalized(*pair.conv, *pair.norm, x);
+  EXPECT_FALSE(torch::equal(mean_before, pair.norm->running_mean));
+  EXPECT_EQ(pair.norm->num_batches_tracked.item<int64_t>(), 1);
+  // Batch statistics: the output is normalised per channel, which a fold of the running ones would not give.
+  const at::Tensor centred = (ours - pair.norm->bias.view({1, -1, 1, 1})) / pair.norm->weight.view({1, -1, 1, 1});
+  EXPECT_LT(centred.mean({0, 2, 3}).abs().max().item<double>(), 1e-4);
+}
+
+TEST(ConvolveNormalized, ALayerMarkedNotToFoldOrAlreadyFoldedRunsAsDeclared) {
+  torch::manual_seed(4);
+  ConvAndNorm pair = make_conv_and_norm(Case{5, 5, 3, 1, 1, 1, 1}, false);
+  pair.norm->eval();
+  pair.norm->fold_in_eval = false;
+  EXPECT_FALSE(normalizes_with_running_statistics(*pair.norm));
+  const at::Tensor x = torch::randn({3, 2, 5, 5});
+  EXPECT_TRUE(torch::equal(convolve_normalized(*pair.conv, *pair.norm, x), pair.norm->forward(pair.conv->forward(x))));
+  pair.norm->fold_in_eval = true;
+  pair.norm->folded = true;  // the inference graph already carries it in the convolution
+  EXPECT_FALSE(normalizes_with_running_statistics(*pair.norm));
+  EXPECT_TRUE(torch::equal(convolve_normalized(*pair.conv, *pair.norm, x), pair.conv->forward(x)));
+}
+
+TEST(ConvolveNormalized, FoldsUnderBf16AutocastAsTrainingRunsIt) {
+  torch::manual_seed(5);
+  ConvAndNorm pair = make_conv_and_norm(Case{6, 6, 3, 1, 1, 1, 1}, false);
+  pair.norm->eval();
+  const at::Tensor x = torch::randn({8, 2, 6, 6}).contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor declared = pair.norm->forward(pair.conv->forward(x));
+  const train::AutocastScope autocast("bf16", c10::Device(c10::kCPU));
+  const at::Tensor ours = convolve_normalized(*pair.conv, *pair.norm, x);
+  EXPECT_EQ(ours.scalar_type(), at::kBFloat16);
+  const double scale = declared.abs().max().item<double>();
+  EXPECT_LT((declared - ours.to(at::kFloat)).abs().max().item<double>(), 2e-2 * scale);
 }
 
 }  // namespace
