@@ -9,8 +9,6 @@ DEBIAN_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config clang-format clang-tidy
   # engine and libraries (see DESIGN.md, "Chosen dependencies")
   libtorch-dev libopenblas0-pthread
-  # oneDNN's C API, the same 2.6 LibTorch links: int8 caps its ISA on AMX CPUs
-  libdnnl-dev
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
   libsqlite3-dev libcurl4-openssl-dev libcpp-httplib-dev libssl-dev zlib1g-dev libjpeg62-turbo-dev

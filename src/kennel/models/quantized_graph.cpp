@@ -11,7 +11,6 @@
 #include <ATen/native/quantized/PackedParams.h>
 #include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
-#include <oneapi/dnnl/dnnl.h>
 #include <spdlog/spdlog.h>
 #include <torch/custom_class.h>
 #include <torch/nn/modules/conv.h>
@@ -26,6 +25,7 @@ enum class StepKind { kConv, kMaxPool, kAdd };
 enum class Activation { kNone, kRelu, kRelu6 };
 
 using ConvPacked = c10::intrusive_ptr<ConvPackedParamsBase<2>>;
+using LinearPacked = c10::intrusive_ptr<LinearPackedParamsBase>;
 
 ConvPacked prepack_conv(const at::Tensor& qweight, const c10::optional<at::Tensor>& bias,
                         const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
@@ -35,6 +35,13 @@ ConvPacked prepack_conv(const at::Tensor& qweight, const c10::optional<at::Tenso
                           c10::List<int64_t>(dilation), groups};
   prepack.callBoxed(&stack);
   return stack.at(0).toCustomClass<ConvPackedParamsBase<2>>();
+}
+
+LinearPacked prepack_linear(const at::Tensor& qweight, const c10::optional<at::Tensor>& bias) {
+  static const auto prepack = c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_prepack", "");
+  torch::jit::Stack stack{qweight, bias};
+  prepack.callBoxed(&stack);
+  return stack.at(0).toCustomClass<LinearPackedParamsBase>();
 }
 
 constexpr const char* kInputPoint = "input";
@@ -72,6 +79,11 @@ struct QuantizedGraph::Step {
   Activation activation = Activation::kNone;
   std::shared_ptr<torch::nn::Conv2dImpl> conv;
   std::vector<int64_t> stride, padding, dilation;
+  // A 1x1 convolution with stride 1, no padding and one group, run as a matrix product over the
+  // channels-last map's pixels (quantized::linear): oneDNN 2.6's AMX kernel for 1x1 int8
+  // convolutions corrupts memory on some map sizes, its int8 matrix product does not.
+  bool pointwise = false;
+  LinearPacked linear;
   // LibTorch 1.13's oneDNN packed weights settle into the layout of the first input shape they
   // run; a shape whose kernel wants another layout then fails ("could not create a primitive
   // descriptor for a reorder primitive": seen at 32 px, batch 1 after batch 2, on 2 threads).
@@ -87,7 +99,16 @@ struct QuantizedGraph::Step {
                                            : pack->apply_relu(x, scale, zero_point);
   }
 
+  at::Tensor run_pointwise(const at::Tensor& x) const {
+    const int64_t batch = x.size(0), height = x.size(2), width = x.size(3);
+    const at::Tensor pixels = x.permute({0, 2, 3, 1}).contiguous().view({-1, x.size(1)});
+    const at::Tensor out = activation == Activation::kNone ? linear->apply(pixels, scale, zero_point)
+                                                           : linear->apply_relu(pixels, scale, zero_point);
+    return out.view({batch, height, width, out.size(1)}).permute({0, 3, 1, 2});
+  }
+
   at::Tensor run_int8(const at::Tensor& x) {
+    if (pointwise) return run_pointwise(x);
     const int64_t batch = x.size(0);
     ConvPacked pack;
     {
@@ -207,6 +228,9 @@ class QuantizedGraphBuilder {
     step.stride = pair_of(layer->options.stride());
     step.padding = pair_of(*padding);
     step.dilation = pair_of(layer->options.dilation());
+    const auto& kernel = layer->options.kernel_size();
+    step.pointwise = kernel->at(0) == 1 && kernel->at(1) == 1 && step.stride == std::vector<int64_t>{1, 1} &&
+                     step.padding == std::vector<int64_t>{0, 0} && layer->options.groups() == 1;
     return output;
   }
 
@@ -227,33 +251,10 @@ class QuantizedGraphBuilder {
   torch::OrderedDict<std::string, std::shared_ptr<torch::nn::Module>> modules_;
 };
 
-Status use_int8_safe_kernels() {
-  if (!host_cpu_features().amx_int8) return {};
-  static std::mutex mutex;
-  const std::lock_guard<std::mutex> lock(mutex);
-  // Fails (harmlessly) once oneDNN has dispatched; what it then runs is what counts.
-  const dnnl_status_t capped = dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx512_core_bf16);
-  const dnnl_cpu_isa_t effective = dnnl_get_effective_cpu_isa();
-  if ((effective & dnnl_cpu_isa_avx512_core_amx) == dnnl_cpu_isa_avx512_core_amx) {
-    return failed_precondition(
-        "int8 on this CPU ({}) must not run oneDNN's AMX kernels (LibTorch 1.13's oneDNN corrupts memory in "
-        "its AMX 1x1 int8 convolution), and this process already ran oneDNN with AMX: run the int8 model "
-        "in a process of its own, or set ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16",
-        host_cpu_features().describe());
-  }
-  static bool said = false;
-  if (capped == dnnl_success && !said) {
-    said = true;
-    spdlog::info("int8 runs oneDNN's VNNI kernels on this AMX CPU (oneDNN capped at AVX512_CORE_BF16 for "
-                 "this process): its AMX 1x1 int8 convolution corrupts memory on some map sizes");
-  }
-  return {};
-}
-
 std::string describe_int8_kernels(const CpuFeatures& cpu) {
   if (cpu.amx_int8) {
-    return "VNNI (oneDNN capped below AMX for int8: its AMX 1x1 int8 convolution corrupts memory; "
-           "docs/decisions.md)";
+    return "AMX (amx_int8; 1x1 convolutions run as oneDNN int8 matrix products: its AMX 1x1 int8 convolution "
+           "corrupts memory; docs/decisions.md)";
   }
   if (cpu.native_int8()) return cpu.avx512_vnni ? "VNNI (avx512_vnni)" : "VNNI (avx_vnni)";
   return "no VNNI or AMX: 7-bit activations, slower than bf16 or fp32 here";
@@ -274,7 +275,6 @@ QuantizedGraph::QuantizedGraph(Classifier classifier) : classifier_(std::move(cl
 QuantizedGraph::~QuantizedGraph() = default;
 
 Result<std::unique_ptr<QuantizedGraph>> QuantizedGraph::build(Classifier classifier) {
-  KENNEL_RETURN_IF_ERROR(use_int8_safe_kernels());
   KENNEL_RETURN_IF_ERROR(check_quantizable(classifier->spec()));
   std::unique_ptr<QuantizedGraph> graph(new QuantizedGraph(classifier));
   QuantizedGraphBuilder builder(*graph);
@@ -311,6 +311,14 @@ std::vector<std::string> QuantizedGraph::points() const {
   std::vector<std::string> names = {kInputPoint};
   for (const auto& step : steps_) {
     if (!step->point.empty()) names.push_back(step->point);
+  }
+  return names;
+}
+
+std::vector<std::string> QuantizedGraph::matrix_product_points() const {
+  std::vector<std::string> names;
+  for (const auto& step : steps_) {
+    if (step->pointwise) names.push_back(step->point);
   }
   return names;
 }
@@ -383,9 +391,14 @@ Status QuantizedGraph::quantize(const CalibrationTable& table, bool reduce_range
       step->qweight = at::quantize_per_channel(weight, scales, zero_points, 0, at::kQInt8);
       step->bias.reset();
       if (step->conv->bias.defined()) step->bias = step->conv->bias.detach().to(at::kFloat).contiguous();
-      step->packs = {prepack_conv(step->qweight, step->bias, step->stride, step->padding, step->dilation,
-                                  step->conv->options.groups())};
       step->pack_of_batch.clear();
+      if (step->pointwise) {
+        step->linear = prepack_linear(step->qweight.view({weight.size(0), weight.size(1)}), step->bias);
+        step->packs.clear();
+      } else {
+        step->packs = {prepack_conv(step->qweight, step->bias, step->stride, step->padding, step->dilation,
+                                    step->conv->options.groups())};
+      }
     }
   } catch (const c10::Error& error) {
     return internal_error("int8: preparing the quantized weights failed: {}", error.what_without_backtrace());

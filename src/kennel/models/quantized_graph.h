@@ -14,6 +14,12 @@
 //     them). A ReLU6 is the clamp of its quint8 range (recorded after the
 //     ReLU6, so at most 6). The global average pool and the head run in fp32
 //     on the dequantized features: they are a sliver of the work.
+//     A 1x1 convolution with stride 1 (most of a bottleneck's work) runs as
+//     an int8 matrix product over the channels-last map's pixels
+//     (quantized::linear): LibTorch 1.13's oneDNN (2.6) corrupts memory in
+//     its AMX kernel for 1x1 int8 convolutions on maps of 36 or 42 pixels
+//     (6x6, 6x7: MobileNetV2 or ResNet-50 at 48 px), not in its int8 matrix
+//     product, so int8 keeps AMX on CPUs that have it (docs/decisions.md).
 //
 // ResNets (Basic and Bottleneck blocks) and torchvision's MobileNetV2 are
 // supported; build() checks the rewritten graph against the classifier's own
@@ -42,16 +48,7 @@ namespace kennel::models {
 // kInvalidArgument naming the reason when `spec`'s architecture cannot be quantized here.
 Status check_quantizable(const ModelSpec& spec);
 
-// On a CPU with AMX, caps oneDNN at AVX512_CORE_BF16 so int8 convolutions run its
-// VNNI kernels: the AMX kernel of LibTorch 1.13's oneDNN (2.6) for 1x1 int8
-// convolutions writes outside its buffers on maps of 36 or 42 pixels (6x6, 6x7:
-// MobileNetV2 or ResNet-50 at 48 px), and the heap corruption crashes later,
-// elsewhere. The cap binds the whole process and must come before its first
-// oneDNN primitive; build() calls this first. Idempotent. kFailedPrecondition when
-// this process already runs oneDNN with AMX (run int8 in a process of its own).
-Status use_int8_safe_kernels();
-
-// Which kernels int8 runs on `cpu`, by the rule above, in one line (`kennel system`).
+// Which kernels int8 runs on `cpu`, in one line (`kennel system`).
 std::string describe_int8_kernels(const CpuFeatures& cpu);
 
 class QuantizedGraph {
@@ -66,6 +63,8 @@ class QuantizedGraph {
   const CalibrationTable& calibration() const { return ranges_; }
   // Every point's name, input first.
   std::vector<std::string> points() const;
+  // The points of the convolutions that run as matrix products (1x1, stride 1), input first.
+  std::vector<std::string> matrix_product_points() const;
 
   // Converts the weights to int8 and fixes every activation's scale from `table` (which must
   // name every point: kInvalidArgument lists the missing ones). `reduce_range`: quint8 0..127,
