@@ -251,6 +251,19 @@ class QuantizedGraphBuilder {
   torch::OrderedDict<std::string, std::shared_ptr<torch::nn::Module>> modules_;
 };
 
+at::Tensor quantize_activation(const at::Tensor& values, double scale, int64_t zero_point) {
+  // quantize_val's arithmetic: round half to even of value * (1 / scale) in float, plus the zero point, clamped.
+  const float inverse_scale = 1.0f / static_cast<float>(scale);
+  const at::Tensor levels = at::round(values.to(at::kFloat) * inverse_scale).add_(zero_point).clamp_(0, 255);
+  return at::_make_per_tensor_quantized_tensor(levels.to(at::kByte), scale, zero_point);
+}
+
+at::Tensor dequantize_activation(const at::Tensor& quantized) {
+  // dequantize_val's arithmetic: (level - zero point) * scale, in float.
+  return (quantized.int_repr().to(at::kFloat) - static_cast<float>(quantized.q_zero_point()))
+      .mul_(static_cast<float>(quantized.q_scale()));
+}
+
 std::string describe_int8_kernels(const CpuFeatures& cpu) {
   if (cpu.amx_int8) {
     return "AMX (amx_int8; 1x1 convolutions run as oneDNN int8 matrix products: its AMX 1x1 int8 convolution "
@@ -417,8 +430,8 @@ at::Tensor QuantizedGraph::forward(const at::Tensor& images) {
                                    .typed<at::Tensor(at::Tensor, at::Tensor, double, int64_t)>();
   c10::InferenceMode inference;
   std::vector<at::Tensor> slots(static_cast<size_t>(slot_count_));
-  slots[0] = at::quantize_per_tensor(images.to(at::kFloat).contiguous(at::MemoryFormat::ChannelsLast), input_scale_,
-                                     input_zero_point_, at::kQUInt8);
+  slots[0] = quantize_activation(images.to(at::kFloat).contiguous(at::MemoryFormat::ChannelsLast), input_scale_,
+                                 input_zero_point_);
   for (size_t i = 0; i < steps_.size(); ++i) {
     Step& step = *steps_[i];
     const at::Tensor& x = slots[static_cast<size_t>(step.input)];
@@ -442,7 +455,7 @@ at::Tensor QuantizedGraph::forward(const at::Tensor& images) {
     for (int slot : dead_after_[i]) slots[static_cast<size_t>(slot)].reset();
   }
   const at::Tensor features =
-      at::adaptive_avg_pool2d(slots[static_cast<size_t>(output_slot_)].dequantize(), {1, 1}).flatten(1);
+      at::adaptive_avg_pool2d(dequantize_activation(slots[static_cast<size_t>(output_slot_)]), {1, 1}).flatten(1);
   return classifier_->head_forward(features).to(at::kFloat);
 }
 

@@ -156,6 +156,26 @@ TEST(QuantizedGraphTest, QuantizeListsTheMissingPoints) {
   EXPECT_THROW((*graph)->forward(torch::randn({1, 3, 32, 32})), Error);
 }
 
+TEST(QuantizedGraphTest, ActivationQuantizationMatchesLibTorchsOwnLevelForLevel) {
+  torch::manual_seed(11);
+  // Values beyond the range on both sides, halves that round to even, both memory formats.
+  const at::Tensor values = torch::cat({torch::randn({2, 3, 9, 9}) * 4,
+                                        (torch::arange(2 * 3 * 81) * 0.5 - 100).view({2, 3, 9, 9}) * 0.02});
+  for (const auto& [scale, zero_point] : std::vector<std::pair<double, int64_t>>{{0.02, 128}, {0.0173, 117}, {0.031, 0}, {1.0, 255}}) {
+    for (auto format : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
+      const at::Tensor input = values.contiguous(format);
+      const at::Tensor expected = at::quantize_per_tensor(input, scale, zero_point, at::kQUInt8);
+      const at::Tensor actual = quantize_activation(input, scale, zero_point);
+      ASSERT_EQ(actual.scalar_type(), at::kQUInt8);
+      EXPECT_EQ(actual.q_scale(), scale);
+      EXPECT_EQ(actual.q_zero_point(), zero_point);
+      EXPECT_TRUE(torch::equal(actual.int_repr(), expected.int_repr())) << "scale " << scale << ", zero point " << zero_point;
+      EXPECT_TRUE(actual.is_contiguous(format));
+      EXPECT_TRUE(torch::equal(dequantize_activation(actual), expected.dequantize()));
+    }
+  }
+}
+
 TEST(QuantizedGraphTest, KerasPaddingAndUnknownArchitecturesAreRefused) {
   ModelSpec keras;
   keras.arch = "mobilenet_v2";
