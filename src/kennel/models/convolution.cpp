@@ -44,36 +44,6 @@ AxisCut cut_axis(int64_t map, int64_t kernel, int64_t stride, int64_t padding, i
   return {true, first, last, cut_padding};
 }
 
-}  // namespace
-
-ConvolutionPlan plan_convolution(const ConvolutionGeometry& geometry, int64_t height, int64_t width) {
-  const std::array<int64_t, 2> map{height, width};
-  std::array<AxisCut, 2> axes;
-  for (int axis = 0; axis < 2; ++axis) {
-    axes[axis] = cut_axis(map[axis], geometry.kernel[axis], geometry.stride[axis], geometry.padding[axis],
-                          geometry.dilation[axis]);
-  }
-  ConvolutionPlan plan;
-  bool whole_map = geometry.groups == 1;
-  for (int axis = 0; axis < 2; ++axis) {
-    plan.first_tap[axis] = axes[axis].first;
-    plan.last_tap[axis] = axes[axis].last;
-    plan.padding[axis] = axes[axis].padding;
-    const int64_t kept = axes[axis].last - axes[axis].first + 1;
-    whole_map = whole_map && kept == map[axis] && axes[axis].padding == 0 &&
-                (kept == 1 || geometry.dilation[axis] == 1) &&
-                output_size(map[axis], kept, geometry.stride[axis], 0, geometry.dilation[axis]) == 1;
-  }
-  if (whole_map) {
-    plan.route = ConvolutionPlan::Route::kMatrixProduct;
-  } else if (axes[0].cut || axes[1].cut) {
-    plan.route = ConvolutionPlan::Route::kCutKernel;
-  }
-  return plan;
-}
-
-namespace {
-
 // The rule's route for `conv` over `input`, run with `weight` and `bias` in place of the layer's own
 // (the same shapes); nullopt when the layer's padding is not numeric zeros or `input` is not 4-d.
 std::optional<at::Tensor> convolve_with(torch::nn::Conv2dImpl& conv, const at::Tensor& input, const at::Tensor& weight,
@@ -113,13 +83,40 @@ std::optional<at::Tensor> convolve_with(torch::nn::Conv2dImpl& conv, const at::T
 
 }  // namespace
 
+ConvolutionPlan plan_convolution(const ConvolutionGeometry& geometry, int64_t height, int64_t width) {
+  const std::array<int64_t, 2> map{height, width};
+  std::array<AxisCut, 2> axes;
+  for (int axis = 0; axis < 2; ++axis) {
+    axes[axis] = cut_axis(map[axis], geometry.kernel[axis], geometry.stride[axis], geometry.padding[axis],
+                          geometry.dilation[axis]);
+  }
+  ConvolutionPlan plan;
+  bool whole_map = geometry.groups == 1;
+  for (int axis = 0; axis < 2; ++axis) {
+    plan.first_tap[axis] = axes[axis].first;
+    plan.last_tap[axis] = axes[axis].last;
+    plan.padding[axis] = axes[axis].padding;
+    const int64_t kept = axes[axis].last - axes[axis].first + 1;
+    whole_map = whole_map && kept == map[axis] && axes[axis].padding == 0 &&
+                (kept == 1 || geometry.dilation[axis] == 1) &&
+                output_size(map[axis], kept, geometry.stride[axis], 0, geometry.dilation[axis]) == 1;
+  }
+  if (whole_map) {
+    plan.route = ConvolutionPlan::Route::kMatrixProduct;
+  } else if (axes[0].cut || axes[1].cut) {
+    plan.route = ConvolutionPlan::Route::kCutKernel;
+  }
+  return plan;
+}
+
 at::Tensor convolve(torch::nn::Conv2dImpl& conv, const at::Tensor& input) {
   if (auto out = convolve_with(conv, input, conv.weight, conv.bias)) return *std::move(out);
   return conv.forward(input);
 }
 
 bool normalizes_with_running_statistics(const BatchNorm2dImpl& norm) {
-  return !norm.is_training() && !norm.folded && norm.fold_in_eval && norm.running_mean.defined() && norm.running_var.defined();
+  return !norm.is_training() && !norm.folded && norm.fold_in_eval && norm.running_mean.defined() &&
+         norm.running_var.defined();
 }
 
 at::Tensor convolve_normalized(torch::nn::Conv2dImpl& conv, BatchNorm2dImpl& norm, const at::Tensor& input) {
