@@ -3,6 +3,7 @@
 // Keras padding, forward before quantize) names what is wrong.
 #include <gtest/gtest.h>
 
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/torch.h>
 
 #include "kennel/models/batch_norm.h"
@@ -173,6 +174,25 @@ TEST(QuantizedGraphTest, ActivationQuantizationMatchesLibTorchsOwnLevelForLevel)
       EXPECT_TRUE(actual.is_contiguous(format));
       EXPECT_TRUE(torch::equal(dequantize_activation(actual), expected.dequantize()));
     }
+  }
+}
+
+// The graph adds residuals with quantized::add where the ReLU after them has zero point 0 (always:
+// a ReLU's range starts at 0): the clamp at level 0 must then be the ReLU, level for level.
+TEST(QuantizedGraphTest, APlainAddIntoZeroPointZeroIsTheAddWithReLU) {
+  torch::manual_seed(12);
+  at::globalContext().setQEngine(at::QEngine::ONEDNN);
+  auto& dispatcher = c10::Dispatcher::singleton();
+  const auto add = dispatcher.findSchemaOrThrow("quantized::add", "").typed<at::Tensor(at::Tensor, at::Tensor, double, int64_t)>();
+  const auto add_relu =
+      dispatcher.findSchemaOrThrow("quantized::add_relu", "").typed<at::Tensor(at::Tensor, at::Tensor, double, int64_t)>();
+  for (auto format : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
+    const at::Tensor a = at::quantize_per_tensor((torch::randn({4, 16, 7, 7}) * 2).contiguous(format), 0.03, 120, at::kQUInt8);
+    const at::Tensor b = at::quantize_per_tensor((torch::randn({4, 16, 7, 7}) * 3).contiguous(format), 0.05, 90, at::kQUInt8);
+    const at::Tensor plain = add.call(a, b, 0.04, 0);
+    const at::Tensor with_relu = add_relu.call(a, b, 0.04, 0);
+    EXPECT_TRUE(torch::equal(plain.int_repr(), with_relu.int_repr()));
+    EXPECT_GT((with_relu.int_repr() == 0).sum().item<int64_t>(), 100) << "some sums were negative";
   }
 }
 
