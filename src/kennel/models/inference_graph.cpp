@@ -54,8 +54,10 @@ int fold_batchnorm(torch::nn::Module& model) {
 
 int prepare_inference_graph(Classifier& classifier, const InferenceGraphOptions& options) {
   classifier->eval();
-  const int folded = options.fold_batchnorm ? fold_batchnorm(*classifier) : 0;
-  if (!options.fold_batchnorm) {
+  int folded = 0;
+  if (options.fold_batchnorm) {
+    folded = fold_batchnorm(*classifier);
+  } else {
     for (const auto& module : classifier->modules()) {
       if (auto* bn = module->as<BatchNorm2dImpl>()) bn->fold_in_eval = false;
     }

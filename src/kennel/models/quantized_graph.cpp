@@ -11,7 +11,6 @@
 #include <ATen/native/quantized/PackedParams.h>
 #include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 #include <torch/custom_class.h>
 #include <torch/nn/modules/conv.h>
 
