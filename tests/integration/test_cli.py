@@ -101,8 +101,13 @@ def test_system_reports_the_cpu_the_precision_auto_picks_and_blas_kernels_fit_fo
         assert kernels.lower() not in PRE_AVX2_OPENBLAS_CORES, record["blas"]
         if record["blas"]["openblas_coretype"]:
             assert "set by kennel: OpenBLAS had chosen" in record["blas"]["description"]
+    # The fused BatchNorm's row loops: the widest set the CPU's flags allow.
+    avx512_core = {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"} <= flags
+    expected_rows = "AVX-512" if avx512_core else "AVX2" if {"avx2", "fma"} <= flags else "baseline x86-64"
+    assert record["batchnorm"]["kernels"] == expected_rows
     text = subprocess.run([str(kennel.binary), "system"], capture_output=True, text=True, env=env_without).stdout
     assert f"blas:            OpenBLAS {kernels} kernels" in text
+    assert f"fused, {expected_rows} row loops" in text
     assert record["cpu"]["description"] in text
 
 

@@ -1,6 +1,7 @@
 // `kennel system [--json]`: what Kennel detected on this machine and what it
 // chose from it — the CPU and its units, what `--precision auto` runs, how
-// int8 runs, which BLAS kernels run fp32 matrix products, the threads. Every
+// int8 runs, which BLAS kernels run fp32 matrix products, which row loops
+// run training's fused BatchNorm, the threads. Every
 // figure we publish names its machine; this is the line to quote.
 #include <thread>
 
@@ -8,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kennel/cli/command.h"
+#include "kennel/models/normalize_activate.h"
 #include "kennel/models/quantized_graph.h"
 #include "kennel/util/blas_kernels.h"
 #include "kennel/util/cpu_features.h"
@@ -30,6 +32,7 @@ json system_record() {
           {"blas", {{"kernels", loaded_openblas_core()},
                     {"description", describe_blas_kernels()},
                     {"openblas_coretype", coretype == nullptr ? "" : coretype}}},
+          {"batchnorm", {{"kernels", models::fused_batchnorm_kernels()}}},
           {"threads", {{"compute", default_thread_count()}, {"hardware", std::thread::hardware_concurrency()}}}};
 }
 
@@ -38,7 +41,7 @@ json system_record() {
 void register_system_command(CLI::App& app, CommandContext& context) {
   auto json_output = std::make_shared<bool>(false);
   auto* system = app.add_subcommand(
-      "system", "What Kennel detected on this machine and chose from it: CPU units, precision, int8, BLAS, threads");
+      "system", "What Kennel detected on this machine and chose from it: CPU units, precision, int8, BLAS, BatchNorm, threads");
   system->add_flag("--json", *json_output, "The same as JSON");
   system->callback([json_output] {
     const json record = system_record();
@@ -51,6 +54,8 @@ void register_system_command(CLI::App& app, CommandContext& context) {
                record["precision_auto"]["reason"].get<std::string>());
     fmt::print("int8:            {}\n", record["int8"].get<std::string>());
     fmt::print("blas:            {}\n", record["blas"]["description"].get<std::string>());
+    fmt::print("batchnorm:       training BatchNorm + add + ReLU fused, {} row loops\n",
+               record["batchnorm"]["kernels"].get<std::string>());
     fmt::print("threads:         {} for compute by default, {} hardware\n", record["threads"]["compute"].get<int>(),
                record["threads"]["hardware"].get<unsigned>());
   });

@@ -48,6 +48,10 @@ class ScopedActivationObserver {
   ActivationObserver* previous_;
 };
 
+// Whether an observer is installed on this thread: a backbone that fuses an activation with the
+// operation before it computes the pre-activation apart only when someone looks at it.
+inline bool activation_observed() { return detail::current_activation_observer != nullptr; }
+
 inline void probe_activation(const std::string& layer, ActivationKind kind, const at::Tensor& pre_activation) {
   if (auto* observer = detail::current_activation_observer) observer->observe(layer, kind, pre_activation);
 }

@@ -43,6 +43,8 @@ class BatchNorm2dImpl : public torch::nn::Cloneable<BatchNorm2dImpl> {
   void pretty_print(std::ostream& stream) const override;
 
   void set_sync(std::shared_ptr<BatchNormSync> sync) { sync_ = std::move(sync); }
+  // Whether training-mode statistics are taken over every replica (a BatchNormSync is set).
+  bool synchronized() const { return sync_ != nullptr; }
   // The factor running statistics move by this step (momentum, or the cumulative average without one).
   double next_average_factor();
 

@@ -119,7 +119,8 @@ bool normalizes_with_running_statistics(const BatchNorm2dImpl& norm) {
          norm.running_var.defined();
 }
 
-at::Tensor convolve_normalized(torch::nn::Conv2dImpl& conv, BatchNorm2dImpl& norm, const at::Tensor& input) {
+at::Tensor convolve_normalized(torch::nn::Conv2dImpl& conv, BatchNorm2dImpl& norm, const at::Tensor& input,
+                               const AfterNormalization& after) {
   if (normalizes_with_running_statistics(norm) && input.dim() == 4) {
     // Clause 4: scale = gamma / sqrt(var + eps); weight * scale per output channel, shift beta - mean * scale
     // (+ bias * scale). Differentiable in the layer's weight and bias and the norm's gamma and beta.
@@ -129,9 +130,13 @@ at::Tensor convolve_normalized(torch::nn::Conv2dImpl& conv, BatchNorm2dImpl& nor
     if (norm.bias.defined()) shift = shift + norm.bias;
     if (conv.bias.defined()) shift = shift + conv.bias * scale;
     const at::Tensor weight = (conv.weight * scale.view({-1, 1, 1, 1})).to(conv.weight.scalar_type());
-    if (auto out = convolve_with(conv, input, weight, shift.to(conv.weight.scalar_type()))) return *std::move(out);
+    if (auto out = convolve_with(conv, input, weight, shift.to(conv.weight.scalar_type()))) {
+      // Clause 5 after a folded BatchNorm: the convolution's output is not needed by its backward.
+      if (after.residual.defined()) *out += after.residual;
+      return after.relu ? out->relu_() : *std::move(out);
+    }
   }
-  return norm.forward(convolve(conv, input));
+  return normalize_activate(norm, convolve(conv, input), after);
 }
 
 }  // namespace kennel::models

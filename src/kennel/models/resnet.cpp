@@ -29,6 +29,18 @@ at::Tensor shortcut(nn::Sequential& downsample, const at::Tensor& x) {
   return convolve_normalized(*downsample->ptr<nn::Conv2dImpl>(0), *downsample->ptr<BatchNorm2dImpl>(1), x);
 }
 
+// A block's end: relu(norm(conv(x)) + shortcut), in one operation after the convolution unless an
+// activation observer watches this block's tap (it sees the sum before the ReLU).
+at::Tensor add_shortcut_activated(const std::string& tap, nn::Conv2dImpl& conv, BatchNorm2dImpl& norm,
+                                  const at::Tensor& x, const at::Tensor& shortcut) {
+  if (tap.empty() || !activation_observed()) {
+    return convolve_normalized(conv, norm, x, {.residual = shortcut, .relu = true});
+  }
+  at::Tensor out = convolve_normalized(conv, norm, x, {.residual = shortcut});
+  probe_activation(tap, ActivationKind::kRelu, out);
+  return out.relu_();
+}
+
 class BasicBlockImpl : public nn::Module {
  public:
   static constexpr int64_t kExpansion = 1;
@@ -44,11 +56,8 @@ class BasicBlockImpl : public nn::Module {
   }
 
   at::Tensor forward(const at::Tensor& x) {
-    at::Tensor out = convolve_normalized(*conv1_, *bn1_, x).relu_();
-    out = convolve_normalized(*conv2_, *bn2_, out);
-    out += shortcut(downsample_, x);
-    if (!tap_.empty()) probe_activation(tap_, ActivationKind::kRelu, out);
-    return out.relu_();
+    at::Tensor out = convolve_normalized(*conv1_, *bn1_, x, {.relu = true});
+    return add_shortcut_activated(tap_, *conv2_, *bn2_, out, shortcut(downsample_, x));
   }
 
   // The stage's name when this block's output ReLU is the stage's activation tap.
@@ -81,12 +90,9 @@ class BottleneckImpl : public nn::Module {
   }
 
   at::Tensor forward(const at::Tensor& x) {
-    at::Tensor out = convolve_normalized(*conv1_, *bn1_, x).relu_();
-    out = convolve_normalized(*conv2_, *bn2_, out).relu_();
-    out = convolve_normalized(*conv3_, *bn3_, out);
-    out += shortcut(downsample_, x);
-    if (!tap_.empty()) probe_activation(tap_, ActivationKind::kRelu, out);
-    return out.relu_();
+    at::Tensor out = convolve_normalized(*conv1_, *bn1_, x, {.relu = true});
+    out = convolve_normalized(*conv2_, *bn2_, out, {.relu = true});
+    return add_shortcut_activated(tap_, *conv3_, *bn3_, out, shortcut(downsample_, x));
   }
 
   void set_activation_tap(std::string layer) { tap_ = std::move(layer); }
@@ -175,9 +181,14 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : BackboneImpl("ResNet"), o
 }
 
 at::Tensor ResNetImpl::features(const at::Tensor& images) {
-  at::Tensor x = convolve_normalized(*conv1_, *bn1_, images);
-  probe_activation("stem", ActivationKind::kRelu, x);
-  x.relu_();
+  at::Tensor x;
+  if (activation_observed()) {
+    x = convolve_normalized(*conv1_, *bn1_, images);
+    probe_activation("stem", ActivationKind::kRelu, x);
+    x.relu_();
+  } else {
+    x = convolve_normalized(*conv1_, *bn1_, images, {.relu = true});
+  }
   x = at::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
   x = layer1_->forward(x);
   x = layer2_->forward(x);
