@@ -3,9 +3,11 @@
 #include <optional>
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <torch/nn/modules/conv.h>
 
 #include "kennel/models/batch_norm.h"
+#include "kennel/util/cpu_features.h"
 
 namespace kennel::models {
 
@@ -44,6 +46,13 @@ AxisCut cut_axis(int64_t map, int64_t kernel, int64_t stride, int64_t padding, i
   return {true, first, last, cut_padding};
 }
 
+// Clause 6's "run for a gradient in bf16".
+bool computes_bf16_gradient(const at::Tensor& input, const at::Tensor& weight) {
+  const bool bf16 = input.scalar_type() == at::kBFloat16 ||
+                    (at::autocast::is_cpu_enabled() && at::autocast::get_autocast_cpu_dtype() == at::kBFloat16);
+  return bf16 && at::GradMode::is_enabled() && (weight.requires_grad() || input.requires_grad());
+}
+
 // The rule's route for `conv` over `input`, run with `weight` and `bias` in place of the layer's own
 // (the same shapes); nullopt when the layer's padding is not numeric zeros or `input` is not 4-d.
 std::optional<at::Tensor> convolve_with(torch::nn::Conv2dImpl& conv, const at::Tensor& input, const at::Tensor& weight,
@@ -62,6 +71,11 @@ std::optional<at::Tensor> convolve_with(torch::nn::Conv2dImpl& conv, const at::T
   }
   geometry.groups = options.groups();
   const ConvolutionPlan plan = plan_convolution(geometry, input.size(2), input.size(3));
+  if (plan.route == ConvolutionPlan::Route::kDeclared &&
+      pixel_product_pays(geometry, input.is_contiguous(at::MemoryFormat::ChannelsLast),
+                         computes_bf16_gradient(input, weight), host_cpu_features())) {
+    return pixel_product(input, weight, bias);
+  }
   if (plan.route == ConvolutionPlan::Route::kDeclared) {
     return at::conv2d(input, weight, bias, geometry.stride, geometry.padding, geometry.dilation, geometry.groups);
   }
@@ -107,6 +121,23 @@ ConvolutionPlan plan_convolution(const ConvolutionGeometry& geometry, int64_t he
     plan.route = ConvolutionPlan::Route::kCutKernel;
   }
   return plan;
+}
+
+bool pixel_product_pays(const ConvolutionGeometry& geometry, bool channels_last, bool bf16_gradient,
+                        const CpuFeatures& cpu) {
+  const bool pointwise = geometry.kernel == std::array<int64_t, 2>{1, 1} &&
+                         geometry.stride == std::array<int64_t, 2>{1, 1} &&
+                         geometry.padding == std::array<int64_t, 2>{0, 0} && geometry.groups == 1;
+  return pointwise && channels_last && bf16_gradient && cpu.amx_bf16;
+}
+
+at::Tensor pixel_product(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias) {
+  const int64_t batch = input.size(0), channels = input.size(1), height = input.size(2), width = input.size(3);
+  const int64_t out_channels = weight.size(0);
+  const at::Tensor pixels = input.permute({0, 2, 3, 1}).reshape({batch * height * width, channels});
+  return at::linear(pixels, weight.reshape({out_channels, channels}), bias)
+      .view({batch, height, width, out_channels})
+      .permute({0, 3, 1, 2});
 }
 
 at::Tensor convolve(torch::nn::Conv2dImpl& conv, const at::Tensor& input) {
