@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
         return [&] {
           input.mutable_grad() = at::Tensor();
           if (residual.defined()) residual.mutable_grad() = at::Tensor();
-          models::normalize_activate(*norm, input, {.residual = residual, .relu = true}).backward(grad);
+          models::normalize_activate(*norm, input, {.residual = residual, .rectifier = models::Rectifier::kRelu}).backward(grad);
         };
       };
       const double copy = best_ms(repeats, [&] { (void)input.detach().clone(); });

@@ -45,7 +45,10 @@ def build_model(arch, num_classes, freeze_backbone):
     if freeze_backbone:
         for parameter in model.parameters():
             parameter.requires_grad = False
-    model.fc = nn.Linear(model.fc.in_features, num_classes)  # new layer: trainable
+    if hasattr(model, "fc"):  # ResNets
+        model.fc = nn.Linear(model.fc.in_features, num_classes)  # new layer: trainable
+    else:  # MobileNetV2: classifier = [Dropout, Linear]
+        model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_classes)
     return model
 
 

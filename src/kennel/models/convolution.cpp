@@ -164,7 +164,7 @@ at::Tensor convolve_normalized(torch::nn::Conv2dImpl& conv, BatchNorm2dImpl& nor
     if (auto out = convolve_with(conv, input, weight, shift.to(conv.weight.scalar_type()))) {
       // Clause 5 after a folded BatchNorm: the convolution's output is not needed by its backward.
       if (after.residual.defined()) *out += after.residual;
-      return after.relu ? out->relu_() : *std::move(out);
+      return rectify(*std::move(out), after.rectifier);
     }
   }
   return normalize_activate(norm, convolve(conv, input), after);

@@ -4,7 +4,6 @@
 #include <array>
 #include <utility>
 
-#include <ATen/core/grad_mode.h>
 #include <fmt/format.h>
 #include <torch/nn/init.h>
 #include <torch/nn/modules/batchnorm.h>
@@ -63,16 +62,13 @@ class ConvBnActImpl : public nn::Module {
       const auto [left, right] = same_padding(x.size(3), config_.kernel, config_.stride);
       x = at::constant_pad_nd(x, {left, right, top, bottom}, 0);
     }
-    x = convolve_normalized(*conv_, *bn_, x);
-    if (!config_.activation) return x;
-    if (!tap_.empty()) probe_activation(tap_, ActivationKind::kRelu6, x);
-    // ReLU6. LibTorch 1.13 has no bf16 CPU kernel for its backward (hardtanh_backward fails with
-    // '"hardshrink_backward_cpu" not implemented for BFloat16'): where autograd records a bf16
-    // activation, this one op runs in fp32 and hands bf16 back; inference stays in place.
-    if (x.scalar_type() == at::kBFloat16 && x.requires_grad() && at::GradMode::is_enabled()) {
-      return at::hardtanh(x.to(at::kFloat), 0, 6).to(at::kBFloat16);
+    if (!config_.activation) return convolve_normalized(*conv_, *bn_, x);
+    if (tap_.empty() || !activation_observed()) {
+      return convolve_normalized(*conv_, *bn_, x, {.rectifier = Rectifier::kRelu6});
     }
-    return at::hardtanh_(x, 0, 6);
+    x = convolve_normalized(*conv_, *bn_, x);
+    probe_activation(tap_, ActivationKind::kRelu6, x);
+    return rectify(x, Rectifier::kRelu6);
   }
 
   // The stage's name when this ReLU6 is the stage's activation tap.
@@ -115,10 +111,10 @@ class InvertedResidualImpl : public nn::Module {
   at::Tensor forward(const at::Tensor& x) {
     at::Tensor out = x;
     for (size_t i = 0; i + 2 < conv_->size(); ++i) out = conv_[i]->as<ConvBnActImpl>()->forward(out);
-    // The projection: a 1x1 convolution and its BatchNorm, the sequence's last two layers.
-    out = convolve_normalized(*conv_[conv_->size() - 2]->as<nn::Conv2dImpl>(),
-                              *conv_[conv_->size() - 1]->as<BatchNorm2dImpl>(), out);
-    return residual_ ? x + out : out;
+    // The projection: a 1x1 convolution and its BatchNorm, the sequence's last two layers, then the shortcut.
+    return convolve_normalized(*conv_[conv_->size() - 2]->as<nn::Conv2dImpl>(),
+                               *conv_[conv_->size() - 1]->as<BatchNorm2dImpl>(), out,
+                               {.residual = residual_ ? x : at::Tensor()});
   }
 
   // Taps the depthwise ReLU6, the block's last activation.

@@ -25,17 +25,17 @@ struct RowCall {
   enum Kind { kStatistics, kForward, kBackwardReduce, kBackwardInput };
   Kind kind = kStatistics;
   bool bfloat16 = false;
-  bool relu = false;
+  int rectifier = 0;  // Rectifier's number
   long channels = 0;
   const void* x = nullptr;          // the BatchNorm's input
-  const void* out = nullptr;        // the saved output (backward, for the ReLU's mask)
+  const void* out = nullptr;        // backward: the saved output for the mask, or null (recomputed from x)
   const void* residual = nullptr;   // forward: added before the ReLU, or null
   const void* grad_out = nullptr;   // backward: the gradient of the output
   void* result = nullptr;           // forward: the output; reduce: the residual's gradient or null; input: grad x
-  const float* scale = nullptr;     // forward: gamma * invstd; backward input: the same (gain)
-  const float* shift = nullptr;     // statistics: the sample subtracted; forward: beta - mean * scale
+  const float* scale = nullptr;     // gamma * invstd
+  const float* shift = nullptr;     // statistics: the sample subtracted; else beta - mean * scale
   const float* mean = nullptr;
-  const float* mean_dy = nullptr;
+  const float* mean_dy = nullptr;  // backward: scale and shift are the forward's (clause 3's mask)
   const float* slope = nullptr;
   float* block_a = nullptr;         // [channels] float scratch of this part
   float* block_b = nullptr;
@@ -153,7 +153,7 @@ class NormalizeActivateFunction : public torch::autograd::Function<NormalizeActi
   static at::Tensor forward(torch::autograd::AutogradContext* context, const at::Tensor& input,
                             const c10::optional<at::Tensor>& residual_argument,
                             const c10::optional<at::Tensor>& weight_argument,
-                            const c10::optional<at::Tensor>& bias_argument, BatchNorm2dImpl* norm, bool relu) {
+                            const c10::optional<at::Tensor>& bias_argument, BatchNorm2dImpl* norm, Rectifier rectifier) {
     const at::Tensor residual = residual_argument.value_or(at::Tensor());
     const at::Tensor weight = weight_argument.value_or(at::Tensor());
     const at::Tensor bias = bias_argument.value_or(at::Tensor());
@@ -194,7 +194,7 @@ class NormalizeActivateFunction : public torch::autograd::Function<NormalizeActi
     RowCall apply;
     apply.kind = RowCall::kForward;
     apply.bfloat16 = bfloat16;
-    apply.relu = relu;
+    apply.rectifier = static_cast<int>(rectifier);
     apply.channels = channels;
     apply.x = input.data_ptr();
     apply.residual = residual.defined() ? residual.data_ptr() : nullptr;
@@ -203,8 +203,11 @@ class NormalizeActivateFunction : public torch::autograd::Function<NormalizeActi
     apply.shift = shift.data();
     parts.run(apply);
 
-    context->save_for_backward({input, relu ? output : at::Tensor(), weight, float_vector(mean), float_vector(invstd)});
-    context->saved_data["relu"] = relu;
+    // Clause 3's mask: from the saved output after a residual add, else recomputed from the input.
+    const bool mask_from_output = rectifier != Rectifier::kNone && residual.defined();
+    context->save_for_backward({input, mask_from_output ? output : at::Tensor(), weight, float_vector(mean),
+                                float_vector(invstd), float_vector(scale), float_vector(shift)});
+    context->saved_data["rectifier"] = static_cast<int64_t>(rectifier);
     context->saved_data["residual"] = residual.defined();
     context->saved_data["bias"] = bias.defined();
     return output;
@@ -216,7 +219,9 @@ class NormalizeActivateFunction : public torch::autograd::Function<NormalizeActi
     const at::Tensor& input = saved[0];
     const at::Tensor& output = saved[1];
     const at::Tensor& weight = saved[2];
-    const bool relu = context->saved_data["relu"].toBool();
+    const int64_t rectifier = context->saved_data["rectifier"].toInt();
+    const bool rectified = rectifier != static_cast<int64_t>(Rectifier::kNone);
+    const bool mask_from_output = output.defined();
     const bool has_residual = context->saved_data["residual"].toBool();
     const bool has_bias = context->saved_data["bias"].toBool();
     // needs_input_grad counts the tensors forward() was given, absent ones not.
@@ -230,35 +235,37 @@ class NormalizeActivateFunction : public torch::autograd::Function<NormalizeActi
     const at::Tensor grad_out = dense_channels_last(gradients[0], input.scalar_type());
     const float* mean = saved[3].data_ptr<float>();
     const float* invstd = saved[4].data_ptr<float>();
+    const float* scale = saved[5].data_ptr<float>();
+    const float* shift = saved[6].data_ptr<float>();
 
     // Clause 3: one pass for the per-channel sums (writing the residual's gradient on the way),
     // one for the input's gradient.
     at::Tensor grad_residual;
     if (has_residual && context->needs_input_grad(residual_edge)) {
-      grad_residual = relu ? at::empty_like(grad_out, at::MemoryFormat::ChannelsLast) : grad_out;
+      grad_residual = rectified ? at::empty_like(grad_out, at::MemoryFormat::ChannelsLast) : grad_out;
     }
     RowParts parts(rows, channels);
     RowCall reduce;
     reduce.kind = RowCall::kBackwardReduce;
     reduce.bfloat16 = input.scalar_type() == at::kBFloat16;
-    reduce.relu = relu;
+    reduce.rectifier = static_cast<int>(rectifier);
     reduce.channels = channels;
     reduce.x = input.data_ptr();
-    reduce.out = relu ? output.data_ptr() : nullptr;
+    reduce.out = mask_from_output ? output.data_ptr() : nullptr;
     reduce.grad_out = grad_out.data_ptr();
-    reduce.result = relu && grad_residual.defined() ? grad_residual.data_ptr() : nullptr;
+    reduce.result = rectified && grad_residual.defined() ? grad_residual.data_ptr() : nullptr;
     reduce.mean = mean;
+    reduce.scale = scale;
+    reduce.shift = shift;
     const auto [sum_dy, sum_dy_centered] = parts.run(reduce);
 
-    const std::vector<float> gamma = gamma_of(weight, channels);
-    std::vector<float> grad_gamma(gamma.size()), grad_beta(gamma.size()), mean_dy(gamma.size()), slope(gamma.size()),
-        gain(gamma.size());
+    const auto size = static_cast<size_t>(channels);
+    std::vector<float> grad_gamma(size), grad_beta(size), mean_dy(size), slope(size);
     for (int64_t c = 0; c < channels; ++c) {
       grad_gamma[c] = static_cast<float>(sum_dy_centered[c] * invstd[c]);
       grad_beta[c] = static_cast<float>(sum_dy[c]);
       mean_dy[c] = static_cast<float>(sum_dy[c] / static_cast<double>(rows));
       slope[c] = static_cast<float>(sum_dy_centered[c] * invstd[c] * invstd[c] / static_cast<double>(rows));
-      gain[c] = gamma[c] * invstd[c];
     }
     if (context->needs_input_grad(0)) {
       at::Tensor grad_input = at::empty_like(input, at::MemoryFormat::ChannelsLast);
@@ -267,7 +274,6 @@ class NormalizeActivateFunction : public torch::autograd::Function<NormalizeActi
       apply.result = grad_input.data_ptr();
       apply.mean_dy = mean_dy.data();
       apply.slope = slope.data();
-      apply.scale = gain.data();
       parts.run(apply);
       result[0] = grad_input;
     }
@@ -321,11 +327,26 @@ at::Tensor normalize_activate(BatchNorm2dImpl& norm, const at::Tensor& input, co
       return tensor.defined() ? c10::optional<at::Tensor>(tensor) : c10::nullopt;
     };
     return NormalizeActivateFunction::apply(input, present(after.residual), present(norm.weight), present(norm.bias),
-                                            &norm, after.relu);
+                                            &norm, after.rectifier);
   }
   at::Tensor out = norm.forward(input);
   if (after.residual.defined()) out = out + after.residual;
-  return after.relu ? out.relu_() : out;
+  return rectify(out, after.rectifier);
+}
+
+at::Tensor rectify(at::Tensor x, Rectifier rectifier) {
+  switch (rectifier) {
+    case Rectifier::kRelu:
+      return x.relu_();
+    case Rectifier::kRelu6:
+      if (x.scalar_type() == at::kBFloat16 && x.requires_grad() && at::GradMode::is_enabled()) {
+        return at::hardtanh(x.to(at::kFloat), 0, 6).to(at::kBFloat16);
+      }
+      return at::hardtanh_(x, 0, 6);
+    case Rectifier::kNone:
+      break;
+  }
+  return x;
 }
 
 std::string fused_batchnorm_kernels() { return host_kernels().name; }

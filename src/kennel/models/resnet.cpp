@@ -34,7 +34,7 @@ at::Tensor shortcut(nn::Sequential& downsample, const at::Tensor& x) {
 at::Tensor add_shortcut_activated(const std::string& tap, nn::Conv2dImpl& conv, BatchNorm2dImpl& norm,
                                   const at::Tensor& x, const at::Tensor& shortcut) {
   if (tap.empty() || !activation_observed()) {
-    return convolve_normalized(conv, norm, x, {.residual = shortcut, .relu = true});
+    return convolve_normalized(conv, norm, x, {.residual = shortcut, .rectifier = Rectifier::kRelu});
   }
   at::Tensor out = convolve_normalized(conv, norm, x, {.residual = shortcut});
   probe_activation(tap, ActivationKind::kRelu, out);
@@ -56,7 +56,7 @@ class BasicBlockImpl : public nn::Module {
   }
 
   at::Tensor forward(const at::Tensor& x) {
-    at::Tensor out = convolve_normalized(*conv1_, *bn1_, x, {.relu = true});
+    at::Tensor out = convolve_normalized(*conv1_, *bn1_, x, {.rectifier = Rectifier::kRelu});
     return add_shortcut_activated(tap_, *conv2_, *bn2_, out, shortcut(downsample_, x));
   }
 
@@ -90,8 +90,8 @@ class BottleneckImpl : public nn::Module {
   }
 
   at::Tensor forward(const at::Tensor& x) {
-    at::Tensor out = convolve_normalized(*conv1_, *bn1_, x, {.relu = true});
-    out = convolve_normalized(*conv2_, *bn2_, out, {.relu = true});
+    at::Tensor out = convolve_normalized(*conv1_, *bn1_, x, {.rectifier = Rectifier::kRelu});
+    out = convolve_normalized(*conv2_, *bn2_, out, {.rectifier = Rectifier::kRelu});
     return add_shortcut_activated(tap_, *conv3_, *bn3_, out, shortcut(downsample_, x));
   }
 
@@ -187,7 +187,7 @@ at::Tensor ResNetImpl::features(const at::Tensor& images) {
     probe_activation("stem", ActivationKind::kRelu, x);
     x.relu_();
   } else {
-    x = convolve_normalized(*conv1_, *bn1_, images, {.relu = true});
+    x = convolve_normalized(*conv1_, *bn1_, images, {.rectifier = Rectifier::kRelu});
   }
   x = at::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
   x = layer1_->forward(x);
