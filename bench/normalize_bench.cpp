@@ -85,7 +85,8 @@ int main(int argc, char** argv) {
         return [&] {
           input.mutable_grad() = at::Tensor();
           if (residual.defined()) residual.mutable_grad() = at::Tensor();
-          models::normalize_activate(*norm, input, {.residual = residual, .rectifier = models::Rectifier::kRelu}).backward(grad);
+          const models::AfterNormalization after{.residual = residual, .rectifier = models::Rectifier::kRelu};
+          models::normalize_activate(*norm, input, after).backward(grad);
         };
       };
       const double copy = best_ms(repeats, [&] { (void)input.detach().clone(); });

@@ -153,7 +153,8 @@ class NormalizeActivateFunction : public torch::autograd::Function<NormalizeActi
   static at::Tensor forward(torch::autograd::AutogradContext* context, const at::Tensor& input,
                             const c10::optional<at::Tensor>& residual_argument,
                             const c10::optional<at::Tensor>& weight_argument,
-                            const c10::optional<at::Tensor>& bias_argument, BatchNorm2dImpl* norm, Rectifier rectifier) {
+                            const c10::optional<at::Tensor>& bias_argument, BatchNorm2dImpl* norm,
+                            Rectifier rectifier) {
     const at::Tensor residual = residual_argument.value_or(at::Tensor());
     const at::Tensor weight = weight_argument.value_or(at::Tensor());
     const at::Tensor bias = bias_argument.value_or(at::Tensor());
@@ -281,7 +282,9 @@ class NormalizeActivateFunction : public torch::autograd::Function<NormalizeActi
     if (weight.defined() && context->needs_input_grad(weight_edge)) {
       result[2] = float_vector(grad_gamma).to(weight.scalar_type());
     }
-    if (has_bias && context->needs_input_grad(bias_edge)) result[3] = float_vector(grad_beta).to(weight.defined() ? weight.scalar_type() : at::kFloat);
+    if (has_bias && context->needs_input_grad(bias_edge)) {
+      result[3] = float_vector(grad_beta).to(weight.defined() ? weight.scalar_type() : at::kFloat);
+    }
     return result;
   }
 

@@ -133,7 +133,9 @@ TEST(DebugHookTest, DefaultsRecordLossesEveryStepAndTensorsEveryTenSteps) {
   }
   // Labels and predictions are recorded every step (ClassImbalance counts every sample).
   for (const auto& record : run.records) {
-    if (record.mode == Mode::kTrain) EXPECT_TRUE(find(record, "labels/counts")) << record.step;
+    if (record.mode == Mode::kTrain) {
+      EXPECT_TRUE(find(record, "labels/counts")) << record.step;
+    }
   }
   const auto* weights = find(first, "weights/weight");
   ASSERT_TRUE(weights && weights->histogram);

@@ -168,7 +168,9 @@ TEST(TrainSpecTest, NormalizeTakesPresetsOrExplicitMeanAndStd) {
   for (const char* bad : {"", "0.5,0.5,0.5", "1,2,3/4,5,6,7", "a,b,c/1,1,1", "0,0,0/1,1,-1"}) {
     auto parsed = parse_normalization(bad);
     EXPECT_FALSE(parsed.ok()) << bad;
-    if (!parsed.ok()) EXPECT_NE(parsed.status().message().find("normalize"), std::string::npos);
+    if (!parsed.ok()) {
+      EXPECT_NE(parsed.status().message().find("normalize"), std::string::npos);
+    }
   }
 }
 

@@ -97,7 +97,9 @@ TEST(InferenceGraphTest, FoldedFp32LogitsEqualTheUnfoldedModelsTo1e4) {
     // The reference runs each BatchNorm after its convolution, not folded per call either
     // (models/convolution.h, clause 4): otherwise this would compare a fold with a fold.
     for (const auto& module : reference->modules()) {
-      if (const auto* bn = module->as<BatchNorm2dImpl>()) ASSERT_FALSE(normalizes_with_running_statistics(*bn));
+      if (const auto* bn = module->as<BatchNorm2dImpl>()) {
+        ASSERT_FALSE(normalizes_with_running_statistics(*bn));
+      }
     }
     const c10::InferenceMode inference;
     const at::Tensor images = torch::randn({3, 3, 64, 64}).contiguous(at::MemoryFormat::ChannelsLast);

@@ -101,9 +101,10 @@ void expect_same(const Outcome& fused, const Outcome& declared, double tolerance
 }
 
 const std::vector<Case> kCases = {
-    {2, 3, 5, 7, false, kNone},  {2, 3, 5, 7, false, kRelu},  {2, 3, 5, 7, true, kNone},   {2, 3, 5, 7, true, kRelu},
-    {4, 17, 9, 9, true, kRelu},  {3, 64, 8, 8, false, kRelu}, {8, 100, 11, 13, true, kRelu}, {1, 256, 2, 1, true, kRelu},
-    {32, 40, 1, 1, false, kRelu}, {4, 24, 6, 6, false, kRelu6}, {4, 24, 6, 6, true, kRelu6}, {8, 33, 5, 5, false, kRelu6},
+    {2, 3, 5, 7, false, kNone},    {2, 3, 5, 7, false, kRelu},     {2, 3, 5, 7, true, kNone},
+    {2, 3, 5, 7, true, kRelu},     {4, 17, 9, 9, true, kRelu},     {3, 64, 8, 8, false, kRelu},
+    {8, 100, 11, 13, true, kRelu}, {1, 256, 2, 1, true, kRelu},    {32, 40, 1, 1, false, kRelu},
+    {4, 24, 6, 6, false, kRelu6},  {4, 24, 6, 6, true, kRelu6},    {8, 33, 5, 5, false, kRelu6},
 };
 
 std::string name_of(const Case& c) {
@@ -224,7 +225,9 @@ void expect_trains_as_the_declared_layers(Model fused, Model declared, double to
   }
   auto declared_buffers = declared->named_buffers();
   for (const auto& item : fused->named_buffers()) {
-    if (item.value().is_floating_point()) expect_close(item.value(), declared_buffers[item.key()], tolerance, item.key());
+    if (item.value().is_floating_point()) {
+      expect_close(item.value(), declared_buffers[item.key()], tolerance, item.key());
+    }
   }
 }
 
