@@ -92,7 +92,7 @@ std::atomic<const Kernels*>& chosen_kernels() {
 const Kernels& host_kernels() { return *chosen_kernels().load(std::memory_order_relaxed); }
 
 // Runs `call` over the map's rows split into one part per thread; part p's scratch and sums are
-// slices p of `scratch` and `sums` (each parts x 2 x channels). Returns the number of parts.
+// slices p of `scratch` and `sums` (each parts x 2 x channels).
 class RowParts {
  public:
   RowParts(int64_t rows, int64_t channels)
@@ -140,10 +140,10 @@ at::Tensor float_vector(const std::vector<float>& values) {
   return at::tensor(values, at::kFloat);
 }
 
-// gamma per channel as float (ones without affine parameters).
-std::vector<float> gamma_of(const at::Tensor& weight, int64_t channels) {
-  if (!weight.defined()) return std::vector<float>(static_cast<size_t>(channels), 1.0f);
-  const at::Tensor values = weight.detach().to(at::kFloat).contiguous();
+// A per-channel parameter (gamma, beta) as floats; `absent` for each channel without one (no affine).
+std::vector<float> per_channel(const at::Tensor& parameter, int64_t channels, float absent) {
+  if (!parameter.defined()) return std::vector<float>(static_cast<size_t>(channels), absent);
+  const at::Tensor values = parameter.detach().to(at::kFloat).contiguous();
   return {values.data_ptr<float>(), values.data_ptr<float>() + channels};
 }
 
@@ -175,8 +175,8 @@ class NormalizeActivateFunction : public torch::autograd::Function<NormalizeActi
     statistics.shift = sample.data();
     const auto [sums, squares] = parts.run(statistics);
 
-    const std::vector<float> gamma = gamma_of(weight, channels);
-    const std::vector<float> beta = bias.defined() ? gamma_of(bias, channels) : std::vector<float>(gamma.size(), 0.0f);
+    const std::vector<float> gamma = per_channel(weight, channels, 1.0f);
+    const std::vector<float> beta = per_channel(bias, channels, 0.0f);
     std::vector<float> mean(gamma.size()), variance(gamma.size()), invstd(gamma.size()), scale(gamma.size()),
         shift(gamma.size());
     const double eps = norm->options.eps();
