@@ -1,6 +1,7 @@
 #include "kennel/models/convolution.h"
 
 #include <optional>
+#include <utility>
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
@@ -168,6 +169,15 @@ at::Tensor convolve_normalized(torch::nn::Conv2dImpl& conv, BatchNorm2dImpl& nor
     }
   }
   return normalize_activate(norm, convolve(conv, input), after);
+}
+
+at::Tensor convolve_normalized_tapped(const std::string& tap, ActivationKind kind, torch::nn::Conv2dImpl& conv,
+                                      BatchNorm2dImpl& norm, const at::Tensor& input, AfterNormalization after) {
+  if (tap.empty() || !activation_observed()) return convolve_normalized(conv, norm, input, after);
+  const Rectifier rectifier = std::exchange(after.rectifier, Rectifier::kNone);
+  at::Tensor out = convolve_normalized(conv, norm, input, after);
+  probe_activation(tap, kind, out);
+  return rectify(out, rectifier);
 }
 
 }  // namespace kennel::models

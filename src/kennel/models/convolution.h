@@ -49,9 +49,11 @@
 
 #include <array>
 #include <cstdint>
+#include <string>
 
 #include <ATen/core/Tensor.h>
 
+#include "kennel/models/activation_probe.h"
 #include "kennel/models/normalize_activate.h"
 
 namespace torch::nn {
@@ -101,5 +103,11 @@ bool normalizes_with_running_statistics(const BatchNorm2dImpl& norm);
 // that (a layer whose padding convolve() does not cut is never folded).
 at::Tensor convolve_normalized(torch::nn::Conv2dImpl& conv, BatchNorm2dImpl& norm, const at::Tensor& input,
                                const AfterNormalization& after = {});
+
+// The same, where the rectifier is an activation tap (models/activation_probe.h): when an observer
+// watches `tap` (not empty), it sees the value before the rectifier, computed apart; otherwise one
+// operation as above.
+at::Tensor convolve_normalized_tapped(const std::string& tap, ActivationKind kind, torch::nn::Conv2dImpl& conv,
+                                      BatchNorm2dImpl& norm, const at::Tensor& input, AfterNormalization after);
 
 }  // namespace kennel::models

@@ -63,12 +63,7 @@ class ConvBnActImpl : public nn::Module {
       x = at::constant_pad_nd(x, {left, right, top, bottom}, 0);
     }
     if (!config_.activation) return convolve_normalized(*conv_, *bn_, x);
-    if (tap_.empty() || !activation_observed()) {
-      return convolve_normalized(*conv_, *bn_, x, {.rectifier = Rectifier::kRelu6});
-    }
-    x = convolve_normalized(*conv_, *bn_, x);
-    probe_activation(tap_, ActivationKind::kRelu6, x);
-    return rectify(x, Rectifier::kRelu6);
+    return convolve_normalized_tapped(tap_, ActivationKind::kRelu6, *conv_, *bn_, x, {.rectifier = Rectifier::kRelu6});
   }
 
   // The stage's name when this ReLU6 is the stage's activation tap.

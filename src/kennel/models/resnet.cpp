@@ -29,16 +29,11 @@ at::Tensor shortcut(nn::Sequential& downsample, const at::Tensor& x) {
   return convolve_normalized(*downsample->ptr<nn::Conv2dImpl>(0), *downsample->ptr<BatchNorm2dImpl>(1), x);
 }
 
-// A block's end: relu(norm(conv(x)) + shortcut), in one operation after the convolution unless an
-// activation observer watches this block's tap (it sees the sum before the ReLU).
+// A block's end: relu(norm(conv(x)) + shortcut); the block's tap sees the sum before the ReLU.
 at::Tensor add_shortcut_activated(const std::string& tap, nn::Conv2dImpl& conv, BatchNorm2dImpl& norm,
                                   const at::Tensor& x, const at::Tensor& shortcut) {
-  if (tap.empty() || !activation_observed()) {
-    return convolve_normalized(conv, norm, x, {.residual = shortcut, .rectifier = Rectifier::kRelu});
-  }
-  at::Tensor out = convolve_normalized(conv, norm, x, {.residual = shortcut});
-  probe_activation(tap, ActivationKind::kRelu, out);
-  return out.relu_();
+  return convolve_normalized_tapped(tap, ActivationKind::kRelu, conv, norm, x,
+                                    {.residual = shortcut, .rectifier = Rectifier::kRelu});
 }
 
 class BasicBlockImpl : public nn::Module {
@@ -181,14 +176,8 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : BackboneImpl("ResNet"), o
 }
 
 at::Tensor ResNetImpl::features(const at::Tensor& images) {
-  at::Tensor x;
-  if (activation_observed()) {
-    x = convolve_normalized(*conv1_, *bn1_, images);
-    probe_activation("stem", ActivationKind::kRelu, x);
-    x.relu_();
-  } else {
-    x = convolve_normalized(*conv1_, *bn1_, images, {.rectifier = Rectifier::kRelu});
-  }
+  at::Tensor x = convolve_normalized_tapped("stem", ActivationKind::kRelu, *conv1_, *bn1_, images,
+                                            {.rectifier = Rectifier::kRelu});
   x = at::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
   x = layer1_->forward(x);
   x = layer2_->forward(x);
