@@ -5,6 +5,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/nn/modules/conv.h>
 
 #include "kennel/models/batch_norm.h"
@@ -47,6 +48,35 @@ AxisCut cut_axis(int64_t map, int64_t kernel, int64_t stride, int64_t padding, i
   return {true, first, last, cut_padding};
 }
 
+// Every stride-th pixel of a map as a channels-last copy. Its gradient is written into a channels-last map
+// of zeros: the slice's own backward would give a contiguous (NCHW) map, which then meets the block's other,
+// channels-last gradient of the same input in a conversion.
+class SamplePixelsFunction : public torch::autograd::Function<SamplePixelsFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* context, const at::Tensor& input, int64_t row_stride,
+                            int64_t column_stride) {
+    context->saved_data["sizes"] = input.sizes().vec();
+    context->saved_data["strides"] = std::vector<int64_t>{row_stride, column_stride};
+    return sampled_view(input, row_stride, column_stride).contiguous(at::MemoryFormat::ChannelsLast);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* context,
+                                                 torch::autograd::variable_list gradients) {
+    const std::vector<int64_t> strides = context->saved_data["strides"].toIntVector();
+    // at::zeros takes no memory format from its options (LibTorch 1.13): empty in channels-last, then zeroed.
+    at::Tensor gradient =
+        at::empty(context->saved_data["sizes"].toIntVector(), gradients[0].options(), at::MemoryFormat::ChannelsLast)
+            .zero_();
+    sampled_view(gradient, strides[0], strides[1]).copy_(gradients[0]);
+    return {gradient, at::Tensor(), at::Tensor()};
+  }
+
+ private:
+  static at::Tensor sampled_view(const at::Tensor& map, int64_t row_stride, int64_t column_stride) {
+    return map.slice(2, 0, map.size(2), row_stride).slice(3, 0, map.size(3), column_stride);
+  }
+};
+
 // Clause 6's "run for a gradient in bf16".
 bool computes_bf16_gradient(const at::Tensor& input, const at::Tensor& weight) {
   const bool bf16 = input.scalar_type() == at::kBFloat16 ||
@@ -75,7 +105,7 @@ std::optional<at::Tensor> convolve_with(torch::nn::Conv2dImpl& conv, const at::T
   if (plan.route == ConvolutionPlan::Route::kDeclared &&
       pixel_product_pays(geometry, input.is_contiguous(at::MemoryFormat::ChannelsLast),
                          computes_bf16_gradient(input, weight), host_cpu_features())) {
-    return pixel_product(input, weight, bias);
+    return pixel_product(input, weight, bias, geometry.stride);
   }
   if (plan.route == ConvolutionPlan::Route::kDeclared) {
     return at::conv2d(input, weight, bias, geometry.stride, geometry.padding, geometry.dilation, geometry.groups);
@@ -127,12 +157,15 @@ ConvolutionPlan plan_convolution(const ConvolutionGeometry& geometry, int64_t he
 bool pixel_product_pays(const ConvolutionGeometry& geometry, bool channels_last, bool bf16_gradient,
                         const CpuFeatures& cpu) {
   const bool pointwise = geometry.kernel == std::array<int64_t, 2>{1, 1} &&
-                         geometry.stride == std::array<int64_t, 2>{1, 1} &&
                          geometry.padding == std::array<int64_t, 2>{0, 0} && geometry.groups == 1;
   return pointwise && channels_last && bf16_gradient && cpu.amx_bf16;
 }
 
-at::Tensor pixel_product(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias) {
+at::Tensor pixel_product(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+                         const std::array<int64_t, 2>& stride) {
+  if (stride != std::array<int64_t, 2>{1, 1}) {
+    return pixel_product(SamplePixelsFunction::apply(input, stride[0], stride[1]), weight, bias);
+  }
   const int64_t batch = input.size(0), channels = input.size(1), height = input.size(2), width = input.size(3);
   const int64_t out_channels = weight.size(0);
   const at::Tensor pixels = input.permute({0, 2, 3, 1}).reshape({batch * height * width, channels});

@@ -33,14 +33,16 @@
 //  5. What follows the BatchNorm (a residual add, a ReLU) is applied after the
 //     folded convolution of clause 4; after a BatchNorm in training mode it
 //     runs with the BatchNorm as one operation (models/normalize_activate.h).
-//  6. A 1x1 convolution with stride 1, no padding and one group over a
-//     channels-last map, run for a gradient in bf16 (autocast to bf16 or a
-//     bf16 input, grad mode on, a weight or input that requires grad) on a
-//     CPU with AMX, is a matrix product of its pixels: [N*H*W, C] times the
-//     weight as [C_out, C]. oneDNN 2.6's AMX kernels run it 1.25-2.8x faster
-//     forward and backward than its 1x1 convolution (ResNet-50's 1x1 shapes at
-//     224 px, batch 32); in fp32, for inference, and on CPUs without AMX
-//     (not measured) the convolution runs as declared.
+//  6. A 1x1 convolution with no padding and one group over a channels-last
+//     map, run for a gradient in bf16 (autocast to bf16 or a bf16 input, grad
+//     mode on, a weight or input that requires grad) on a CPU with AMX, is a
+//     matrix product of its pixels: [N*H*W, C] times the weight as [C_out, C];
+//     with a stride s, of every s-th pixel, copied out first (its gradient is
+//     written into a map of zeros). oneDNN 2.6's AMX kernels run it 1.25-2.8x
+//     faster forward and backward than its 1x1 convolution at stride 1, 2-6x
+//     at stride 2 (ResNet-50's 1x1 shapes at 224 px, batch 32); in fp32, for
+//     inference, and on CPUs without AMX (not measured) the convolution runs
+//     as declared.
 // Only zero padding is cut; any other padding mode runs as declared. Results
 // equal the declared convolution's up to the order of summation; the
 // gradient of a cut tap is zero, as it is in the declared convolution.
@@ -87,9 +89,11 @@ ConvolutionPlan plan_convolution(const ConvolutionGeometry& geometry, int64_t he
 bool pixel_product_pays(const ConvolutionGeometry& geometry, bool channels_last, bool bf16_gradient,
                         const CpuFeatures& cpu);
 
-// Clause 6's product: the 1x1 convolution of `input` (channels-last, [N, C, H, W]) by `weight`
-// ([C_out, C, 1, 1]) plus `bias` (undefined: none), channels-last; differentiable.
-at::Tensor pixel_product(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias);
+// Clause 6's product: the unpadded 1x1 convolution of `input` (channels-last, [N, C, H, W]) by `weight`
+// ([C_out, C, 1, 1]) plus `bias` (undefined: none) with `stride` (rows, columns), channels-last;
+// differentiable.
+at::Tensor pixel_product(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+                         const std::array<int64_t, 2>& stride = {1, 1});
 
 // `conv`'s output for `input` ([N, C, H, W], either memory format) by the plan for its shape;
 // the layer's own forward when its padding is not numeric zeros or `input` is not 4-d.

@@ -209,7 +209,7 @@ std::vector<at::Tensor> run_pair(ConvAndNorm& pair, const at::Tensor& input, boo
   return result;
 }
 
-// Clause 6: only a pointwise convolution over a channels-last map, computing a bf16 gradient, on AMX.
+// Clause 6: only an unpadded pointwise convolution over a channels-last map, computing a bf16 gradient, on AMX.
 TEST(PixelProduct, PaysOnlyForAPointwiseBf16GradientOnAmx) {
   CpuFeatures amx;
   amx.amx_bf16 = amx.avx512_bf16 = amx.avx512_core = true;
@@ -219,57 +219,76 @@ TEST(PixelProduct, PaysOnlyForAPointwiseBf16GradientOnAmx) {
   EXPECT_FALSE(pixel_product_pays(square(1, 1, 0), true, true, no_amx)) << "not measured without AMX";
   EXPECT_FALSE(pixel_product_pays(square(1, 1, 0), false, true, amx)) << "NCHW";
   EXPECT_FALSE(pixel_product_pays(square(1, 1, 0), true, false, amx)) << "fp32 or no gradient";
-  EXPECT_FALSE(pixel_product_pays(square(1, 2, 0), true, true, amx)) << "strided";
+  EXPECT_TRUE(pixel_product_pays(square(1, 2, 0), true, true, amx)) << "strided: sampled first";
+  EXPECT_FALSE(pixel_product_pays(square(1, 2, 0), true, false, amx)) << "strided, no bf16 gradient";
   EXPECT_FALSE(pixel_product_pays(square(1, 1, 1), true, true, amx)) << "padded";
   EXPECT_FALSE(pixel_product_pays(square(3, 1, 1), true, true, amx)) << "3x3";
   EXPECT_FALSE(pixel_product_pays(square(1, 1, 0, 1, /*groups=*/2), true, true, amx)) << "grouped";
 }
 
-// The product is the convolution: output and every gradient, with and without a bias.
+// The product is the convolution: output and every gradient, with and without a bias, at stride 1 and
+// strided (a map whose size the stride does not divide: the last row and column are sampled too).
 TEST(PixelProduct, EqualsTheConvolutionAndItsGradients) {
   torch::manual_seed(4);
-  for (bool bias : {false, true}) {
-    torch::nn::Conv2d conv(torch::nn::Conv2dOptions(6, 5, 1).bias(bias));
-    const at::Tensor input = torch::randn({3, 6, 4, 7}).contiguous(at::MemoryFormat::ChannelsLast);
-    std::vector<at::Tensor> results[2];
-    for (int run = 0; run < 2; ++run) {
-      conv->zero_grad();
-      const at::Tensor x = input.clone().requires_grad_(true);
-      const at::Tensor out = run == 0 ? conv->forward(x) : pixel_product(x, conv->weight, conv->bias);
-      EXPECT_TRUE(out.is_contiguous(at::MemoryFormat::ChannelsLast));
-      (out * torch::linspace(-1, 1, out.numel()).view(out.sizes())).sum().backward();
-      results[run] = {out.contiguous(), x.grad().contiguous(), conv->weight.grad().clone()};
-      if (bias) results[run].push_back(conv->bias.grad().clone());
-    }
-    for (size_t i = 0; i < results[0].size(); ++i) {
-      EXPECT_TRUE(torch::allclose(results[0][i], results[1][i], 1e-5, 1e-5)) << "result " << i << ", bias " << bias;
+  for (const std::array<int64_t, 2> stride : {std::array<int64_t, 2>{1, 1}, {2, 2}, {3, 2}}) {
+    for (bool bias : {false, true}) {
+      torch::nn::Conv2d conv(torch::nn::Conv2dOptions(6, 5, 1).bias(bias).stride(stride));
+      const at::Tensor input = torch::randn({3, 6, 4, 7}).contiguous(at::MemoryFormat::ChannelsLast);
+      std::vector<at::Tensor> results[2];
+      for (int run = 0; run < 2; ++run) {
+        conv->zero_grad();
+        const at::Tensor x = input.clone().requires_grad_(true);
+        const at::Tensor out = run == 0 ? conv->forward(x) : pixel_product(x, conv->weight, conv->bias, stride);
+        EXPECT_TRUE(out.is_contiguous(at::MemoryFormat::ChannelsLast));
+        const at::Tensor loss = (out * torch::linspace(-1, 1, out.numel()).view(out.sizes())).sum();
+        // The input's gradient as it flows back (autograd::grad keeps its layout; a leaf's .grad() would be
+        // copied into the leaf's): channels-last, as the gradient it is summed with in a ResNet block.
+        const at::Tensor input_gradient = torch::autograd::grad({loss}, {x}, {}, /*retain_graph=*/true)[0];
+        if (run == 1) {
+          EXPECT_TRUE(input_gradient.is_contiguous(at::MemoryFormat::ChannelsLast));
+        }
+        loss.backward();
+        results[run] = {out.contiguous(), input_gradient.contiguous(), conv->weight.grad().clone()};
+        if (bias) results[run].push_back(conv->bias.grad().clone());
+      }
+      for (size_t i = 0; i < results[0].size(); ++i) {
+        EXPECT_TRUE(torch::allclose(results[0][i], results[1][i], 1e-5, 1e-5))
+            << "result " << i << ", bias " << bias << ", stride " << stride[0] << "x" << stride[1];
+      }
     }
   }
 }
 
-// As training runs it (bf16 autocast, a weight that trains): convolve() gives the declared output
-// and weight gradient within bf16's precision, by the route this CPU takes.
+// As training runs it (bf16 autocast, a weight and an input that train): convolve() gives the declared
+// output and gradients within bf16's precision, by the route this CPU takes, at stride 1 and 2.
 TEST(PixelProduct, ConvolveUnderBf16TrainingMatchesTheDeclaredConvolution) {
   torch::manual_seed(5);
-  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(64, 128, 1).bias(false));
-  const at::Tensor x = torch::randn({4, 64, 7, 7}).contiguous(at::MemoryFormat::ChannelsLast);
-  at::Tensor outputs[2], gradients[2];
-  for (int run = 0; run < 2; ++run) {
-    conv->zero_grad();
-    const train::AutocastScope autocast("bf16", c10::Device(c10::kCPU));
-    const at::Tensor out = run == 0 ? conv->forward(x) : convolve(*conv, x);
-    if (run == 1) {
-      // The route taken: clause 6's product ends in the permutation back to [N, C, H, W].
-      const bool product = host_cpu_features().amx_bf16;
-      EXPECT_EQ(out.grad_fn()->name(), product ? "PermuteBackward0" : "ConvolutionBackward0");
+  for (int64_t stride : {1, 2}) {
+    torch::nn::Conv2d conv(torch::nn::Conv2dOptions(64, 128, 1).stride(stride).bias(false));
+    const at::Tensor input = torch::randn({4, 64, 7, 7}).contiguous(at::MemoryFormat::ChannelsLast);
+    at::Tensor outputs[2], weight_gradients[2], input_gradients[2];
+    for (int run = 0; run < 2; ++run) {
+      conv->zero_grad();
+      const at::Tensor x = input.clone().requires_grad_(true);
+      const train::AutocastScope autocast("bf16", c10::Device(c10::kCPU));
+      const at::Tensor out = run == 0 ? conv->forward(x) : convolve(*conv, x);
+      if (run == 1) {
+        // The route taken: clause 6's product ends in the permutation back to [N, C, H, W].
+        const bool product = host_cpu_features().amx_bf16;
+        EXPECT_EQ(out.grad_fn()->name(), product ? "PermuteBackward0" : "ConvolutionBackward0");
+      }
+      out.to(at::kFloat).square().sum().backward();
+      outputs[run] = out.to(at::kFloat);
+      weight_gradients[run] = conv->weight.grad().clone();
+      input_gradients[run] = x.grad().clone();
     }
-    out.to(at::kFloat).square().sum().backward();
-    outputs[run] = out.to(at::kFloat);
-    gradients[run] = conv->weight.grad().clone();
+    EXPECT_TRUE(torch::allclose(outputs[0], outputs[1], 2e-2, 5e-2)) << "stride " << stride;
+    for (const at::Tensor* gradients : {weight_gradients, input_gradients}) {
+      EXPECT_TRUE(torch::allclose(gradients[0], gradients[1], 2e-2, 1e-1))
+          << "stride " << stride << ": " << (gradients[0] - gradients[1]).abs().max().item<double>() << " of "
+          << gradients[0].abs().max().item<double>();
+    }
   }
-  EXPECT_TRUE(torch::allclose(outputs[0], outputs[1], 2e-2, 5e-2));
-  EXPECT_TRUE(torch::allclose(gradients[0], gradients[1], 2e-2, 1e-1))
-      << (gradients[0] - gradients[1]).abs().max().item<double>() << " of " << gradients[0].abs().max().item<double>();
 }
 
 TEST(ConvolveNormalized, AnEvalModeBatchNormIsFoldedWithTheSameOutputAndGradients) {
