@@ -77,6 +77,97 @@ class SamplePixelsFunction : public torch::autograd::Function<SamplePixelsFuncti
   }
 };
 
+// The pixels each output reads, as a matrix [N*OH*OW, KH*KW*C] in (row tap, column tap, channel) order:
+// `input` (channels-last [N, C, H, W]) padded with zeros, read through a strided view, copied once.
+at::Tensor columns_of(const at::Tensor& input, const ConvolutionGeometry& geometry, int64_t out_height,
+                      int64_t out_width) {
+  const at::Tensor padded = at::constant_pad_nd(input.permute({0, 2, 3, 1}),
+                                                {0, 0, geometry.padding[1], geometry.padding[1], geometry.padding[0],
+                                                 geometry.padding[0]})
+                                .contiguous();
+  const auto strides = padded.strides();
+  const int64_t batch = input.size(0), channels = input.size(1);
+  return padded
+      .as_strided({batch, out_height, out_width, geometry.kernel[0], geometry.kernel[1], channels},
+                  {strides[0], strides[1] * geometry.stride[0], strides[2] * geometry.stride[1], strides[1],
+                   strides[2], strides[3]})
+      .reshape({batch * out_height * out_width, geometry.kernel[0] * geometry.kernel[1] * channels});
+}
+
+// The inverse of columns_of for a gradient: each column's value summed into the pixel it was read from.
+at::Tensor map_from_columns(const at::Tensor& columns, const ConvolutionGeometry& geometry,
+                            at::IntArrayRef input_sizes, int64_t out_height, int64_t out_width) {
+  const int64_t batch = input_sizes[0], channels = input_sizes[1], height = input_sizes[2], width = input_sizes[3];
+  at::Tensor padded = at::zeros({batch, height + 2 * geometry.padding[0], width + 2 * geometry.padding[1], channels},
+                                columns.options());
+  const at::Tensor taps =
+      columns.view({batch, out_height, out_width, geometry.kernel[0], geometry.kernel[1], channels});
+  for (int64_t row_tap = 0; row_tap < geometry.kernel[0]; ++row_tap) {
+    for (int64_t column_tap = 0; column_tap < geometry.kernel[1]; ++column_tap) {
+      padded.slice(1, row_tap, row_tap + geometry.stride[0] * (out_height - 1) + 1, geometry.stride[0])
+          .slice(2, column_tap, column_tap + geometry.stride[1] * (out_width - 1) + 1, geometry.stride[1])
+          .add_(taps.select(4, column_tap).select(3, row_tap));
+    }
+  }
+  return padded.slice(1, geometry.padding[0], geometry.padding[0] + height)
+      .slice(2, geometry.padding[1], geometry.padding[1] + width)
+      .permute({0, 3, 1, 2})
+      .contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+// Clause 7: the declared convolution forward; its weight gradient (and, when asked, its input gradient)
+// backward as matrix products over columns_of(input).
+class ColumnGradientsFunction : public torch::autograd::Function<ColumnGradientsFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* context, const at::Tensor& input,
+                            const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                            const ConvolutionGeometry& geometry, bool input_from_columns) {
+    context->save_for_backward({input, weight});
+    context->saved_data["geometry"] = std::vector<int64_t>{
+        geometry.kernel[0], geometry.kernel[1], geometry.stride[0],  geometry.stride[1],
+        geometry.padding[0], geometry.padding[1], geometry.dilation[0], geometry.dilation[1]};
+    context->saved_data["input_from_columns"] = input_from_columns;
+    context->saved_data["bias"] = bias.has_value();
+    return at::conv2d(input, weight, bias.value_or(at::Tensor()), geometry.stride, geometry.padding,
+                      geometry.dilation, 1);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* context,
+                                                 torch::autograd::variable_list gradients) {
+    const auto saved = context->get_saved_variables();
+    const at::Tensor& input = saved[0];
+    const at::Tensor& weight = saved[1];
+    const std::vector<int64_t> g = context->saved_data["geometry"].toIntVector();
+    const ConvolutionGeometry geometry{{g[0], g[1]}, {g[2], g[3]}, {g[4], g[5]}, {g[6], g[7]}, 1};
+    const at::Tensor gradient = gradients[0].contiguous(at::MemoryFormat::ChannelsLast);
+    const int64_t out_channels = weight.size(0), out_height = gradient.size(2), out_width = gradient.size(3);
+    const at::Tensor pixels = gradient.permute({0, 2, 3, 1}).reshape({-1, out_channels});
+
+    at::Tensor input_gradient, weight_gradient, bias_gradient;
+    if (context->needs_input_grad(1)) {
+      weight_gradient = pixels.t()
+                            .mm(columns_of(input, geometry, out_height, out_width))
+                            .view({out_channels, geometry.kernel[0], geometry.kernel[1], input.size(1)})
+                            .permute({0, 3, 1, 2});
+    }
+    // An absent bias is no input of the node (needs_input_grad(2) would be out of range).
+    if (context->saved_data["bias"].toBool() && context->needs_input_grad(2)) {
+      bias_gradient = pixels.sum(0, false, at::kFloat).to(gradient.scalar_type());
+    }
+    if (context->needs_input_grad(0)) {
+      if (context->saved_data["input_from_columns"].toBool()) {
+        const at::Tensor flat_weight = weight.permute({0, 2, 3, 1}).reshape({out_channels, -1});
+        input_gradient = map_from_columns(pixels.mm(flat_weight), geometry, input.sizes(), out_height, out_width);
+      } else {
+        input_gradient = std::get<0>(at::convolution_backward(gradient, input, weight, c10::nullopt, geometry.stride,
+                                                              geometry.padding, geometry.dilation, false, {0, 0}, 1,
+                                                              {true, false, false}));
+      }
+    }
+    return {input_gradient, weight_gradient, bias_gradient, at::Tensor(), at::Tensor()};
+  }
+};
+
 // Clause 6's "run for a gradient in bf16".
 bool computes_bf16_gradient(const at::Tensor& input, const at::Tensor& weight) {
   const bool bf16 = input.scalar_type() == at::kBFloat16 ||
@@ -108,6 +199,10 @@ std::optional<at::Tensor> convolve_with(torch::nn::Conv2dImpl& conv, const at::T
     return pixel_product(input, weight, bias, geometry.stride);
   }
   if (plan.route == ConvolutionPlan::Route::kDeclared) {
+    const ColumnGradients columns =
+        column_gradients_pay(geometry, input.size(1), input.is_contiguous(at::MemoryFormat::ChannelsLast),
+                             computes_bf16_gradient(input, weight), host_cpu_features());
+    if (columns.weight) return convolution_with_column_gradients(input, weight, bias, geometry, columns.input);
     return at::conv2d(input, weight, bias, geometry.stride, geometry.padding, geometry.dilation, geometry.groups);
   }
   const at::Tensor kept = weight.slice(2, plan.first_tap[0], plan.last_tap[0] + 1)
@@ -172,6 +267,27 @@ at::Tensor pixel_product(const at::Tensor& input, const at::Tensor& weight, cons
   return at::linear(pixels, weight.reshape({out_channels, channels}), bias)
       .view({batch, height, width, out_channels})
       .permute({0, 3, 1, 2});
+}
+
+ColumnGradients column_gradients_pay(const ConvolutionGeometry& geometry, int64_t in_channels, bool channels_last,
+                                     bool bf16_gradient, const CpuFeatures& cpu) {
+  const bool eligible = geometry.kernel != std::array<int64_t, 2>{1, 1} &&
+                        geometry.dilation == std::array<int64_t, 2>{1, 1} && geometry.groups == 1 &&
+                        channels_last && bf16_gradient && cpu.amx_bf16;
+  return {eligible && in_channels >= 256, eligible && in_channels >= 512};
+}
+
+at::Tensor convolution_with_column_gradients(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+                                             const ConvolutionGeometry& geometry, bool input_from_columns) {
+  // Under autocast the operands are cast here, where autocast would cast them for the convolution, so that the
+  // backward's matrix products run in the same dtype.
+  const bool autocast = at::autocast::is_cpu_enabled();
+  const auto cast = [&](const at::Tensor& tensor) {
+    return autocast && tensor.is_floating_point() ? tensor.to(at::autocast::get_autocast_cpu_dtype()) : tensor;
+  };
+  const c10::optional<at::Tensor> cast_bias = bias.defined() ? c10::optional<at::Tensor>(cast(bias)) : c10::nullopt;
+  return ColumnGradientsFunction::apply(cast(input).contiguous(at::MemoryFormat::ChannelsLast), cast(weight),
+                                        cast_bias, geometry, input_from_columns);
 }
 
 at::Tensor convolve(torch::nn::Conv2dImpl& conv, const at::Tensor& input) {

@@ -291,6 +291,99 @@ TEST(PixelProduct, ConvolveUnderBf16TrainingMatchesTheDeclaredConvolution) {
   }
 }
 
+// Clause 7: a larger kernel over a channels-last map computing a bf16 gradient on AMX, from 256 channels
+// (weight gradient) and 512 (input gradient too).
+TEST(ColumnGradients, PayForLargerKernelsOverWideMapsInBf16TrainingOnAmx) {
+  CpuFeatures amx;
+  amx.amx_bf16 = amx.avx512_bf16 = amx.avx512_core = true;
+  CpuFeatures no_amx = amx;
+  no_amx.amx_bf16 = false;
+  const auto pays = [](ColumnGradients columns, bool weight, bool input) {
+    return columns.weight == weight && columns.input == input;
+  };
+  EXPECT_TRUE(pays(column_gradients_pay(square(3, 1, 1), 128, true, true, amx), false, false)) << "128 channels";
+  EXPECT_TRUE(pays(column_gradients_pay(square(3, 2, 1), 256, true, true, amx), true, false)) << "256 channels";
+  EXPECT_TRUE(pays(column_gradients_pay(square(3, 1, 1), 512, true, true, amx), true, true)) << "512 channels";
+  EXPECT_TRUE(pays(column_gradients_pay(square(3, 1, 1), 512, true, true, no_amx), false, false)) << "no AMX";
+  EXPECT_TRUE(pays(column_gradients_pay(square(3, 1, 1), 512, false, true, amx), false, false)) << "NCHW";
+  EXPECT_TRUE(pays(column_gradients_pay(square(3, 1, 1), 512, true, false, amx), false, false)) << "no bf16 gradient";
+  EXPECT_TRUE(pays(column_gradients_pay(square(1, 1, 0), 512, true, true, amx), false, false)) << "1x1: clause 6";
+  EXPECT_TRUE(pays(column_gradients_pay(square(3, 1, 2, 2), 512, true, true, amx), false, false)) << "dilated";
+  EXPECT_TRUE(pays(column_gradients_pay(square(3, 1, 1, 1, 2), 512, true, true, amx), false, false)) << "grouped";
+}
+
+// The route is the convolution: output and every gradient, in fp32, for strides, paddings, kernels that
+// are not square, maps the stride does not divide, with and without a bias, the input's gradient from
+// columns or from the convolution's own backward.
+TEST(ColumnGradients, EqualTheConvolutionAndItsGradients) {
+  torch::manual_seed(6);
+  const ConvolutionGeometry geometries[] = {square(3, 1, 1), square(3, 2, 1), square(3, 2, 0),
+                                            {{3, 2}, {1, 2}, {1, 0}, {1, 1}, 1}};
+  int checked = 0;
+  for (const ConvolutionGeometry& geometry : geometries) {
+    for (bool bias : {false, true}) {
+      for (bool input_from_columns : {false, true}) {
+        const at::Tensor input = torch::randn({2, 5, 7, 6}).contiguous(at::MemoryFormat::ChannelsLast);
+        const at::Tensor weight_values =
+            torch::randn({4, 5, geometry.kernel[0], geometry.kernel[1]}).contiguous(at::MemoryFormat::ChannelsLast);
+        const at::Tensor bias_values = bias ? torch::randn({4}) : at::Tensor();
+        std::vector<at::Tensor> results[2];
+        for (int run = 0; run < 2; ++run) {
+          const at::Tensor x = input.clone().requires_grad_(true);
+          const at::Tensor w = weight_values.clone().requires_grad_(true);
+          const at::Tensor b = bias ? bias_values.clone().requires_grad_(true) : at::Tensor();
+          const at::Tensor out =
+              run == 0 ? at::conv2d(x, w, b, geometry.stride, geometry.padding)
+                       : convolution_with_column_gradients(x, w, b, geometry, input_from_columns);
+          (out * torch::linspace(-1, 1, out.numel()).view(out.sizes())).sum().backward();
+          results[run] = {out.contiguous(), x.grad().contiguous(), w.grad().contiguous()};
+          if (bias) results[run].push_back(b.grad());
+        }
+        for (size_t i = 0; i < results[0].size(); ++i) {
+          ++checked;
+          EXPECT_TRUE(torch::allclose(results[0][i], results[1][i], 1e-5, 1e-5))
+              << "result " << i << ", kernel " << geometry.kernel[0] << "x" << geometry.kernel[1] << ", stride "
+              << geometry.stride[0] << "x" << geometry.stride[1] << ", bias " << bias << ", input from columns "
+              << input_from_columns << ": " << (results[0][i] - results[1][i]).abs().max().item<double>();
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 4 * 2 * 2 * 3 + 4 * 2 * 1);
+}
+
+// As training runs it (bf16 autocast, a weight and an input that train), over 512 channels: convolve()
+// gives the declared output and gradients within bf16's precision, by the route this CPU takes.
+TEST(ColumnGradients, ConvolveUnderBf16TrainingMatchesTheDeclaredConvolution) {
+  torch::manual_seed(7);
+  for (int64_t stride : {1, 2}) {
+    torch::nn::Conv2d conv(torch::nn::Conv2dOptions(512, 32, 3).stride(stride).padding(1).bias(false));
+    conv->weight.data() = conv->weight.data().contiguous(at::MemoryFormat::ChannelsLast);
+    const at::Tensor input = torch::randn({2, 512, 7, 7}).contiguous(at::MemoryFormat::ChannelsLast);
+    at::Tensor outputs[2], weight_gradients[2], input_gradients[2];
+    for (int run = 0; run < 2; ++run) {
+      conv->zero_grad();
+      const at::Tensor x = input.clone().requires_grad_(true);
+      const train::AutocastScope autocast("bf16", c10::Device(c10::kCPU));
+      const at::Tensor out = run == 0 ? conv->forward(x) : convolve(*conv, x);
+      if (run == 1) {
+        const bool columns = host_cpu_features().amx_bf16;
+        EXPECT_EQ(out.grad_fn()->name().find("ColumnGradientsFunction") != std::string::npos, columns)
+            << out.grad_fn()->name();
+      }
+      out.to(at::kFloat).square().sum().backward();
+      outputs[run] = out.to(at::kFloat);
+      weight_gradients[run] = conv->weight.grad().clone();
+      input_gradients[run] = x.grad().clone();
+    }
+    EXPECT_TRUE(torch::allclose(outputs[0], outputs[1], 2e-2, 5e-2)) << "stride " << stride;
+    for (const at::Tensor* gradients : {weight_gradients, input_gradients}) {
+      const double error = (gradients[0] - gradients[1]).abs().max().item<double>();
+      EXPECT_LT(error, 2e-2 * gradients[0].abs().max().item<double>()) << "stride " << stride;
+    }
+  }
+}
+
 TEST(ConvolveNormalized, AnEvalModeBatchNormIsFoldedWithTheSameOutputAndGradients) {
   torch::manual_seed(2);
   const char* names[] = {"output", "input gradient", "weight gradient", "gamma gradient", "beta gradient",
