@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <cmath>
 #include <type_traits>
 #include <vector>
@@ -12,7 +11,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "kennel/models/batch_norm.h"
-#include "kennel/util/cpu_features.h"
+#include "kennel/models/detail/instruction_set.h"
 
 namespace kennel::models {
 namespace {
@@ -68,28 +67,10 @@ namespace {
 
 using RowRunner = void (*)(const RowCall&, long, long);
 
-struct Kernels {
-  RowRunner run;
-  const char* name;
-  bool (*runs_here)(const CpuFeatures&);
-};
+// Indexed by detail::InstructionSet (clause 4).
+constexpr std::array<RowRunner, 3> kRunners = {&avx512_kernels::run, &avx2_kernels::run, &baseline_kernels::run};
 
-constexpr std::array<Kernels, 3> kKernels = {{
-    {&avx512_kernels::run, "AVX-512", [](const CpuFeatures& cpu) { return cpu.avx512_core; }},
-    {&avx2_kernels::run, "AVX2", [](const CpuFeatures& cpu) { return cpu.avx2 && cpu.fma; }},
-    {&baseline_kernels::run, "baseline x86-64", [](const CpuFeatures&) { return true; }},
-}};
-
-// The first set in kKernels this CPU runs (clause 4), unless a test chose another.
-std::atomic<const Kernels*>& chosen_kernels() {
-  static std::atomic<const Kernels*> chosen = [] {
-    const CpuFeatures& cpu = host_cpu_features();
-    return &*std::find_if(kKernels.begin(), kKernels.end(), [&](const Kernels& k) { return k.runs_here(cpu); });
-  }();
-  return chosen;
-}
-
-const Kernels& host_kernels() { return *chosen_kernels().load(std::memory_order_relaxed); }
+RowRunner host_runner() { return kRunners[static_cast<size_t>(detail::loop_instruction_set())]; }
 
 // Runs `call` over the map's rows split into one part per thread; part p's scratch and sums are
 // slices p of `scratch` and `sums` (each parts x 2 x channels).
@@ -104,7 +85,7 @@ class RowParts {
   // Runs `call` on every part and, for the reductions, returns the two per-channel sums over all parts.
   std::pair<std::vector<double>, std::vector<double>> run(RowCall call) {
     std::fill(sums_.begin(), sums_.end(), 0.0);
-    const RowRunner runner = host_kernels().run;
+    const RowRunner runner = host_runner();
     at::parallel_for(0, parts_, 1, [&](int64_t first, int64_t last) {
       for (int64_t part = first; part < last; ++part) {
         RowCall own = call;
@@ -352,18 +333,6 @@ at::Tensor rectify(at::Tensor x, Rectifier rectifier) {
   return x;
 }
 
-std::string fused_batchnorm_kernels() { return host_kernels().name; }
-
-namespace detail {
-bool choose_fused_batchnorm_kernels(const std::string& name) {
-  for (const Kernels& kernels : kKernels) {
-    if (kernels.name == name && kernels.runs_here(host_cpu_features())) {
-      chosen_kernels().store(&kernels);
-      return true;
-    }
-  }
-  return false;
-}
-}  // namespace detail
+std::string fused_batchnorm_kernels() { return detail::instruction_set_name(detail::loop_instruction_set()); }
 
 }  // namespace kennel::models

@@ -61,13 +61,8 @@ bool can_normalize_fused(const BatchNorm2dImpl& norm, const at::Tensor& input, c
 // rectify(norm(input) + residual) as `after` asks, by the rule above.
 at::Tensor normalize_activate(BatchNorm2dImpl& norm, const at::Tensor& input, const AfterNormalization& after);
 
-// "AVX-512" | "AVX2" | "baseline x86-64": the row loops clause 4 picked on this CPU.
+// "AVX-512" | "AVX2" | "baseline x86-64": the row loops clause 4 picked on this CPU (tests choose
+// another with detail::choose_loop_instruction_set, models/detail/instruction_set.h).
 std::string fused_batchnorm_kernels();
-
-namespace detail {
-// For tests: the row loops named `name` (as fused_batchnorm_kernels() names them) run from now on,
-// if this CPU can run them; returns whether they were chosen.
-bool choose_fused_batchnorm_kernels(const std::string& name);
-}  // namespace detail
 
 }  // namespace kennel::models

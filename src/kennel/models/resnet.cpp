@@ -6,6 +6,7 @@
 
 #include "kennel/models/activation_probe.h"
 #include "kennel/models/convolution.h"
+#include "kennel/models/max_pool.h"
 
 namespace kennel::models {
 
@@ -178,7 +179,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : BackboneImpl("ResNet"), o
 at::Tensor ResNetImpl::features(const at::Tensor& images) {
   at::Tensor x = convolve_normalized_tapped("stem", ActivationKind::kRelu, *conv1_, *bn1_, images,
                                             {.rectifier = Rectifier::kRelu});
-  x = at::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
+  x = max_pool(x, {3, 3}, {2, 2}, {1, 1});
   x = layer1_->forward(x);
   x = layer2_->forward(x);
   x = layer3_->forward(x);
