@@ -7,7 +7,7 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include "kennel/models/detail/instruction_set.h"
+#include "kennel/util/loop_instruction_set.h"
 
 namespace kennel::models {
 namespace {
@@ -52,7 +52,7 @@ struct PoolRunners {
   void (*backward)(const PoolCall&, long, long, long, float*);
 };
 
-// Indexed by detail::InstructionSet (clause 4).
+// Indexed by InstructionSet (clause 4).
 constexpr std::array<PoolRunners, 3> kRunners = {{
     {&avx512_pool_kernels::run_forward, &avx512_pool_kernels::run_backward},
     {&avx2_pool_kernels::run_forward, &avx2_pool_kernels::run_backward},
@@ -60,7 +60,7 @@ constexpr std::array<PoolRunners, 3> kRunners = {{
 }};
 
 const PoolRunners& host_runners() {
-  return kRunners[static_cast<size_t>(detail::loop_instruction_set())];
+  return kRunners[static_cast<size_t>(loop_instruction_set())];
 }
 
 int64_t pooled_size(int64_t size, int64_t kernel, int64_t stride, int64_t padding) {

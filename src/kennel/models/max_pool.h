@@ -16,7 +16,7 @@
 //     larger or NaN (LibTorch's test: ties keep the first, a NaN wins).
 //  3. Backward: each output's gradient goes to the input pixel whose value
 //     it kept, summed in float where windows overlap and rounded once.
-//  4. The loops run on the instruction set models/detail/instruction_set.h
+//  4. The loops run on the instruction set util/loop_instruction_set.h
 //     picks.
 // Outputs equal at::max_pool2d's; gradients equal its up to bf16 rounding
 // where windows overlap. Not twice differentiable.

@@ -11,7 +11,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "kennel/models/batch_norm.h"
-#include "kennel/models/detail/instruction_set.h"
+#include "kennel/util/loop_instruction_set.h"
 
 namespace kennel::models {
 namespace {
@@ -67,10 +67,10 @@ namespace {
 
 using RowRunner = void (*)(const RowCall&, long, long);
 
-// Indexed by detail::InstructionSet (clause 4).
+// Indexed by InstructionSet (clause 4).
 constexpr std::array<RowRunner, 3> kRunners = {&avx512_kernels::run, &avx2_kernels::run, &baseline_kernels::run};
 
-RowRunner host_runner() { return kRunners[static_cast<size_t>(detail::loop_instruction_set())]; }
+RowRunner host_runner() { return kRunners[static_cast<size_t>(loop_instruction_set())]; }
 
 // Runs `call` over the map's rows split into one part per thread; part p's scratch and sums are
 // slices p of `scratch` and `sums` (each parts x 2 x channels).
@@ -333,6 +333,6 @@ at::Tensor rectify(at::Tensor x, Rectifier rectifier) {
   return x;
 }
 
-std::string fused_batchnorm_kernels() { return detail::instruction_set_name(detail::loop_instruction_set()); }
+std::string fused_batchnorm_kernels() { return instruction_set_name(loop_instruction_set()); }
 
 }  // namespace kennel::models

@@ -62,7 +62,7 @@ bool can_normalize_fused(const BatchNorm2dImpl& norm, const at::Tensor& input, c
 at::Tensor normalize_activate(BatchNorm2dImpl& norm, const at::Tensor& input, const AfterNormalization& after);
 
 // "AVX-512" | "AVX2" | "baseline x86-64": the row loops clause 4 picked on this CPU (tests choose
-// another with detail::choose_loop_instruction_set, models/detail/instruction_set.h).
+// another with choose_loop_instruction_set, util/loop_instruction_set.h).
 std::string fused_batchnorm_kernels();
 
 }  // namespace kennel::models

@@ -4,6 +4,8 @@
 
 #include <torch/optim.h>
 
+#include "kennel/train/fused_adam.h"
+
 namespace kennel::train {
 
 double LrSchedule::lr_at(int64_t step) const {
@@ -33,11 +35,11 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Te
   if (spec.kind == "adamw") {
     torch::optim::AdamWOptions options(spec.lr);
     options.weight_decay(spec.weight_decay);
-    return std::make_unique<torch::optim::AdamW>(parameters, options);
+    return std::make_unique<FusedAdamW>(parameters, options);
   }
   torch::optim::AdamOptions options(spec.lr);
   options.weight_decay(spec.weight_decay);
-  return std::make_unique<torch::optim::Adam>(parameters, options);
+  return std::make_unique<FusedAdam>(parameters, options);
 }
 
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {

@@ -12,7 +12,7 @@
 
 #include <torch/torch.h>
 
-#include "kennel/models/detail/instruction_set.h"
+#include "kennel/util/loop_instruction_set.h"
 
 namespace kennel::models {
 namespace {
@@ -67,11 +67,11 @@ Pooled pool(const at::Tensor& map, const Geometry& g, bool fused, at::ScalarType
 class MaxPoolKernelsTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    original_ = detail::instruction_set_name(detail::loop_instruction_set());
-    if (!detail::choose_loop_instruction_set(GetParam()))
+    original_ = instruction_set_name(loop_instruction_set());
+    if (!choose_loop_instruction_set(GetParam()))
       GTEST_SKIP() << GetParam() << " does not run on this CPU";
   }
-  void TearDown() override { detail::choose_loop_instruction_set(original_); }
+  void TearDown() override { choose_loop_instruction_set(original_); }
   std::string original_;
 };
 

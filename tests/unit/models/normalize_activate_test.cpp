@@ -9,7 +9,7 @@
 #include <torch/torch.h>
 
 #include "kennel/models/batch_norm.h"
-#include "kennel/models/detail/instruction_set.h"
+#include "kennel/util/loop_instruction_set.h"
 #include "kennel/models/mobilenet_v2.h"
 #include "kennel/models/resnet.h"
 
@@ -118,9 +118,9 @@ class KernelsTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     original_ = fused_batchnorm_kernels();
-    if (!detail::choose_loop_instruction_set(GetParam())) GTEST_SKIP() << GetParam() << " does not run on this CPU";
+    if (!choose_loop_instruction_set(GetParam())) GTEST_SKIP() << GetParam() << " does not run on this CPU";
   }
-  void TearDown() override { detail::choose_loop_instruction_set(original_); }
+  void TearDown() override { choose_loop_instruction_set(original_); }
   std::string original_;
 };
 
@@ -159,7 +159,7 @@ INSTANTIATE_TEST_SUITE_P(EveryInstructionSet, KernelsTest, ::testing::Values("AV
 TEST(NormalizeActivate, NamesTheKernelsItChose) {
   const std::string chosen = fused_batchnorm_kernels();
   EXPECT_TRUE(chosen == "AVX-512" || chosen == "AVX2" || chosen == "baseline x86-64") << chosen;
-  EXPECT_FALSE(detail::choose_loop_instruction_set("SSE9"));
+  EXPECT_FALSE(choose_loop_instruction_set("SSE9"));
   EXPECT_EQ(fused_batchnorm_kernels(), chosen);
 }
 

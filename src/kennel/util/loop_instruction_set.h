@@ -1,5 +1,5 @@
 // The instruction set Kennel's hand-written loops run with (the fused BatchNorm's
-// rows, max pooling's windows). Each loop file is compiled once per set, inside
+// rows, max pooling's windows, the fused Adam's update). Each loop file is compiled once per set, inside
 // a `#pragma GCC target` region and a namespace of its own, so that the compiler
 // vectorizes each copy for its set; the first set in AVX-512, AVX2, baseline
 // x86-64 that the CPU's flags allow is picked once, at first use. Tests may
@@ -9,7 +9,7 @@
 
 #include <string>
 
-namespace kennel::models::detail {
+namespace kennel {
 
 enum class InstructionSet { kAvx512 = 0, kAvx2 = 1, kBaseline = 2 };
 
@@ -23,4 +23,4 @@ const char* instruction_set_name(InstructionSet set);
 // runs it; returns whether it was chosen.
 bool choose_loop_instruction_set(const std::string& name);
 
-}  // namespace kennel::models::detail
+}  // namespace kennel

@@ -1,11 +1,11 @@
-#include "kennel/models/detail/instruction_set.h"
+#include "kennel/util/loop_instruction_set.h"
 
 #include <array>
 #include <atomic>
 
 #include "kennel/util/cpu_features.h"
 
-namespace kennel::models::detail {
+namespace kennel {
 
 namespace {
 
@@ -51,4 +51,4 @@ bool choose_loop_instruction_set(const std::string& name) {
   return false;
 }
 
-}  // namespace kennel::models::detail
+}  // namespace kennel
