@@ -17,6 +17,7 @@ DEBIAN_PACKAGES=(
   libprotobuf-dev protobuf-compiler
   # the allocator kennel links (docs/decisions.md: glibc malloc halves CPU training speed)
   libtcmalloc-minimal4
+  libgoogle-perftools-dev
   # tests and benchmarks (clang + its runtime: the libFuzzer targets; wrk: the serving benchmark)
   libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev wrk
   python3 python3-pytest python3-numpy python3-pil python3-torch python3-torchvision

@@ -105,9 +105,13 @@ def test_system_reports_the_cpu_the_precision_auto_picks_and_blas_kernels_fit_fo
     avx512_core = {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"} <= flags
     expected_rows = "AVX-512" if avx512_core else "AVX2" if {"avx2", "fma"} <= flags else "baseline x86-64"
     assert record["batchnorm"]["kernels"] == expected_rows
+    # The release build links tcmalloc and keeps freed memory (util/allocator.h): after a validation pass
+    # the next training step would otherwise page-fault its activations in again.
+    assert record["allocator"] == {"name": "tcmalloc", "keeps_freed_memory": True}, record["allocator"]
     text = subprocess.run([str(kennel.binary), "system"], capture_output=True, text=True, env=env_without).stdout
     assert f"blas:            OpenBLAS {kernels} kernels" in text
     assert f"fused, {expected_rows} row loops" in text
+    assert "allocator:       tcmalloc, freed memory kept for reuse" in text
     assert record["cpu"]["description"] in text
 
 

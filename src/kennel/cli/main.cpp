@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "kennel/cli/command.h"
+#include "kennel/util/allocator.h"
 #include "kennel/util/blas_kernels.h"
 #include "kennel/util/log.h"
 #include "kennel/util/status.h"
@@ -72,7 +73,10 @@ int main(int argc, char** argv) {
     context.global.export_s3_flags();
     // Before any work: it may re-execute this program with the BLAS kernels this CPU runs (a
     // second start, ~0.4 s, paid only by the commands that run models).
-    if (runs_models(app)) kennel::refit_openblas_kernels(argv);
+    if (runs_models(app)) {
+      kennel::refit_openblas_kernels(argv);
+      kennel::keep_freed_memory();
+    }
   });
   try {
     app.parse(argc, argv);
