@@ -71,6 +71,14 @@ at::Tensor Trainer::prepare_inputs(const at::Tensor& inputs) const {
   return out;
 }
 
+void Trainer::clear_gradients() {
+  // Set to none rather than zeroed (PyTorch's default since 2.0): the backward's own gradient tensors
+  // become the parameters' gradients, with no pass zeroing 100 MB (ResNet-50) and none adding into it.
+  for (auto& group : optimizer_.param_groups()) {
+    for (auto& parameter : group.params()) parameter.mutable_grad() = at::Tensor();
+  }
+}
+
 at::Tensor Trainer::forward_with_precision(const at::Tensor& inputs) {
   AutocastScope autocast(options_.precision, options_.device);
   return model_.forward(inputs);
@@ -117,7 +125,7 @@ TrainOutcome Trainer::fit() {
       set_learning_rate(optimizer_, lr);
       const at::Tensor inputs = prepare_inputs(batch->inputs);
       const at::Tensor labels = batch->labels.to(options_.device);
-      optimizer_.zero_grad();
+      clear_gradients();
       phases.copy = lap();
       for (auto& callback : callbacks_) callback->on_before_forward(*this, *batch);
       phases.callbacks += lap();

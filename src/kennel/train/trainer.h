@@ -199,6 +199,8 @@ class Trainer {
   // With replicas: sums the step's numbers over replicas and agrees on stopping.
   void exchange_step(double& loss_sum, double& correct, double& seen, double busy_seconds, StepResult& step);
   at::Tensor prepare_inputs(const at::Tensor& inputs) const;
+  // Before each step: every parameter's gradient undefined, for the backward to set.
+  void clear_gradients();
   at::Tensor forward_with_precision(const at::Tensor& inputs);
 
   TrainableModel& model_;
