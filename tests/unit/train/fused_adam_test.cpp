@@ -132,7 +132,8 @@ TEST(FusedAdam, StateMovesToAndFromLibTorchsAdam) {
     torch::load(*second, archive);
     run_steps(*first, first_parameters, 2, 3);
     run_steps(*second, second_parameters, 2, 3);
-    expect_same(first_parameters, second_parameters, 1e-6, fused_first ? "fused, then LibTorch" : "LibTorch, then fused");
+    expect_same(first_parameters, second_parameters, 1e-6,
+                fused_first ? "fused, then LibTorch" : "LibTorch, then fused");
   }
 }
 
