@@ -1,6 +1,7 @@
 #include "kennel/models/max_pool.h"
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -101,16 +102,20 @@ void for_each_row_span(int64_t images, int64_t rows, const Body& body, int64_t s
   });
 }
 
-// Clause 2; the kept taps in `taps` ([N, OH, OW, C] bytes) when it is defined.
-at::Tensor pool_forward(const at::Tensor& input, const PoolSize& kernel, const PoolSize& stride,
-                        const PoolSize& padding, const at::Tensor& taps) {
+// Clause 2: the pooled map and, when `keep_taps`, the kept taps ([N, OH, OW, C] bytes; else undefined).
+std::pair<at::Tensor, at::Tensor> pool_forward(const at::Tensor& input, const PoolSize& kernel,
+                                               const PoolSize& stride, const PoolSize& padding, bool keep_taps) {
   PoolCall call = describe(input, kernel, stride, padding);
   const int64_t images = input.size(0);
   at::Tensor out = at::empty({images, call.channels, call.out_height, call.out_width},
                              input.options(), at::MemoryFormat::ChannelsLast);
+  at::Tensor taps;
+  if (keep_taps) {
+    taps = at::empty({images, call.out_height, call.out_width, call.channels}, input.options().dtype(at::kByte));
+    call.taps = taps.data_ptr<uint8_t>();
+  }
   call.x = input.data_ptr();
   call.out = out.data_ptr();
-  call.taps = taps.defined() ? taps.data_ptr<uint8_t>() : nullptr;
   const auto forward = host_runners().forward;
   for_each_row_span(
       images, call.out_height,
@@ -118,7 +123,7 @@ at::Tensor pool_forward(const at::Tensor& input, const PoolSize& kernel, const P
         forward(call, image, first_row, last_row, scratch, scratch + call.channels);
       },
       2 * call.channels);
-  return out;
+  return {out, taps};
 }
 
 class MaxPoolFunction : public torch::autograd::Function<MaxPoolFunction> {
@@ -126,11 +131,7 @@ class MaxPoolFunction : public torch::autograd::Function<MaxPoolFunction> {
   static at::Tensor forward(torch::autograd::AutogradContext* context, const at::Tensor& input,
                             const PoolSize& kernel, const PoolSize& stride,
                             const PoolSize& padding) {
-    const int64_t out_height = pooled_size(input.size(2), kernel[0], stride[0], padding[0]);
-    const int64_t out_width = pooled_size(input.size(3), kernel[1], stride[1], padding[1]);
-    const at::Tensor taps = at::empty({input.size(0), out_height, out_width, input.size(1)},
-                                      input.options().dtype(at::kByte));
-    at::Tensor out = pool_forward(input, kernel, stride, padding, taps);
+    auto [out, taps] = pool_forward(input, kernel, stride, padding, /*keep_taps=*/true);
     context->save_for_backward({taps});
     context->saved_data["sizes"] = input.sizes().vec();
     context->saved_data["geometry"] =
@@ -186,7 +187,7 @@ at::Tensor max_pool(const at::Tensor& input, const PoolSize& kernel, const PoolS
   if (input.requires_grad() && at::GradMode::is_enabled()) {
     return MaxPoolFunction::apply(input, kernel, stride, padding);
   }
-  return pool_forward(input, kernel, stride, padding, at::Tensor());
+  return pool_forward(input, kernel, stride, padding, /*keep_taps=*/false).first;
 }
 
 }  // namespace kennel::models

@@ -56,7 +56,7 @@ constexpr std::array<Updater, 3> kUpdaters = {&avx512_adam_kernels::update, &avx
 // Clause 2's test.
 bool updates_in_one_pass(const at::Tensor& param, const at::Tensor& grad, const at::Tensor& exp_avg,
                          const at::Tensor& exp_avg_sq, bool amsgrad) {
-  if (amsgrad || grad.is_sparse() || !param.is_non_overlapping_and_dense()) return false;
+  if (amsgrad || !param.is_non_overlapping_and_dense()) return false;
   for (const at::Tensor* tensor : {&param, &grad, &exp_avg, &exp_avg_sq}) {
     if (tensor->scalar_type() != at::kFloat || !tensor->device().is_cpu() || tensor->sizes() != param.sizes() ||
         tensor->strides() != param.strides()) {
@@ -66,9 +66,15 @@ bool updates_in_one_pass(const at::Tensor& param, const at::Tensor& grad, const 
   return true;
 }
 
-// One step for every parameter of `optimizer`: Adam when !kDecoupled, AdamW when kDecoupled.
+// One step for every parameter of `optimizer` (Adam when !kDecoupled, AdamW when kDecoupled), after the
+// closure, if any, computed the loss it returns (with gradients on, as LibTorch's step runs it).
 template <bool kDecoupled, typename Optimizer, typename Options, typename State>
-void step_parameters(Optimizer& optimizer) {
+torch::Tensor step_parameters(Optimizer& optimizer, const torch::optim::Optimizer::LossClosure& closure) {
+  torch::Tensor loss;
+  if (closure) {
+    at::AutoGradMode enable_grad(true);
+    loss = closure();
+  }
   torch::NoGradGuard no_grad;
   const Updater updater = kUpdaters[static_cast<size_t>(loop_instruction_set())];
   for (auto& group : optimizer.param_groups()) {
@@ -130,28 +136,18 @@ void step_parameters(Optimizer& optimizer) {
       at::parallel_for(0, data.numel(), 16384, [&](int64_t begin, int64_t end) { updater(call, begin, end); });
     }
   }
+  return loss;
 }
 
 }  // namespace
 
 torch::Tensor FusedAdam::step(LossClosure closure) {
-  torch::Tensor loss;
-  if (closure) {
-    at::AutoGradMode enable_grad(true);
-    loss = closure();
-  }
-  step_parameters<false, FusedAdam, torch::optim::AdamOptions, torch::optim::AdamParamState>(*this);
-  return loss;
+  return step_parameters<false, FusedAdam, torch::optim::AdamOptions, torch::optim::AdamParamState>(*this, closure);
 }
 
 torch::Tensor FusedAdamW::step(LossClosure closure) {
-  torch::Tensor loss;
-  if (closure) {
-    at::AutoGradMode enable_grad(true);
-    loss = closure();
-  }
-  step_parameters<true, FusedAdamW, torch::optim::AdamWOptions, torch::optim::AdamWParamState>(*this);
-  return loss;
+  return step_parameters<true, FusedAdamW, torch::optim::AdamWOptions, torch::optim::AdamWParamState>(*this,
+                                                                                                       closure);
 }
 
 }  // namespace kennel::train

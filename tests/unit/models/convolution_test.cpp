@@ -259,31 +259,43 @@ TEST(PixelProduct, EqualsTheConvolutionAndItsGradients) {
   }
 }
 
-// As training runs it (bf16 autocast, a weight and an input that train): convolve() gives the declared
-// output and gradients within bf16's precision, by the route this CPU takes, at stride 1 and 2.
+// A convolution run as training runs it (bf16 autocast, a weight and an input that train), by the
+// declared layer ([0]) and by convolve() ([1]): outputs and gradients in float, and the name of the
+// autograd node convolve()'s output came from (the route it took).
+struct Bf16TrainingRuns {
+  at::Tensor outputs[2], weight_gradients[2], input_gradients[2];
+  std::string convolve_node;
+};
+
+Bf16TrainingRuns run_bf16_training(torch::nn::Conv2d& conv, const at::Tensor& input) {
+  Bf16TrainingRuns runs;
+  for (int run = 0; run < 2; ++run) {
+    conv->zero_grad();
+    const at::Tensor x = input.clone().requires_grad_(true);
+    const train::AutocastScope autocast("bf16", c10::Device(c10::kCPU));
+    const at::Tensor out = run == 0 ? conv->forward(x) : convolve(*conv, x);
+    if (run == 1) runs.convolve_node = out.grad_fn()->name();
+    out.to(at::kFloat).square().sum().backward();
+    runs.outputs[run] = out.to(at::kFloat);
+    runs.weight_gradients[run] = conv->weight.grad().clone();
+    runs.input_gradients[run] = x.grad().clone();
+  }
+  return runs;
+}
+
+// As training runs it: convolve() gives the declared output and gradients within bf16's precision, by
+// the route this CPU takes, at stride 1 and 2.
 TEST(PixelProduct, ConvolveUnderBf16TrainingMatchesTheDeclaredConvolution) {
   torch::manual_seed(5);
   for (int64_t stride : {1, 2}) {
     torch::nn::Conv2d conv(torch::nn::Conv2dOptions(64, 128, 1).stride(stride).bias(false));
     const at::Tensor input = torch::randn({4, 64, 7, 7}).contiguous(at::MemoryFormat::ChannelsLast);
-    at::Tensor outputs[2], weight_gradients[2], input_gradients[2];
-    for (int run = 0; run < 2; ++run) {
-      conv->zero_grad();
-      const at::Tensor x = input.clone().requires_grad_(true);
-      const train::AutocastScope autocast("bf16", c10::Device(c10::kCPU));
-      const at::Tensor out = run == 0 ? conv->forward(x) : convolve(*conv, x);
-      if (run == 1) {
-        // The route taken: clause 6's product ends in the permutation back to [N, C, H, W].
-        const bool product = host_cpu_features().amx_bf16;
-        EXPECT_EQ(out.grad_fn()->name(), product ? "PermuteBackward0" : "ConvolutionBackward0");
-      }
-      out.to(at::kFloat).square().sum().backward();
-      outputs[run] = out.to(at::kFloat);
-      weight_gradients[run] = conv->weight.grad().clone();
-      input_gradients[run] = x.grad().clone();
-    }
-    EXPECT_TRUE(torch::allclose(outputs[0], outputs[1], 2e-2, 5e-2)) << "stride " << stride;
-    for (const at::Tensor* gradients : {weight_gradients, input_gradients}) {
+    const Bf16TrainingRuns runs = run_bf16_training(conv, input);
+    // The route taken: clause 6's product ends in the permutation back to [N, C, H, W].
+    const bool product = host_cpu_features().amx_bf16;
+    EXPECT_EQ(runs.convolve_node, product ? "PermuteBackward0" : "ConvolutionBackward0");
+    EXPECT_TRUE(torch::allclose(runs.outputs[0], runs.outputs[1], 2e-2, 5e-2)) << "stride " << stride;
+    for (const at::Tensor* gradients : {runs.weight_gradients, runs.input_gradients}) {
       EXPECT_TRUE(torch::allclose(gradients[0], gradients[1], 2e-2, 1e-1))
           << "stride " << stride << ": " << (gradients[0] - gradients[1]).abs().max().item<double>() << " of "
           << gradients[0].abs().max().item<double>();
@@ -352,32 +364,19 @@ TEST(ColumnGradients, EqualTheConvolutionAndItsGradients) {
   EXPECT_EQ(checked, 4 * 2 * 2 * 3 + 4 * 2 * 1);
 }
 
-// As training runs it (bf16 autocast, a weight and an input that train), over 512 channels: convolve()
-// gives the declared output and gradients within bf16's precision, by the route this CPU takes.
+// As training runs it, over 512 channels: convolve() gives the declared output and gradients within
+// bf16's precision, by the route this CPU takes.
 TEST(ColumnGradients, ConvolveUnderBf16TrainingMatchesTheDeclaredConvolution) {
   torch::manual_seed(7);
   for (int64_t stride : {1, 2}) {
     torch::nn::Conv2d conv(torch::nn::Conv2dOptions(512, 32, 3).stride(stride).padding(1).bias(false));
     conv->weight.data() = conv->weight.data().contiguous(at::MemoryFormat::ChannelsLast);
     const at::Tensor input = torch::randn({2, 512, 7, 7}).contiguous(at::MemoryFormat::ChannelsLast);
-    at::Tensor outputs[2], weight_gradients[2], input_gradients[2];
-    for (int run = 0; run < 2; ++run) {
-      conv->zero_grad();
-      const at::Tensor x = input.clone().requires_grad_(true);
-      const train::AutocastScope autocast("bf16", c10::Device(c10::kCPU));
-      const at::Tensor out = run == 0 ? conv->forward(x) : convolve(*conv, x);
-      if (run == 1) {
-        const bool columns = host_cpu_features().amx_bf16;
-        EXPECT_EQ(out.grad_fn()->name().find("ColumnGradientsFunction") != std::string::npos, columns)
-            << out.grad_fn()->name();
-      }
-      out.to(at::kFloat).square().sum().backward();
-      outputs[run] = out.to(at::kFloat);
-      weight_gradients[run] = conv->weight.grad().clone();
-      input_gradients[run] = x.grad().clone();
-    }
-    EXPECT_TRUE(torch::allclose(outputs[0], outputs[1], 2e-2, 5e-2)) << "stride " << stride;
-    for (const at::Tensor* gradients : {weight_gradients, input_gradients}) {
+    const Bf16TrainingRuns runs = run_bf16_training(conv, input);
+    const bool columns = host_cpu_features().amx_bf16;
+    EXPECT_EQ(runs.convolve_node.find("ColumnGradientsFunction") != std::string::npos, columns) << runs.convolve_node;
+    EXPECT_TRUE(torch::allclose(runs.outputs[0], runs.outputs[1], 2e-2, 5e-2)) << "stride " << stride;
+    for (const at::Tensor* gradients : {runs.weight_gradients, runs.input_gradients}) {
       const double error = (gradients[0] - gradients[1]).abs().max().item<double>();
       EXPECT_LT(error, 2e-2 * gradients[0].abs().max().item<double>()) << "stride " << stride;
     }

@@ -60,30 +60,29 @@ class FusedAdamKernelsTest : public ::testing::TestWithParam<std::string> {
   std::string original_;
 };
 
-// Clause 3: five steps of Adam, with and without weight decay, as LibTorch's.
-TEST_P(FusedAdamKernelsTest, AdamEqualsLibTorch) {
+// Five steps of `Fused` and of LibTorch's `Declared` from the same parameters and gradients, with and
+// without weight decay: the same parameters.
+template <typename Fused, typename Declared, typename Options>
+void expect_five_steps_like_libtorch(const std::string& name) {
   for (double weight_decay : {0.0, 0.1}) {
     std::vector<at::Tensor> fused_parameters = make_parameters(), declared_parameters = clones(fused_parameters);
-    const auto options = torch::optim::AdamOptions(1e-2).weight_decay(weight_decay);
-    FusedAdam fused(fused_parameters, options);
-    torch::optim::Adam declared(declared_parameters, options);
+    const auto options = Options(1e-2).weight_decay(weight_decay);
+    Fused fused(fused_parameters, options);
+    Declared declared(declared_parameters, options);
     run_steps(fused, fused_parameters, 0, 5);
     run_steps(declared, declared_parameters, 0, 5);
-    expect_same(fused_parameters, declared_parameters, 1e-6, "Adam, weight decay " + std::to_string(weight_decay));
+    expect_same(fused_parameters, declared_parameters, 1e-6, name + ", weight decay " + std::to_string(weight_decay));
   }
+}
+
+// Clause 3 for Adam's coupled decay.
+TEST_P(FusedAdamKernelsTest, AdamEqualsLibTorch) {
+  expect_five_steps_like_libtorch<FusedAdam, torch::optim::Adam, torch::optim::AdamOptions>("Adam");
 }
 
 // Clause 3 for AdamW's decoupled decay.
 TEST_P(FusedAdamKernelsTest, AdamWEqualsLibTorch) {
-  for (double weight_decay : {0.0, 0.1}) {
-    std::vector<at::Tensor> fused_parameters = make_parameters(), declared_parameters = clones(fused_parameters);
-    const auto options = torch::optim::AdamWOptions(1e-2).weight_decay(weight_decay);
-    FusedAdamW fused(fused_parameters, options);
-    torch::optim::AdamW declared(declared_parameters, options);
-    run_steps(fused, fused_parameters, 0, 5);
-    run_steps(declared, declared_parameters, 0, 5);
-    expect_same(fused_parameters, declared_parameters, 1e-6, "AdamW, weight decay " + std::to_string(weight_decay));
-  }
+  expect_five_steps_like_libtorch<FusedAdamW, torch::optim::AdamW, torch::optim::AdamWOptions>("AdamW");
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryInstructionSet, FusedAdamKernelsTest,
